@@ -1,0 +1,88 @@
+"""The export/ format: a JSON model card that names and hashes every file beside it.
+
+    model.json          the card: architecture, classes, preprocessing, threshold, metrics, hashes
+    model.safetensors   the weights, loadable without unpickling anything
+    learner.pkl         fastai's Learner (learn.export), opened only after its hash matches
+    *.png               confusion matrix and top losses from validation
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+CARD_NAME = "model.json"
+WEIGHTS_NAME = "model.safetensors"
+LEARNER_NAME = "learner.pkl"
+FORMAT_VERSION = 1
+DEFAULT_EXPORT = Path(__file__).resolve().parent.parent / "export"
+
+
+class IntegrityError(RuntimeError):
+    """A model file is missing, or its content does not match the model card."""
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_card(export_dir: Path, card: dict[str, Any]) -> dict[str, Any]:
+    """Hash every file in ``export_dir`` into ``card`` and write it as model.json."""
+    export_dir = Path(export_dir)
+    card = dict(card, format_version=FORMAT_VERSION)
+    card["files"] = {
+        p.name: sha256_of(p) for p in sorted(export_dir.iterdir()) if p.is_file() and p.name != CARD_NAME
+    }
+    (export_dir / CARD_NAME).write_text(json.dumps(card, indent=2, sort_keys=False) + "\n")
+    return card
+
+
+def read_card(export_dir: Path) -> dict[str, Any]:
+    path = Path(export_dir) / CARD_NAME
+    try:
+        card = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise IntegrityError(f"{path}: no model card; is {export_dir} an export folder?") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise IntegrityError(f"{path}: model card is not valid JSON ({err})") from None
+    if not isinstance(card, dict) or card.get("format_version") != FORMAT_VERSION:
+        raise IntegrityError(f"{path}: unsupported model card format (expected format_version {FORMAT_VERSION})")
+    if not isinstance(card.get("files"), dict):
+        raise IntegrityError(f"{path}: model card lists no file hashes")
+    return card
+
+
+def verify_file(export_dir: Path, card: dict[str, Any], name: str) -> Path:
+    """The path of ``name`` once its sha256 matches the card; IntegrityError otherwise."""
+    path = Path(export_dir) / name
+    expected = card["files"].get(name)
+    if expected is None:
+        raise IntegrityError(f"{path}: not listed in the model card; refusing to use it")
+    if not path.is_file():
+        raise IntegrityError(f"{path}: missing (the model card lists it)")
+    actual = sha256_of(path)
+    if actual != expected:
+        raise IntegrityError(f"{path}: sha256 {actual[:16]}... does not match the model card ({expected[:16]}...); "
+                             "the file was changed after export, refusing to load it")
+    return path
+
+
+def verify_all(export_dir: Path, card: dict[str, Any] | None = None) -> list[str]:
+    """Problems found when checking every file the card lists (empty when all match)."""
+    try:
+        card = card or read_card(export_dir)
+    except IntegrityError as err:
+        return [str(err)]
+    problems = []
+    for name in card["files"]:
+        try:
+            verify_file(export_dir, card, name)
+        except IntegrityError as err:
+            problems.append(str(err))
+    return problems

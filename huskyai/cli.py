@@ -1,0 +1,151 @@
+"""Command line: python -m huskyai {train,predict,evaluate,verify,serve}."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .backbones import ARCHS, DEFAULT_ARCH
+
+
+def _err(msg: str) -> None:
+    print(f"error: {msg}", file=sys.stderr)
+
+
+def add_train_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, help="folder with one sub-folder per label (husky/, not_husky/)")
+    p.add_argument("--out", default="export", help="export folder to write (default: export)")
+    p.add_argument("--arch", default=DEFAULT_ARCH, choices=sorted(ARCHS), help=f"backbone (default {DEFAULT_ARCH})")
+    p.add_argument("--weights", help="pretrained backbone weights file (e.g. for resnet34 offline)")
+    p.add_argument("--epochs", type=int, default=0,
+                   help="fastai fine-tuning epochs over the whole network after the head is fitted (default 0)")
+    p.add_argument("--lr", type=float, default=1e-4, help="backbone learning rate when fine-tuning (head: 10x)")
+    p.add_argument("--size", type=int, help="input size in pixels (default: the backbone's own)")
+    p.add_argument("--positive", default="husky", help="name of the positive class folder (default: husky)")
+    p.add_argument("--holdout", type=float, default=0.0,
+                   help="fraction of each class kept out of training and reported as a test set")
+    p.add_argument("--valid-pct", type=float, default=0.2, help="validation fraction (default 0.2)")
+    p.add_argument("--seed", type=int, default=42)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from .backbones import BackboneError
+    from .data import DataError
+    from .training import train
+
+    try:
+        train(args.data, args.out, arch=args.arch, epochs=args.epochs, size=args.size, positive=args.positive,
+              holdout=args.holdout, valid_pct=args.valid_pct, seed=args.seed, lr=args.lr, weights=args.weights)
+    except (DataError, BackboneError) as err:
+        _err(str(err))
+        return 1
+    return 0
+
+
+def _load(model_dir: str | None):
+    from . import load
+
+    return load(model_dir)
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    from .images import InvalidImageError
+
+    model = _load(args.model)
+    results, failed = [], 0
+    for f in args.files:
+        try:
+            p = model.predict(Path(f))
+        except InvalidImageError as err:
+            failed += 1
+            results.append({"file": f, "error": str(err)})
+            if not args.json:
+                _err(str(err))
+            continue
+        results.append({"file": f, "label": p.label, "probability": round(p.probability, 6),
+                        "scores": {k: round(v, 6) for k, v in p.scores.items()}})
+        if not args.json:
+            print(f"{f}\t{p.label}\t{p.probability:.3f}")
+    if args.json:
+        print(json.dumps(results, indent=2))
+    return 1 if failed else 0
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from .evaluation import evaluate
+    from .metrics import format_metrics
+
+    model = _load(args.model)
+    result = evaluate(model, args.data, report=lambda msg: print(msg, file=sys.stderr))
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(format_metrics(result))
+        for e in result["errors"]:
+            print(f"  wrong: {e['file']}  truth={e['truth']}  predicted={e['predicted']}  p={e['probability']:.3f}")
+    return 0
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    from .artifacts import DEFAULT_EXPORT, verify_all
+
+    folder = Path(args.dir) if args.dir else DEFAULT_EXPORT
+    problems = verify_all(folder)
+    for p in problems:
+        print(f"FAIL {p}")
+    if not problems:
+        print(f"OK   every file in {folder} matches its model card")
+    return 1 if problems else 0
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from .ui import launch
+
+    launch(model_dir=args.model, host=args.host, port=args.port)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m huskyai", description="Husky AI: is this a husky?")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train on a photo folder and export a model")
+    add_train_arguments(p)
+    p.set_defaults(run=run_train)
+
+    p = sub.add_parser("predict", help="classify photos")
+    p.add_argument("files", nargs="+")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--model", help="export folder (default: the shipped model)")
+    p.set_defaults(run=run_predict)
+
+    p = sub.add_parser("evaluate", help="score the model on a folder-per-label photo set")
+    p.add_argument("data")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--model", help="export folder (default: the shipped model)")
+    p.set_defaults(run=run_evaluate)
+
+    p = sub.add_parser("verify", help="check every model file against the model card's hashes")
+    p.add_argument("dir", nargs="?", help="export folder (default: the shipped model)")
+    p.set_defaults(run=run_verify)
+
+    p = sub.add_parser("serve", help="run the web app")
+    p.add_argument("--model", help="export folder (default: the shipped model)")
+    p.add_argument("--host", default=None, help="default 127.0.0.1 (or GRADIO_SERVER_NAME)")
+    p.add_argument("--port", type=int, default=None, help="default 7860 (or GRADIO_SERVER_PORT)")
+    p.set_defaults(run=run_serve)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .artifacts import IntegrityError
+    from .data import DataError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (IntegrityError, DataError) as err:
+        _err(str(err))
+        return 1

@@ -1,0 +1,106 @@
+"""Shared fixtures: photos that may ship (scikit-image's), generated bad files, one tiny trained model."""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_HUSKIES = ROOT.parent / "shared" / "data" / "huskies"
+EXPORT = ROOT / "export"
+sys.path.insert(0, str(ROOT))
+
+
+def skimage_photo(name: str) -> Image.Image:
+    from skimage import data
+
+    arr = getattr(data, name)()
+    if arr.ndim == 2:
+        arr = np.stack([arr] * 3, -1)
+    return Image.fromarray(arr[..., :3].astype(np.uint8))
+
+
+def jpeg_bytes(img: Image.Image, **kwargs) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=90, **kwargs)
+    return buf.getvalue()
+
+
+def png_bomb_bytes(width: int = 20000, height: int = 20000) -> bytes:
+    """A small, valid-looking PNG whose header claims ``width`` x ``height`` pixels."""
+    raw = zlib.compress(b"\x00" * (1 + width) * 4, 9)  # a few rows; the header is what matters
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", raw) + chunk(b"IEND", b"")
+
+
+def bad_files() -> dict[str, bytes]:
+    """Files every part of Husky AI must refuse with a clear message."""
+    good = jpeg_bytes(skimage_photo("astronaut"))
+    return {
+        "text.jpg": b"this is not a photo, just text with a .jpg name\n",
+        "truncated.jpg": good[: len(good) // 3],
+        "empty.jpg": b"",
+        "tiny.png": _png(Image.new("RGB", (1, 1), "white")),
+        "bomb.png": png_bomb_bytes(),
+    }
+
+
+def _png(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def make_toy_dataset(root: Path, n_per_class: int = 12, size: int = 96) -> Path:
+    """Two classes anyone can tell apart: crops of skimage's cat ('husky') and of its coffee cup."""
+    rng = np.random.default_rng(0)
+    for label, photo in (("husky", "chelsea"), ("not_husky", "coffee")):
+        src = skimage_photo(photo)
+        (root / label).mkdir(parents=True, exist_ok=True)
+        for i in range(n_per_class):
+            w, h = src.size
+            s = int(min(w, h) * rng.uniform(0.6, 1.0))
+            x, y = rng.integers(0, w - s + 1), rng.integers(0, h - s + 1)
+            img = src.crop((x, y, x + s, y + s)).resize((size, size))
+            if i % 2:
+                img = img.transpose(Image.FLIP_LEFT_RIGHT)
+            img.save(root / label / f"{label}_{i:02d}.jpg", quality=90)
+    return root
+
+
+@pytest.fixture(scope="session")
+def toy_data(tmp_path_factory) -> Path:
+    return make_toy_dataset(tmp_path_factory.mktemp("toy"))
+
+
+@pytest.fixture(scope="session")
+def toy_export(tmp_path_factory, toy_data) -> Path:
+    """A real fastai training run on the toy set (about 20 s): head fit plus one fine-tuning epoch."""
+    from huskyai.training import train
+
+    out = tmp_path_factory.mktemp("toy_export")
+    train(toy_data, out, epochs=1, size=96, valid_pct=0.25, report=lambda msg: None)
+    return out
+
+
+@pytest.fixture(scope="session")
+def shipped():
+    import huskyai
+
+    return huskyai.load()
+
+
+def python_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    return env

@@ -1,0 +1,106 @@
+"""Real fastai training on a tiny set, the export format, and bad training folders."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from conftest import bad_files, make_toy_dataset, skimage_photo
+from huskyai import artifacts
+from huskyai.data import DataError, scan
+
+
+def test_export_holds_every_artifact_hashed_in_the_card(toy_export):
+    card = json.loads((toy_export / "model.json").read_text())
+    assert set(card["files"]) == {"learner.pkl", "model.safetensors", "confusion_matrix.png", "top_losses.png"}
+    assert artifacts.verify_all(toy_export) == []
+    for key in ("arch", "classes", "positive_class", "input_size", "resize", "normalization",
+                "decision_threshold", "metrics", "training", "versions", "format_version"):
+        assert key in card, key
+    assert card["classes"] == ["not_husky", "husky"] and card["positive_class"] == "husky"
+    assert len(card["training"]["data_fingerprint"]) == 64
+    assert set(card["metrics"]["validation"]) >= {"accuracy", "precision", "recall", "f1", "confusion"}
+    assert (toy_export / "confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_toy_model_learned_its_two_classes(toy_export, toy_data):
+    import huskyai
+
+    model = huskyai.load(toy_export)
+    preds = model.predict_batch(sorted(toy_data.glob("*/*.jpg")))
+    truth = [p.parent.name for p in sorted(toy_data.glob("*/*.jpg"))]
+    assert np.mean([p.label == t for p, t in zip(preds, truth)]) >= 0.9
+    assert model.predict(skimage_photo("chelsea")).label == "husky"
+    assert model.predict(skimage_photo("coffee")).label == "not_husky"
+
+
+def test_predictor_matches_the_fastai_learner(toy_export, toy_data):
+    """Same probabilities as fastai's own learn.predict, from the no-pickle weights."""
+    from fastai.vision.all import load_learner
+
+    import huskyai
+
+    model = huskyai.load(toy_export)
+    learn = load_learner(toy_export / "learner.pkl")
+    photos = sorted(toy_data.glob("*/*.jpg"))[::4] + [skimage_photo("astronaut"), skimage_photo("rocket")]
+    for photo in photos:
+        ours = model.predict(photo)
+        with learn.no_bar():
+            _, _, probs = learn.predict(photo)
+        theirs = dict(zip(learn.dls.vocab, probs.tolist()))
+        for cls in model.classes:
+            assert abs(ours.scores[cls] - theirs[cls]) < 1e-4, (photo, ours.scores, theirs)
+
+
+def test_corrupt_files_are_reported_and_skipped(tmp_path):
+    data = make_toy_dataset(tmp_path / "data", n_per_class=4, size=64)
+    for name, content in bad_files().items():
+        (data / "husky" / name).write_bytes(content)
+    (data / "not_husky" / "README.txt").write_text("notes")
+    messages = []
+    photos = scan(data, report=messages.append)
+    assert photos.counts() == {"not_husky": 4, "husky": 4}
+    skipped = {p.name for p, _ in photos.skipped}
+    assert skipped == set(bad_files()) | {"README.txt"}
+    assert all(any(name in m for m in messages) for name in skipped)
+
+
+@pytest.mark.parametrize("layout,message", [
+    ("missing", "no such folder"),
+    ("single", "only one class"),
+    ("no_positive", "no 'husky/' folder"),
+    ("empty_class", "no usable photos in not_husky/"),
+    ("only_bad", "no usable photos in husky/"),
+])
+def test_unusable_folders_are_refused_clearly(tmp_path, layout, message):
+    data = make_toy_dataset(tmp_path / "data", n_per_class=2, size=64)
+    if layout == "missing":
+        data = tmp_path / "nowhere"
+    elif layout == "single":
+        shutil.rmtree(data / "not_husky")
+    elif layout == "no_positive":
+        (data / "husky").rename(data / "dogs")
+    elif layout == "empty_class":
+        shutil.rmtree(data / "not_husky")
+        (data / "not_husky").mkdir()
+    elif layout == "only_bad":
+        shutil.rmtree(data / "husky")
+        (data / "husky").mkdir()
+        for name, content in bad_files().items():
+            (data / "husky" / name).write_bytes(content)
+    with pytest.raises(DataError, match=message):
+        scan(data, report=lambda m: None)
+
+
+def test_holdout_split_is_deterministic_and_per_class(toy_data):
+    from huskyai.data import split_holdout
+
+    photos = scan(toy_data, report=lambda m: None)
+    kept, held = split_holdout(photos, 0.25)
+    kept2, held2 = split_holdout(photos, 0.25)
+    assert [s.path for s in held] == [s.path for s in held2]
+    assert sum(s.label == "husky" for s in held) == 3 and sum(s.label == "not_husky" for s in held) == 3
+    assert not {s.path for s in kept} & {s.path for s in held}
