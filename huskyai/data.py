@@ -75,7 +75,8 @@ def _bucket(sample: Sample, salt: str) -> float:
     return int.from_bytes(h[:8], "big") / 2**64
 
 
-def split_holdout(photo_set: PhotoSet, fraction: float, salt: str = "huskyai-holdout") -> tuple[list[Sample], list[Sample]]:
+def split_holdout(photo_set: PhotoSet, fraction: float,
+                  salt: str = "huskyai-holdout") -> tuple[list[Sample], list[Sample]]:
     """(kept, held out): a deterministic, per-class split by file name, for an honest test set."""
     if fraction <= 0:
         return list(photo_set.samples), []

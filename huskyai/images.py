@@ -11,17 +11,16 @@ import os
 import struct
 import warnings
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF")  # Pillow reads phones' MPO files as JPEG
 MAX_FILE_BYTES = 20 * 1024 * 1024
-MAX_PIXELS = 40_000_000  # a 20000x20000 "bomb" is 400 MP; a 48 MP phone photo is 8000x6000
+MAX_PIXELS = 64_000_000  # a 48 MP phone photo (8000x6000) passes; a 20000x20000 "bomb" (400 MP) does not
 MIN_SIDE = 16  # smaller than this carries nothing a 224 px model can use
 
-ImageInput = Union[str, os.PathLike, bytes, bytearray, Image.Image, np.ndarray]
+ImageInput = str | os.PathLike | bytes | bytearray | Image.Image | np.ndarray
 
 
 class InvalidImageError(ValueError):

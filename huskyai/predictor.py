@@ -101,7 +101,6 @@ class Predictor:
 
 
 def _load_torch_model(arch: str, n_classes: int, weights: Path):
-    import torch
     from safetensors.torch import load_file
 
     from .model import build_model

@@ -25,13 +25,26 @@ matplotlib.use("Agg")  # plots go to files; no display on servers and CI
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
 import torch  # noqa: E402
 from fastai.vision.all import (  # noqa: E402
-    Callback, CategoryBlock, ClassificationInterpretation, CrossEntropyLossFlat, DataBlock, ImageBlock,
-    IndexSplitter, Learner, Normalize, PILImage, Resize, TrainEvalCallback, accuracy, aug_transforms, params,
+    Callback,
+    CategoryBlock,
+    ClassificationInterpretation,
+    CrossEntropyLossFlat,
+    DataBlock,
+    ImageBlock,
+    IndexSplitter,
+    Learner,
+    Normalize,
+    PILImage,
+    Resize,
+    TrainEvalCallback,
+    accuracy,
+    aug_transforms,
+    params,
 )
 from fastprogress.fastprogress import progress_bar  # noqa: E402
+from PIL import Image  # noqa: E402
 
 from . import artifacts  # noqa: E402
 from .backbones import DEFAULT_ARCH, get_arch, load_pretrained  # noqa: E402

@@ -1,0 +1,140 @@
+"""The Gradio page and API: drop a photo, get "Husky, 97%".
+
+Uploads reach huskyai's own hardened decoder as raw bytes (gradio's stock Image component would
+decode them with PIL first, and a bad file would surface as a bare "Error"), and each upload is
+deleted from gradio's cache as soon as it has been read.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+
+from .images import MAX_FILE_BYTES, InvalidImageError
+from .predictor import Predictor, load
+
+EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
+UPLOAD_LIMIT = "10mb"
+
+
+@dataclass(frozen=True)
+class Upload:
+    data: bytes
+    name: str
+
+
+class PhotoInput(gr.Image):
+    """gr.Image on the page; on the server it hands over the uploaded bytes, undecoded."""
+
+    def get_block_name(self) -> str:
+        return "image"  # keep the stock image frontend
+
+    def preprocess(self, payload) -> Upload | None:
+        if payload is None:
+            return None
+        name = Path(payload.orig_name or "upload").name
+        if payload.url and payload.url.startswith("data:"):  # pasted or webcam images may arrive inline
+            encoded = payload.url.split(",", 1)[-1]
+            if len(encoded) > MAX_FILE_BYTES * 4 // 3 + 4:
+                raise gr.Error(f"{name}: the image is larger than the upload limit")
+            return Upload(base64.b64decode(encoded), name)
+        if payload.path is None:
+            return None
+        path = Path(payload.path)
+        try:
+            if path.stat().st_size > MAX_FILE_BYTES:
+                raise gr.Error(f"{name}: the file is larger than the upload limit")
+            data = path.read_bytes()
+        except OSError:
+            raise gr.Error(f"{name}: the upload is no longer on the server; please upload it again") from None
+        if _is_disposable_upload(path, self):
+            path.unlink(missing_ok=True)  # uploads are not kept after the answer
+        return Upload(data, name)
+
+
+def _is_disposable_upload(path: Path, component: gr.components.Component) -> bool:
+    """True for a user's upload in gradio's cache; never for example photos or files elsewhere."""
+    cache = Path(component.GRADIO_CACHE).resolve()
+    resolved = path.resolve()
+    return cache in resolved.parents and str(path) not in component.keep_in_cache \
+        and str(resolved) not in component.keep_in_cache
+
+
+def verdict(pred, positive: str) -> str:
+    is_pos = pred.label == positive
+    confidence = pred.probability if is_pos else 1 - pred.probability
+    title = positive.replace("_", " ").capitalize() if is_pos else f"Not a {positive.replace('_', ' ')}"
+    return f"{title}, {confidence:.0%}"
+
+
+def model_card_markdown(model: Predictor) -> str:
+    card = model.card
+    training = card.get("training", {})
+    lines = [
+        f"**Architecture:** `{card['arch']}` ({card['input_size']} px), ImageNet-pretrained, with a husky head.",
+        f"**Trained on:** {', '.join(f'{n} {c}' for c, n in training.get('counts', {}).items())} photos "
+        f"(data fingerprint `{training.get('data_fingerprint', '?')[:16]}`).",
+    ]
+    for split, m in card.get("metrics", {}).items():
+        lines.append(f"**{split.capitalize()}** ({m['n']} photos): accuracy {m['accuracy']:.3f}, "
+                     f"precision {m['precision']:.3f}, recall {m['recall']:.3f}, F1 {m['f1']:.3f}.")
+    lines.append(f"**Model sha256:** `{model.model_sha256}`")
+    lines.append(f"**Created:** {card.get('created', '?')}; verified against its card when loaded.")
+    return "\n\n".join(lines)
+
+
+def build_demo(model: Predictor | None = None) -> gr.Blocks:
+    model = model or load(os.environ.get("HUSKYAI_MODEL") or None)
+    positive = model.positive
+
+    def classify(upload: Upload | None) -> tuple[dict[str, float], str]:
+        if upload is None:
+            raise gr.Error("Drop a photo on the image box first.")
+        try:
+            pred = model.predict(upload.data)
+        except InvalidImageError as err:
+            raise gr.Error(str(err).replace("image:", f"{upload.name}:", 1)) from None
+        return pred.scores, verdict(pred, positive)
+
+    with gr.Blocks(title="Husky AI", analytics_enabled=False, delete_cache=(300, 300)) as demo:
+        gr.Markdown("# Husky AI\nIs this a husky? Drop a photo, paste one, or use your webcam.")
+        with gr.Row(equal_height=False):
+            with gr.Column(min_width=280):
+                photo = PhotoInput(label="Photo", sources=["upload", "clipboard", "webcam"], height=360)
+                button = gr.Button("Is it a husky?", variant="primary")
+            with gr.Column(min_width=280):
+                answer = gr.Markdown("Waiting for a photo", elem_id="verdict")
+                scores = gr.Label(label="Confidence", num_top_classes=len(model.classes))
+        examples = sorted(EXAMPLES_DIR.glob("*.jpg"))
+        if examples:
+            gr.Examples([[str(p)] for p in examples], inputs=photo, label="Examples (scikit-image photos)")
+        with gr.Accordion("Model card", open=False):
+            gr.Markdown(model_card_markdown(model))
+            plot = model.export_dir / "confusion_matrix.png"
+            if plot.is_file():
+                gr.Image(str(plot), label="Validation confusion matrix", interactive=False, height=300)
+        # the button is the public API (/predict); a fresh upload answers at once, privately
+        button.click(classify, inputs=photo, outputs=[scores, answer], api_name="predict")
+        photo.upload(classify, inputs=photo, outputs=[scores, answer], api_visibility="private")
+    demo.queue(default_concurrency_limit=2, max_size=64)
+    return demo
+
+
+CSS = "#verdict p { font-size: 2rem; font-weight: 700; margin: 0.4em 0; }"
+
+
+def launch(model_dir: str | None = None, host: str | None = None, port: int | None = None) -> None:
+    demo = build_demo(load(model_dir) if model_dir else None)
+    demo.launch(
+        server_name=host or os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+        server_port=port or int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
+        max_file_size=UPLOAD_LIMIT,
+        enable_monitoring=False,
+        show_error=False,
+        ssr_mode=False,
+        css=CSS,
+    )

@@ -1,0 +1,191 @@
+"""The real app on a loopback port: gradio_client calls, bad uploads, odd images, upload hygiene."""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import ROOT, SHARED_HUSKIES, bad_files, jpeg_bytes, python_env, skimage_photo
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_http(url: str, proc: subprocess.Popen, timeout: float = 180) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"app exited with {proc.returncode}:\n{proc.stdout.read()}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise TimeoutError(f"{url} not up after {timeout} s")
+
+
+@pytest.fixture(scope="session")
+def app_server(tmp_path_factory):
+    """``python app.py`` exactly as a user runs it, on a free loopback port."""
+    port = free_port()
+    cache = tmp_path_factory.mktemp("gradio_cache")
+    env = python_env() | {"GRADIO_SERVER_PORT": str(port), "GRADIO_TEMP_DIR": str(cache),
+                          "GRADIO_ANALYTICS_ENABLED": "False"}
+    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        wait_for_http(url, proc)
+        yield {"url": url, "cache": cache, "proc": proc}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="session")
+def client(app_server):
+    from gradio_client import Client
+
+    return Client(app_server["url"], verbose=False)
+
+
+def call(client, path: Path):
+    from gradio_client import handle_file
+
+    return client.predict(handle_file(str(path)), api_name="/predict")
+
+
+def test_api_answers_with_label_confidences_and_verdict(client, tmp_path, shipped):
+    cat = tmp_path / "cat.jpg"
+    cat.write_bytes(jpeg_bytes(skimage_photo("chelsea")))
+    label, verdict = call(client, cat)
+    assert label["label"] == "not_husky"
+    confidences = {c["label"]: c["confidence"] for c in label["confidences"]}
+    assert set(confidences) == {"husky", "not_husky"}
+    assert abs(confidences["husky"] - shipped.predict(cat).probability) < 1e-6
+    assert verdict.startswith("Not a husky, ") and verdict.endswith("%")
+
+
+@pytest.mark.skipif(not SHARED_HUSKIES.is_dir(), reason="needs ../shared/data/huskies")
+def test_api_recognises_a_husky(client, shipped):
+    photo = next(p for p in sorted((SHARED_HUSKIES / "husky").glob("*.jpg")) if shipped.predict(p).probability > 0.9)
+    label, verdict = call(client, photo)
+    assert label["label"] == "husky" and verdict.startswith("Husky, ")
+
+
+@pytest.mark.parametrize("name,message", [
+    ("text.jpg", "not a supported image"),
+    ("truncated.jpg", "truncated"),
+    ("bomb.png", "megapixels"),
+    ("empty.jpg", "empty"),
+])
+def test_bad_uploads_get_a_clear_message_and_the_server_keeps_serving(client, tmp_path, name, message):
+    from gradio_client.exceptions import AppError
+
+    bad = tmp_path / name
+    bad.write_bytes(bad_files()[name])
+    with pytest.raises(AppError, match=message):
+        call(client, bad)
+    good = tmp_path / "coffee.jpg"
+    good.write_bytes(jpeg_bytes(skimage_photo("coffee")))
+    assert call(client, good)[0]["label"] == "not_husky"
+
+
+def test_upload_over_the_limit_is_refused(client, tmp_path):
+    big = tmp_path / "big.png"
+    rng = np.random.default_rng(1)
+    Image.fromarray(rng.integers(0, 256, (2200, 2200, 3), dtype=np.uint8)).save(big)  # ~14.5 MB of noise
+    assert big.stat().st_size > 10 * 1024 * 1024
+    with pytest.raises(Exception, match="(?i)size|large|limit"):
+        call(client, big)
+
+
+def odd_images() -> dict[str, bytes]:
+    cat = skimage_photo("chelsea")
+    out = {}
+    frames = [cat, cat.rotate(90), cat.rotate(180)]
+    buf = io.BytesIO()
+    frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:])
+    out["animated.gif"] = buf.getvalue()
+    buf = io.BytesIO()
+    rgba = cat.convert("RGBA")
+    rgba.putalpha(200)
+    rgba.save(buf, "PNG")
+    out["rgba.png"] = buf.getvalue()
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(cat.convert("L")).astype(np.uint16) * 257).save(buf, "PNG")
+    out["grey16.png"] = buf.getvalue()
+    buf = io.BytesIO()
+    cat.convert("CMYK").save(buf, "JPEG")
+    out["cmyk.jpg"] = buf.getvalue()
+    exif = Image.Exif()
+    exif[0x0112] = 8  # stored rotated; the viewer must turn it back
+    out["exif_rotated.jpg"] = jpeg_bytes(cat.rotate(-90, expand=True), exif=exif.tobytes())
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(odd_images()))
+def test_odd_but_valid_images_get_the_right_answer(client, tmp_path, shipped, name):
+    path = tmp_path / name
+    path.write_bytes(odd_images()[name])
+    label, _ = call(client, path)
+    expected = shipped.predict(path.read_bytes())
+    confidences = {c["label"]: c["confidence"] for c in label["confidences"]}
+    assert abs(confidences["husky"] - expected.probability) < 1e-6
+    assert label["label"] == "not_husky"
+    upright = shipped.predict(skimage_photo("chelsea")).probability
+    if name == "exif_rotated.jpg":  # turned upright, it is the same photo as the plain cat
+        assert abs(expected.probability - upright) < 0.05
+
+
+def test_uploads_are_not_kept(app_server, client, tmp_path):
+    photo = tmp_path / "private_photo.jpg"
+    photo.write_bytes(jpeg_bytes(skimage_photo("astronaut")))
+    call(client, photo)
+    kept = [p for p in Path(app_server["cache"]).rglob("*") if p.is_file()]
+    assert not [p for p in kept if p.name == "private_photo.jpg"]
+    shipped_names = {p.name for p in (ROOT / "examples").glob("*")} | {"confusion_matrix.png"}
+    assert {p.name for p in kept} <= shipped_names, kept
+
+
+def test_no_monitoring_or_flagging_endpoints(app_server):
+    for path in ("monitoring", "gradio_api/monitoring"):
+        try:
+            with urllib.request.urlopen(app_server["url"] + path, timeout=5) as r:
+                assert r.status != 200 or b"monitoring" not in r.read().lower()
+        except urllib.error.HTTPError as err:
+            assert err.code in (401, 403, 404)
+    with urllib.request.urlopen(app_server["url"] + "config", timeout=5) as r:
+        assert b"flag" not in r.read().lower()
+
+
+def test_spaces_front_matter_matches_what_is_installed():
+    import gradio
+
+    text = (ROOT / "README.md").read_text()
+    assert text.startswith("---\n")
+    front = dict(line.split(": ", 1) for line in text.split("---\n")[1].strip().splitlines())
+    assert front["sdk"] == "gradio" and front["app_file"] == "app.py"
+    assert front["sdk_version"] == gradio.__version__
+    for key in ("title", "emoji", "license"):
+        assert front.get(key)
+    requirements = (ROOT / "requirements.txt").read_text()
+    assert f"gradio=={gradio.__version__}" in requirements
+    assert os.path.isfile(ROOT / front["app_file"])

@@ -1,0 +1,130 @@
+"""The model in export/: what a fresh clone gets."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import EXPORT, ROOT, SHARED_HUSKIES, python_env, skimage_photo
+
+
+def test_backbone_weights_are_really_imagenet_pretrained():
+    import torch
+
+    from huskyai.backbones import load_pretrained
+    from huskyai.predictor import centre_crop_resize
+
+    net = load_pretrained("tf_efficientnet_lite0")
+    img = centre_crop_resize(skimage_photo("chelsea"), 224)
+    x = (torch.from_numpy(np.asarray(img, dtype=np.float32)).permute(2, 0, 1) / 255 - 0.5) / 0.5
+    with torch.no_grad():
+        top5 = net(x[None]).topk(5).indices[0].tolist()
+    assert set(top5) & {281, 282, 283, 284, 285}, top5  # ImageNet's domestic cat classes
+
+
+def test_resnet_offline_fails_with_one_clear_line(tmp_path, monkeypatch):
+    from huskyai.backbones import BackboneError, load_pretrained
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # an empty cache: a download is the only way
+    with pytest.raises(BackboneError, match="--weights FILE"):
+        load_pretrained("resnet34")
+
+
+def test_resnet_from_a_weights_file(tmp_path):
+    import torch
+
+    from huskyai.backbones import create_backbone, load_pretrained
+
+    reference = create_backbone("resnet18")
+    torch.save(reference.state_dict(), tmp_path / "resnet18.pth")
+    loaded = load_pretrained("resnet18", tmp_path / "resnet18.pth")
+    assert torch.equal(loaded.fc.weight, reference.fc.weight)
+
+
+@pytest.mark.parametrize("photo", ["chelsea", "coffee", "astronaut", "rocket"])
+def test_shipped_model_says_not_husky_to_skimage_photos(shipped, photo):
+    pred = shipped.predict(skimage_photo(photo))
+    assert pred.label == "not_husky" and pred.probability < 0.5, pred
+    assert abs(sum(pred.scores.values()) - 1) < 1e-5
+
+
+def test_all_input_kinds_give_the_same_answer(shipped, tmp_path):
+    img = skimage_photo("chelsea")
+    path = tmp_path / "cat.png"
+    img.save(path)
+    answers = [shipped.predict(x).probability for x in (img, np.asarray(img), path, str(path), path.read_bytes())]
+    assert max(answers) - min(answers) < 1e-6
+    batch = shipped.predict_batch([img, skimage_photo("coffee")] * 20)
+    assert len(batch) == 40 and abs(batch[0].probability - answers[0]) < 1e-5
+
+
+def test_invalid_input_raises_the_documented_error(shipped):
+    import huskyai
+
+    with pytest.raises(huskyai.InvalidImageError, match="not a supported image"):
+        shipped.predict(b"plain text")
+    with pytest.raises(huskyai.InvalidImageError):
+        shipped.predict(None)
+
+
+def test_serving_imports_neither_fastai_nor_pickle_loading():
+    code = ("import sys, huskyai; m = huskyai.load(); m.predict(b'' + open(sys.argv[1], 'rb').read()); "
+            "print(sorted(k for k in sys.modules if k.split('.')[0] in ('fastai', 'fastcore')))")
+    img = ROOT / "tests" / "_tmp_cat.jpg"
+    skimage_photo("chelsea").save(img)
+    try:
+        out = subprocess.run([sys.executable, "-c", code, str(img)], capture_output=True, text=True,
+                             env=python_env(), timeout=300, check=True).stdout
+    finally:
+        img.unlink()
+    assert out.strip() == "[]"
+
+
+def _varied_photos() -> list:
+    """A dozen photos of different sizes, aspect ratios and modes."""
+    photos = [skimage_photo(n) for n in ("chelsea", "coffee", "astronaut", "rocket")]
+    photos.append(skimage_photo("chelsea").resize((97, 311)))
+    photos.append(skimage_photo("coffee").resize((1200, 230)))
+    photos.append(skimage_photo("astronaut").convert("L"))
+    photos.append(skimage_photo("rocket").convert("P"))
+    photos.append(Image.fromarray(np.random.default_rng(0).integers(0, 256, (333, 257, 3), dtype=np.uint8)))
+    photos.append(skimage_photo("chelsea").crop((10, 10, 250, 250)))
+    if SHARED_HUSKIES.is_dir():
+        photos += [sorted((SHARED_HUSKIES / "husky").glob("*.jpg"))[i] for i in (0, 7)]
+    else:
+        photos += [skimage_photo("coffee").rotate(30), skimage_photo("astronaut").resize((224, 224))]
+    return photos
+
+
+def test_shipped_predictor_matches_the_fastai_learner():
+    from fastai.vision.all import load_learner
+
+    import huskyai
+
+    model = huskyai.load()
+    learn = load_learner(EXPORT / "learner.pkl")
+    for photo in _varied_photos():
+        ours = model.predict(photo)
+        with learn.no_bar():
+            _, _, probs = learn.predict(photo)
+        for cls, p in zip(learn.dls.vocab, probs.tolist()):
+            assert abs(ours.scores[cls] - p) < 1e-4
+
+
+@pytest.mark.skipif(not SHARED_HUSKIES.is_dir(), reason="needs ../shared/data/huskies")
+def test_shipped_model_on_its_held_out_photos(shipped):
+    card = json.loads((EXPORT / "model.json").read_text())
+    held = card["training"]["holdout_files"]
+    assert len(held) >= 150
+    paths = [SHARED_HUSKIES / f for f in held]
+    preds = shipped.predict_batch(paths)
+    from huskyai.metrics import binary_metrics
+
+    m = binary_metrics([p.parent.name == "husky" for p in paths], [p.label == "husky" for p in preds])
+    assert m == card["metrics"]["holdout"]  # the card tells the truth about these photos
+    assert m["accuracy"] >= 0.95 and m["recall"] >= 0.90
