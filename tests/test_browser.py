@@ -1,0 +1,90 @@
+"""A person's view: Debian's chromium, driven by Playwright, drops photos on the real app."""
+
+from __future__ import annotations
+
+import base64
+import os
+
+import pytest
+
+from conftest import ROOT, bad_files, jpeg_bytes, skimage_photo
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = ROOT / "test-artifacts"
+pytestmark = pytest.mark.skipif(
+    not os.path.exists(CHROMIUM) and os.environ.get("CI") != "true",
+    reason="needs Debian's chromium (apt-get install chromium); tests/run.sh installs it",
+)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run"])
+        yield b
+        b.close()
+
+
+def drop_file(page, data: bytes, name: str, mime: str) -> None:
+    """Drag-and-drop as a person does: dragenter, dragover and drop with a DataTransfer."""
+    page.evaluate(
+        """([b64, name, mime]) => {
+            const bytes = Uint8Array.from(atob(b64), c => c.charCodeAt(0));
+            const dt = new DataTransfer();
+            dt.items.add(new File([bytes], name, {type: mime}));
+            const target = document.querySelector('[data-testid="image"] button.upload-container');
+            for (const type of ['dragenter', 'dragover', 'drop']) {
+                target.dispatchEvent(new DragEvent(type, {bubbles: true, cancelable: true, dataTransfer: dt}));
+            }
+        }""",
+        [base64.b64encode(data).decode(), name, mime],
+    )
+
+
+def test_drop_a_photo_and_read_the_verdict(browser, app_server):
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    page.goto(app_server["url"])
+    page.wait_for_selector('[data-testid="image"] button.upload-container', timeout=60_000)
+    drop_file(page, jpeg_bytes(skimage_photo("chelsea")), "cat.jpg", "image/jpeg")
+    page.wait_for_selector('[data-testid="image"] img', timeout=30_000)
+    verdict = page.locator("#verdict")
+    verdict.get_by_text("Not a husky").wait_for(timeout=30_000)
+    assert "%" in verdict.inner_text()
+    top = page.locator('[data-testid="label-output-value"]').inner_text()
+    assert "not_husky" in top
+    page.screenshot(path=str(ARTIFACTS / "drop_verdict.png"), full_page=True)
+    page.close()
+
+
+def test_bad_upload_shows_a_message_in_the_page(browser, app_server, tmp_path):
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    page.goto(app_server["url"])
+    page.wait_for_selector('[data-testid="image"] input[type="file"]', state="attached", timeout=60_000)
+    bad = tmp_path / "notes.jpg"
+    bad.write_bytes(bad_files()["text.jpg"])
+    page.set_input_files('[data-testid="image"] input[type="file"]', str(bad))
+    toast = page.locator('[data-testid="toast-body"]')
+    toast.first.wait_for(timeout=30_000)
+    page.wait_for_function(
+        """() => { const t = document.querySelector('[data-testid="toast-body"]');
+                   return t && getComputedStyle(t).opacity === '1'; }""", timeout=10_000)
+    assert "not a supported image" in toast.first.inner_text()
+    page.screenshot(path=str(ARTIFACTS / "bad_upload_toast.png"))
+    page.close()
+
+
+def test_readable_on_a_phone(browser, app_server):
+    page = browser.new_page(viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True)
+    page.goto(app_server["url"])
+    page.wait_for_selector('[data-testid="image"]', timeout=60_000)
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390 + 1  # no sideways scrolling
+    box = page.locator('[data-testid="image"]').bounding_box()
+    assert box["width"] >= 300  # the drop zone spans the screen
+    page.screenshot(path=str(ARTIFACTS / "phone.png"), full_page=True)
+    page.close()
