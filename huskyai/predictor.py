@@ -6,14 +6,18 @@ scale to [0, 1], normalise), so probabilities match ``learn.predict`` on the sam
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from . import artifacts
+from .engine import create_engine
 from .images import ImageInput, load_image
 
 
@@ -40,7 +44,7 @@ def centre_crop_resize(img: Image.Image, size: int) -> Image.Image:
 class Predictor:
     """A loaded Husky AI model. Use :func:`huskyai.load` to get one."""
 
-    def __init__(self, export_dir: str | Path | None = None):
+    def __init__(self, export_dir: str | Path | None = None, engine: str = "auto"):
         self.export_dir = Path(export_dir) if export_dir else artifacts.DEFAULT_EXPORT
         self.card = artifacts.read_card(self.export_dir)
         weights = artifacts.verify_file(self.export_dir, self.card, artifacts.WEIGHTS_NAME)
@@ -52,7 +56,8 @@ class Predictor:
         self._mean = np.array(norm["mean"], dtype=np.float32).reshape(3, 1, 1)
         self._std = np.array(norm["std"], dtype=np.float32).reshape(3, 1, 1)
         self.model_sha256: str = self.card["files"][artifacts.WEIGHTS_NAME]
-        self._net = _load_torch_model(self.card["arch"], len(self.classes), weights)
+        self.engine = create_engine(engine, self.card["arch"], len(self.classes), self.size, weights,
+                                    self.model_sha256)
 
     def preprocess(self, source: ImageInput) -> np.ndarray:
         """A CHW float32 array ready for the network; InvalidImageError for anything unreadable."""
@@ -61,10 +66,8 @@ class Predictor:
         return (x - self._mean) / self._std
 
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
-        import torch
-
-        with torch.inference_mode():
-            return self._net(torch.from_numpy(batch)).softmax(1).numpy()
+        """Class probabilities for a preprocessed NCHW float32 batch."""
+        return self.engine(np.ascontiguousarray(batch, dtype=np.float32))
 
     def _to_prediction(self, probs: np.ndarray) -> Prediction:
         scores = {c: float(p) for c, p in zip(self.classes, probs)}
@@ -79,38 +82,40 @@ class Predictor:
         """Classify one photo: a path, bytes, a PIL image or a numpy array (HxWx3 uint8)."""
         return self._to_prediction(self.probabilities(self.preprocess(source)[None])[0])
 
-    def predict_batch(self, sources: Iterable[ImageInput], batch_size: int = 32) -> list[Prediction]:
-        """Classify many photos; an unreadable one raises InvalidImageError naming it."""
-        out: list[Prediction] = []
-        chunk: list[np.ndarray] = []
-        for source in sources:
-            chunk.append(self.preprocess(source))
-            if len(chunk) == batch_size:
-                out += self._flush(chunk)
-        return out + self._flush(chunk)
+    def predict_batch(self, sources: Iterable[ImageInput], batch_size: int = 1) -> list[Prediction]:
+        """Classify many photos; an unreadable one raises InvalidImageError naming it.
 
-    def _flush(self, chunk: list[np.ndarray]) -> list[Prediction]:
-        if not chunk:
-            return []
-        probs = self.probabilities(np.stack(chunk))
-        chunk.clear()
-        return [self._to_prediction(p) for p in probs]
+        Decoding runs in a background thread while the engine works on the photos before (Pillow
+        releases the GIL): 12.5 ms a photo against 21.6 ms one by one, on 2 cores. ``batch_size``
+        is the number of photos per engine call; with ONNX Runtime on 2 cores, 1 measured fastest
+        (2 to 16: 16 to 17 ms a photo, and memory grows with it).
+        """
+        out: list[Prediction] = []
+        arrays = self._preprocessed(sources, ahead=batch_size)
+        while chunk := list(islice(arrays, batch_size)):
+            out += [self._to_prediction(p) for p in self.probabilities(np.stack(chunk))]
+        return out
+
+    def _preprocessed(self, sources: Iterable[ImageInput], ahead: int) -> Iterator[np.ndarray]:
+        """Preprocessed arrays in order, decoded at most ``ahead`` photos in advance."""
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pending: deque = deque()
+            for source in sources:
+                pending.append(pool.submit(self.preprocess, source))
+                if len(pending) > ahead:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
 
     def __repr__(self) -> str:
-        return f"Predictor({self.card['arch']}, classes={self.classes}, from {self.export_dir})"
+        return (f"Predictor({self.card['arch']}, classes={self.classes}, engine={self.engine.name}, "
+                f"from {self.export_dir})")
 
 
-def _load_torch_model(arch: str, n_classes: int, weights: Path):
-    from safetensors.torch import load_file
+def load(export_dir: str | Path | None = None, engine: str = "auto") -> Predictor:
+    """Load the shipped model (or the export folder ``export_dir``), verified against its card.
 
-    from .model import build_model
-
-    net = build_model(arch, n_classes)
-    net.load_state_dict(load_file(str(weights)), strict=True)
-    return net.eval()
-
-
-def load(export_dir: str | Path | None = None) -> Predictor:
-    """Load the shipped model (or the export folder ``export_dir``), verified against its card."""
-    return Predictor(export_dir)
+    ``engine``: "auto" (ONNX Runtime when installed, else torch), "onnx" or "torch".
+    """
+    return Predictor(export_dir, engine)
 

@@ -8,6 +8,7 @@ import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 import zlib
@@ -21,6 +22,8 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED_HUSKIES = ROOT.parent / "shared" / "data" / "huskies"
 EXPORT = ROOT / "export"
 sys.path.insert(0, str(ROOT))
+# a cache of this test run's own: the ONNX graph is built from the export under test, never reused
+os.environ.setdefault("HUSKYAI_CACHE", tempfile.mkdtemp(prefix="huskyai-test-cache-"))
 
 
 def skimage_photo(name: str) -> Image.Image:

@@ -1,0 +1,75 @@
+"""App start-up and serving, in one run: Husky AI's app.py against a fastai + Gradio tutorial app.
+
+    python bench/startup.py
+
+For each app: seconds from process start to the first HTTP 200 and to the first answered /predict,
+the serving process's RSS, and the raw-HTTP /predict round trip (median of 30) next to
+model.predict in a process of its own.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import httpx
+
+from common import PHOTO, ROOT, free_port, raw_predict, rss_mb, start_server, stop
+
+MODEL_PREDICT = """
+import json
+from common import PHOTO, median_ms
+import huskyai
+m = huskyai.load()
+print(json.dumps(median_ms(lambda: m.predict(PHOTO), repeat=30, warmup=5)))
+"""
+
+
+def measure(name: str, cmd: list[str], api: str, extra_env: dict | None = None) -> dict:
+    port = free_port()
+    t0 = time.perf_counter()
+    proc, first_200 = start_server(cmd, port, extra_env)
+    base = f"http://127.0.0.1:{port}/"
+    try:
+        with httpx.Client(timeout=60) as client:
+            raw_predict(base, PHOTO, api, client)
+            first_answer = time.perf_counter() - t0
+            for _ in range(3):
+                raw_predict(base, PHOTO, api, client)
+            trips = []
+            for _ in range(30):
+                t = time.perf_counter()
+                raw_predict(base, PHOTO, api, client)
+                trips.append(time.perf_counter() - t)
+        rss = rss_mb(proc.pid)
+    finally:
+        stop(proc)
+    return {"name": name, "first_200": first_200, "first_answer": first_answer,
+            "round_trip_ms": statistics.median(trips) * 1000, "rss": rss}
+
+
+def main() -> None:
+    model_ms = json.loads(subprocess.run([sys.executable, "-c", MODEL_PREDICT], capture_output=True, text=True,
+                                         cwd=ROOT / "bench", check=True).stdout)
+    husky = measure("huskyai app.py", [sys.executable, "app.py"], "predict")
+    with tempfile.TemporaryDirectory() as empty_cache:
+        first_ever = measure("huskyai app.py, empty ONNX cache", [sys.executable, "app.py"], "predict",
+                             {"HUSKYAI_CACHE": empty_cache})
+    tutorial = measure("fastai tutorial app", [sys.executable, "bench/fastai_tutorial_app.py"], "predict")
+    print(f"{'':34s} {'first 200':>10s} {'answered':>10s} {'round trip':>11s} {'RSS':>8s}")
+    for r in (husky, first_ever, tutorial):
+        print(f"{r['name']:34s} {r['first_200']:9.1f}s {r['first_answer']:9.1f}s "
+              f"{r['round_trip_ms']:9.1f}ms {r['rss']:6.0f}MB")
+    print(f"model.predict in its own process: {model_ms:.1f} ms; raw-HTTP round trip minus it: "
+          f"{husky['round_trip_ms'] - model_ms:.1f} ms (target <= 30)")
+    print(f"ready to answer: {husky['first_answer']:.1f} s (target <= 5), "
+          f"{tutorial['first_answer'] / husky['first_answer']:.1f}x faster than the tutorial app")
+    print(f"serving RSS: {husky['rss']:.0f} MB (target <= 600), tutorial app {tutorial['rss']:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
