@@ -9,5 +9,13 @@ from .artifacts import IntegrityError
 from .images import InvalidImageError
 from .predictor import Prediction, Predictor, load
 
-__all__ = ["load", "Predictor", "Prediction", "InvalidImageError", "IntegrityError"]
+
+def load_learner(export_dir=None):
+    """fastai's Learner from an export folder, its pickle verified against the card first."""
+    from .learner import load_learner as _load_learner
+
+    return _load_learner(export_dir)
+
+
+__all__ = ["load", "load_learner", "Predictor", "Prediction", "InvalidImageError", "IntegrityError"]
 __version__ = "0.1.0"

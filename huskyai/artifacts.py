@@ -9,7 +9,9 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ CARD_NAME = "model.json"
 WEIGHTS_NAME = "model.safetensors"
 LEARNER_NAME = "learner.pkl"
 FORMAT_VERSION = 1
+SIGNING_KEY_ENV = "HUSKYAI_SIGNING_KEY"
 DEFAULT_EXPORT = Path(__file__).resolve().parent.parent / "export"
 
 
@@ -32,18 +35,46 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def write_card(export_dir: Path, card: dict[str, Any]) -> dict[str, Any]:
-    """Hash every file in ``export_dir`` into ``card`` and write it as model.json."""
+def signing_key() -> bytes | None:
+    """The HMAC key from $HUSKYAI_SIGNING_KEY; when set, export signs and loading demands a signature."""
+    key = os.environ.get(SIGNING_KEY_ENV, "")
+    return key.encode() if key else None
+
+
+def card_signature(card: dict[str, Any], key: bytes) -> str:
+    """HMAC-SHA256 over the card's canonical JSON, the signature itself left out."""
+    body = {k: v for k, v in card.items() if k != "signature"}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+    return hmac.new(key, canonical, hashlib.sha256).hexdigest()
+
+
+def write_card(export_dir: Path, card: dict[str, Any], key: bytes | None = None) -> dict[str, Any]:
+    """Hash every file in ``export_dir`` into ``card``, sign it when a key is set, write model.json."""
     export_dir = Path(export_dir)
-    card = dict(card, format_version=FORMAT_VERSION)
+    card = {k: v for k, v in card.items() if k != "signature"} | {"format_version": FORMAT_VERSION}
     card["files"] = {
         p.name: sha256_of(p) for p in sorted(export_dir.iterdir()) if p.is_file() and p.name != CARD_NAME
     }
+    key = key or signing_key()
+    if key:
+        card["signature"] = {"alg": "HMAC-SHA256", "value": card_signature(card, key)}
     (export_dir / CARD_NAME).write_text(json.dumps(card, indent=2, sort_keys=False) + "\n")
     return card
 
 
-def read_card(export_dir: Path) -> dict[str, Any]:
+def check_signature(card: dict[str, Any], path: Path, key: bytes | None) -> None:
+    """With a key, the card must carry a valid signature; without one, nothing is demanded."""
+    if not key:
+        return
+    sig = card.get("signature")
+    if not isinstance(sig, dict) or sig.get("alg") != "HMAC-SHA256" or not isinstance(sig.get("value"), str):
+        raise IntegrityError(f"{path}: the model card is not signed, and {SIGNING_KEY_ENV} demands a signature")
+    if not hmac.compare_digest(sig["value"], card_signature(card, key)):
+        raise IntegrityError(f"{path}: the model card's signature is wrong (edited, or signed with another key)")
+
+
+def read_card(export_dir: Path, key: bytes | None = None) -> dict[str, Any]:
+    """The parsed model card; its signature is checked when a key is given or set in the environment."""
     path = Path(export_dir) / CARD_NAME
     try:
         card = json.loads(path.read_text())
@@ -55,6 +86,7 @@ def read_card(export_dir: Path) -> dict[str, Any]:
         raise IntegrityError(f"{path}: unsupported model card format (expected format_version {FORMAT_VERSION})")
     if not isinstance(card.get("files"), dict):
         raise IntegrityError(f"{path}: model card lists no file hashes")
+    check_signature(card, path, key or signing_key())
     return card
 
 
@@ -66,6 +98,8 @@ def verify_file(export_dir: Path, card: dict[str, Any], name: str) -> Path:
         raise IntegrityError(f"{path}: not listed in the model card; refusing to use it")
     if not path.is_file():
         raise IntegrityError(f"{path}: missing (the model card lists it)")
+    if not isinstance(expected, str) or len(expected) != 64:
+        raise IntegrityError(f"{path}: the model card's hash for it is malformed")
     actual = sha256_of(path)
     if actual != expected:
         raise IntegrityError(f"{path}: sha256 {actual[:16]}... does not match the model card ({expected[:16]}...); "
@@ -74,7 +108,7 @@ def verify_file(export_dir: Path, card: dict[str, Any], name: str) -> Path:
 
 
 def verify_all(export_dir: Path, card: dict[str, Any] | None = None) -> list[str]:
-    """Problems found when checking every file the card lists (empty when all match)."""
+    """Problems found when checking the card and every file it lists (empty when all match)."""
     try:
         card = card or read_card(export_dir)
     except IntegrityError as err:

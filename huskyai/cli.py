@@ -89,14 +89,22 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    from .artifacts import DEFAULT_EXPORT, verify_all
+    from .artifacts import DEFAULT_EXPORT, LEARNER_NAME, signing_key, verify_all
+    from .picklecheck import scan_pickle
 
     folder = Path(args.dir) if args.dir else DEFAULT_EXPORT
     problems = verify_all(folder)
+    if not problems:
+        print(f"OK   every file in {folder} matches its model card"
+              + (" and the card's signature is valid" if signing_key() else " (no signing key set)"))
+    pickle = folder / LEARNER_NAME
+    if pickle.is_file():  # scanned even when its hash is wrong: the report says what it would do
+        report = scan_pickle(pickle)
+        problems += report.problems
+        if report.clean:
+            print(f"OK   {LEARNER_NAME}: {report.n_globals} imports, all within the Husky AI learner policy")
     for p in problems:
         print(f"FAIL {p}")
-    if not problems:
-        print(f"OK   every file in {folder} matches its model card")
     return 1 if problems else 0
 
 

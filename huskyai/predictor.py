@@ -47,6 +47,9 @@ class Predictor:
     def __init__(self, export_dir: str | Path | None = None, engine: str = "auto"):
         self.export_dir = Path(export_dir) if export_dir else artifacts.DEFAULT_EXPORT
         self.card = artifacts.read_card(self.export_dir)
+        problems = artifacts.verify_all(self.export_dir, self.card)  # every file, though only two are used
+        if problems:
+            raise artifacts.IntegrityError("refusing to load the model: " + "; ".join(problems))
         weights = artifacts.verify_file(self.export_dir, self.card, artifacts.WEIGHTS_NAME)
         self.classes: list[str] = list(self.card["classes"])
         self.positive: str = self.card["positive_class"]
