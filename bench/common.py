@@ -68,6 +68,15 @@ def start_server(cmd: list[str], port: int, extra_env: dict | None = None) -> tu
     raise TimeoutError(url)
 
 
+class CallRefused(RuntimeError):
+    """The app answered the call with an error event (its message is the exception's text)."""
+
+
+def client_from(address: str = "127.0.0.1", timeout: float = 60) -> httpx.Client:
+    """An HTTP client whose requests leave from ``address`` (any 127.x.y.z is this machine's loopback)."""
+    return httpx.Client(timeout=timeout, transport=httpx.HTTPTransport(local_address=address))
+
+
 def raw_predict(base: str, photo: Path, api: str = "predict", client: httpx.Client | None = None) -> list:
     """Gradio's raw HTTP protocol: upload the file, start the call, read the result stream."""
     c = client or httpx.Client(timeout=60)
@@ -79,7 +88,12 @@ def raw_predict(base: str, photo: Path, api: str = "predict", client: httpx.Clie
     text = c.get(f"{base}gradio_api/call/{api}/{event}").text
     lines = text.strip().splitlines()
     if not any(line.startswith("event: complete") for line in lines):
-        raise RuntimeError(f"call failed: {text[:300]}")
+        last = lines[-1].removeprefix("data: ") if lines else ""
+        try:
+            message = json.loads(last) if last else text
+        except ValueError:
+            message = last
+        raise CallRefused(message if isinstance(message, str) else json.dumps(message))
     return json.loads(lines[-1].removeprefix("data: "))
 
 

@@ -51,13 +51,19 @@ def _load(model_dir: str | None):
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from .images import InvalidImageError
+    import getpass
+
+    from .audit import AuditLog, audited_predict
+    from .images import InvalidImageError, read_limited
 
     model = _load(args.model)
+    audit = AuditLog()
+    client = f"cli:{getpass.getuser()}"
     results, failed = [], 0
     for f in args.files:
         try:
-            p = model.predict(Path(f))
+            data = read_limited(f)
+            p = audited_predict(model, data, name=Path(f).name, source="cli", client=client, log=audit)
         except InvalidImageError as err:
             failed += 1
             results.append({"file": f, "error": str(err)})

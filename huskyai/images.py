@@ -116,6 +116,18 @@ def _from_array(arr: np.ndarray, name: str) -> Image.Image:
     return to_rgb(Image.fromarray(np.ascontiguousarray(arr)), name)
 
 
+def describe(data: bytes | None) -> dict:
+    """Format and pixel size from an image's header, without decoding it (for logs)."""
+    info = {"image_format": None, "width": None, "height": None}
+    if data:
+        try:
+            with Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS) as img:
+                info.update(image_format=img.format, width=img.size[0], height=img.size[1])
+        except Exception:  # noqa: BLE001 - anything unreadable is simply described as unknown
+            pass
+    return info
+
+
 def load_image(source: ImageInput, name: str | None = None) -> Image.Image:
     """Any supported input (path, bytes, PIL image, numpy array) as a checked 8-bit RGB image."""
     if isinstance(source, (str, os.PathLike)):

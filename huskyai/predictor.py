@@ -62,9 +62,9 @@ class Predictor:
         self.engine = create_engine(engine, self.card["arch"], len(self.classes), self.size, weights,
                                     self.model_sha256)
 
-    def preprocess(self, source: ImageInput) -> np.ndarray:
+    def preprocess(self, source: ImageInput, name: str | None = None) -> np.ndarray:
         """A CHW float32 array ready for the network; InvalidImageError for anything unreadable."""
-        img = centre_crop_resize(load_image(source), self.size)
+        img = centre_crop_resize(load_image(source, name), self.size)
         x = np.asarray(img, dtype=np.float32).transpose(2, 0, 1) / 255.0
         return (x - self._mean) / self._std
 
@@ -81,9 +81,12 @@ class Predictor:
             label = max(scores, key=scores.get)
         return Prediction(label, p_pos, scores)
 
-    def predict(self, source: ImageInput) -> Prediction:
-        """Classify one photo: a path, bytes, a PIL image or a numpy array (HxWx3 uint8)."""
-        return self._to_prediction(self.probabilities(self.preprocess(source)[None])[0])
+    def predict(self, source: ImageInput, name: str | None = None) -> Prediction:
+        """Classify one photo: a path, bytes, a PIL image or a numpy array (HxWx3 uint8).
+
+        ``name`` is how error messages call the photo (default: the file name, or "image").
+        """
+        return self._to_prediction(self.probabilities(self.preprocess(source, name)[None])[0])
 
     def predict_batch(self, sources: Iterable[ImageInput], batch_size: int = 1) -> list[Prediction]:
         """Classify many photos; an unreadable one raises InvalidImageError naming it.

@@ -8,14 +8,18 @@ deleted from gradio's cache as soon as it has been read.
 from __future__ import annotations
 
 import base64
+import html
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
 
+from .audit import AuditLog, audited_predict
 from .images import MAX_FILE_BYTES, InvalidImageError
 from .predictor import Predictor, load
+from .ratelimit import RateLimiter
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
 UPLOAD_LIMIT = "10mb"
@@ -40,17 +44,17 @@ class PhotoInput(gr.Image):
         if payload.url and payload.url.startswith("data:"):  # pasted or webcam images may arrive inline
             encoded = payload.url.split(",", 1)[-1]
             if len(encoded) > MAX_FILE_BYTES * 4 // 3 + 4:
-                raise gr.Error(f"{name}: the image is larger than the upload limit")
+                raise gr.Error(f"{html.escape(name)}: the image is larger than the upload limit")
             return Upload(base64.b64decode(encoded), name)
         if payload.path is None:
             return None
         path = Path(payload.path)
         try:
             if path.stat().st_size > MAX_FILE_BYTES:
-                raise gr.Error(f"{name}: the file is larger than the upload limit")
+                raise gr.Error(f"{html.escape(name)}: the file is larger than the upload limit")
             data = path.read_bytes()
         except OSError:
-            raise gr.Error(f"{name}: the upload is no longer on the server; please upload it again") from None
+            raise gr.Error(f"{html.escape(name)}: the upload is no longer on the server; upload it again") from None
         if _is_disposable_upload(path, self):
             path.unlink(missing_ok=True)  # uploads are not kept after the answer
         return Upload(data, name)
@@ -87,17 +91,39 @@ def model_card_markdown(model: Predictor) -> str:
     return "\n\n".join(lines)
 
 
-def build_demo(model: Predictor | None = None) -> gr.Blocks:
+def client_address(request: gr.Request | None) -> str:
+    """The caller's IP; behind a proxy (Hugging Face Spaces, or HUSKYAI_TRUST_PROXY=1) the first
+    X-Forwarded-For hop, which a direct caller could forge, so it is trusted only there."""
+    if request is None:
+        return "unknown"
+    if os.environ.get("HUSKYAI_TRUST_PROXY") == "1" or os.environ.get("SPACE_ID"):
+        forwarded = (request.headers.get("x-forwarded-for") or "").split(",")[0].strip()
+        if forwarded:
+            return forwarded
+    return request.client.host if request.client else "unknown"
+
+
+def build_demo(model: Predictor | None = None, audit: AuditLog | None = None,
+               limiter: RateLimiter | None = None) -> gr.Blocks:
     model = model or load(os.environ.get("HUSKYAI_MODEL") or None)
+    audit = audit or AuditLog()
+    limiter = limiter or RateLimiter(int(os.environ.get("HUSKYAI_RATE_LIMIT", "30")))
     positive = model.positive
 
-    def classify(upload: Upload | None) -> tuple[dict[str, float], str]:
+    def classify(upload: Upload | None, request: gr.Request) -> tuple[dict[str, float], str]:
         if upload is None:
             raise gr.Error("Drop a photo on the image box first.")
+        client = audit.client_id(client_address(request))
+        wait = limiter.check(client)
+        if wait is not None:
+            audit.record(source="app", client=client, data=upload.data, model_sha256=model.model_sha256,
+                         latency_ms=0.0, refused="rate limit")
+            raise gr.Error(f"Slow down: at most {limiter.per_minute} photos a minute from one address. "
+                           f"Try again in {math.ceil(wait)} s.", title="Too many requests")
         try:
-            pred = model.predict(upload.data)
+            pred = audited_predict(model, upload.data, name=upload.name, source="app", client=client, log=audit)
         except InvalidImageError as err:
-            raise gr.Error(str(err).replace("image:", f"{upload.name}:", 1)) from None
+            raise gr.Error(html.escape(str(err))) from None  # gradio renders it as HTML; names are the sender's
         return pred.scores, verdict(pred, positive)
 
     with gr.Blocks(title="Husky AI", analytics_enabled=False, delete_cache=(300, 300)) as demo:

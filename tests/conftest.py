@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import socket
@@ -24,6 +25,9 @@ EXPORT = ROOT / "export"
 sys.path.insert(0, str(ROOT))
 # a cache of this test run's own: the ONNX graph is built from the export under test, never reused
 os.environ.setdefault("HUSKYAI_CACHE", tempfile.mkdtemp(prefix="huskyai-test-cache-"))
+# audit lines of this test run go to a log of its own
+AUDIT_LOG = Path(tempfile.mkdtemp(prefix="huskyai-test-audit-")) / "audit.jsonl"
+os.environ["HUSKYAI_AUDIT_LOG"] = str(AUDIT_LOG)
 
 
 def skimage_photo(name: str) -> Image.Image:
@@ -133,25 +137,33 @@ def wait_for_http(url: str, proc: subprocess.Popen, timeout: float = 180) -> Non
     raise TimeoutError(f"{url} not up after {timeout} s")
 
 
-@pytest.fixture(scope="session")
-def app_server(tmp_path_factory):
-    """``python app.py`` exactly as a user runs it, on a free loopback port."""
+@contextlib.contextmanager
+def running_app(workdir: Path, **env: str):
+    """``python app.py`` exactly as a user runs it, on a free loopback port, with its own cache and log."""
     port = free_port()
-    cache = tmp_path_factory.mktemp("gradio_cache")
-    env = python_env() | {"GRADIO_SERVER_PORT": str(port), "GRADIO_TEMP_DIR": str(cache),
-                          "GRADIO_ANALYTICS_ENABLED": "False"}
-    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+    cache = workdir / "gradio_cache"
+    audit_log = workdir / "audit.jsonl"
+    full_env = python_env() | {"GRADIO_SERVER_PORT": str(port), "GRADIO_TEMP_DIR": str(cache),
+                               "GRADIO_ANALYTICS_ENABLED": "False", "HUSKYAI_AUDIT_LOG": str(audit_log)} | env
+    proc = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=full_env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}/"
     try:
         wait_for_http(url, proc)
-        yield {"url": url, "cache": cache, "proc": proc}
+        yield {"url": url, "cache": cache, "proc": proc, "audit_log": audit_log}
     finally:
         proc.terminate()
         try:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.fixture(scope="session")
+def app_server(tmp_path_factory):
+    # a generous limit: these tests send many requests from one address; test_ratelimit checks the limit
+    with running_app(tmp_path_factory.mktemp("app"), HUSKYAI_RATE_LIMIT="100000") as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,109 @@
+"""The audit log: one JSON line per prediction served by the app or the CLI (repudiation defence).
+
+Each line: UTC time, source, client id (a salted hash of the IP in the app), the image's sha256,
+size, format and pixel size, the answer (label, probability) or the refusal, latency, and the
+model's sha256. The image itself is never written anywhere.
+
+Path: $HUSKYAI_AUDIT_LOG (default ~/.local/state/huskyai/audit.jsonl; "off" disables it). The file
+rotates at $HUSKYAI_AUDIT_MAX_BYTES (default 10 MB), keeping 5 old files. Client ids are salted with
+$HUSKYAI_AUDIT_SALT, or with a random salt kept beside the log (mode 600), so the same client gets
+the same id across restarts while the log holds no IP address.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import logging.handlers
+import os
+import secrets
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .images import describe
+from .predictor import Prediction, Predictor
+
+
+def default_path() -> Path | None:
+    value = os.environ.get("HUSKYAI_AUDIT_LOG", "")
+    if value.lower() == "off":
+        return None
+    return Path(value) if value else Path.home() / ".local" / "state" / "huskyai" / "audit.jsonl"
+
+
+class AuditLog:
+    def __init__(self, path: Path | None | str = "default", max_bytes: int | None = None, backups: int = 5):
+        self.path = default_path() if path == "default" else (Path(path) if path else None)
+        self._logger: logging.Logger | None = None
+        self._salt = b""
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        max_bytes = max_bytes or int(os.environ.get("HUSKYAI_AUDIT_MAX_BYTES", 10 * 1024 * 1024))
+        handler = logging.handlers.RotatingFileHandler(self.path, maxBytes=max_bytes, backupCount=backups,
+                                                       encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        self._logger = logging.getLogger(f"huskyai.audit.{self.path}")
+        self._logger.handlers[:] = [handler]
+        self._logger.setLevel(logging.INFO)
+        self._logger.propagate = False
+        self._salt = self._load_salt()
+
+    @property
+    def enabled(self) -> bool:
+        return self._logger is not None
+
+    def _load_salt(self) -> bytes:
+        if os.environ.get("HUSKYAI_AUDIT_SALT"):
+            return os.environ["HUSKYAI_AUDIT_SALT"].encode()
+        salt_file = self.path.with_name(self.path.name + ".salt")
+        try:
+            return salt_file.read_bytes()
+        except FileNotFoundError:
+            salt = secrets.token_hex(16).encode()
+            fd = os.open(salt_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(salt)
+            return salt
+
+    def client_id(self, address: str) -> str:
+        """A stable pseudonym for an IP address: linkable across requests, not reversible without the salt."""
+        return "ip:" + hashlib.sha256(self._salt + address.encode()).hexdigest()[:16]
+
+    def record(self, *, source: str, client: str, data: bytes | None, model_sha256: str, latency_ms: float,
+               prediction: Prediction | None = None, refused: str | None = None) -> dict:
+        entry = {
+            "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+            "source": source,
+            "client": client,
+            "image_sha256": hashlib.sha256(data).hexdigest() if data is not None else None,
+            "image_bytes": len(data) if data is not None else None,
+            **describe(data),
+            "label": prediction.label if prediction else None,
+            "probability": round(prediction.probability, 6) if prediction else None,
+            "refused": refused,
+            "latency_ms": round(latency_ms, 2),
+            "model_sha256": model_sha256,
+        }
+        if self._logger:
+            self._logger.info(json.dumps(entry, separators=(",", ":")))
+        return entry
+
+
+def audited_predict(model: Predictor, data: bytes, *, name: str, source: str, client: str,
+                    log: AuditLog) -> Prediction:
+    """``model.predict`` on encoded image bytes, with one audit line whether it answers or refuses."""
+    from .images import InvalidImageError
+
+    start = time.perf_counter()
+    try:
+        prediction = model.predict(data, name=name)
+    except InvalidImageError as err:
+        log.record(source=source, client=client, data=data, model_sha256=model.model_sha256,
+                   latency_ms=(time.perf_counter() - start) * 1000, refused=str(err))
+        raise
+    log.record(source=source, client=client, data=data, model_sha256=model.model_sha256,
+               latency_ms=(time.perf_counter() - start) * 1000, prediction=prediction)
+    return prediction
