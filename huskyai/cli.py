@@ -1,4 +1,4 @@
-"""Command line: python -m huskyai {train,predict,evaluate,verify,serve}."""
+"""Command line: python -m huskyai {train,predict,evaluate,verify,sign,serve}."""
 
 from __future__ import annotations
 
@@ -114,6 +114,27 @@ def run_verify(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def run_sign(args: argparse.Namespace) -> int:
+    import json
+
+    from .artifacts import CARD_NAME, DEFAULT_EXPORT, SIGNING_KEY_ENV, signing_key, verify_all, write_card
+
+    folder = Path(args.dir) if args.dir else DEFAULT_EXPORT
+    if not signing_key():
+        _err(f"set {SIGNING_KEY_ENV} to the key to sign with")
+        return 1
+    card = json.loads((folder / CARD_NAME).read_text())
+    card.pop("signature", None)
+    problems = verify_all(folder, card)
+    if problems:  # never bless files that already differ from the card
+        for p in problems:
+            _err(p)
+        return 1
+    write_card(folder, card)
+    print(f"signed {folder / CARD_NAME}")
+    return 0
+
+
 def run_serve(args: argparse.Namespace) -> int:
     from .ui import launch
 
@@ -144,6 +165,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("verify", help="check every model file against the model card's hashes")
     p.add_argument("dir", nargs="?", help="export folder (default: the shipped model)")
     p.set_defaults(run=run_verify)
+
+    p = sub.add_parser("sign", help="sign the model card with $HUSKYAI_SIGNING_KEY (after checking every hash)")
+    p.add_argument("dir", nargs="?", help="export folder (default: the shipped model)")
+    p.set_defaults(run=run_sign)
 
     p = sub.add_parser("serve", help="run the web app")
     p.add_argument("--model", help="export folder (default: the shipped model)")

@@ -107,7 +107,9 @@ def test_signature_catches_a_consistent_forgery(export_copy, monkeypatch):
     from safetensors.torch import load_file, save_file
 
     key = b"test-signing-key"
-    artifacts.write_card(export_copy, json.loads((export_copy / "model.json").read_text()), key=key)
+    signed = subprocess.run([sys.executable, "-m", "huskyai", "sign", str(export_copy)], capture_output=True,
+                            text=True, env=python_env() | {artifacts.SIGNING_KEY_ENV: key.decode()}, cwd=ROOT)
+    assert signed.returncode == 0, signed.stderr
     monkeypatch.setenv(artifacts.SIGNING_KEY_ENV, key.decode())
     assert huskyai.load(export_copy).predict(ROOT / "examples" / "coffee.jpg").label == "not_husky"
     assert verify(export_copy, {artifacts.SIGNING_KEY_ENV: key.decode()}).returncode == 0
