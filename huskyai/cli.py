@@ -1,4 +1,4 @@
-"""Command line: python -m huskyai {train,predict,evaluate,verify,sign,serve}."""
+"""Command line: python -m huskyai {train,predict,evaluate,verify,sign,attack,serve}."""
 
 from __future__ import annotations
 
@@ -28,6 +28,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                    help="fraction of each class kept out of training and reported as a test set")
     p.add_argument("--valid-pct", type=float, default=0.2, help="validation fraction (default 0.2)")
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--junk", type=int, default=0,
+                   help="add N generated junk images (noise, solid colours, patterns) to the negatives")
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -37,7 +39,8 @@ def run_train(args: argparse.Namespace) -> int:
 
     try:
         train(args.data, args.out, arch=args.arch, epochs=args.epochs, size=args.size, positive=args.positive,
-              holdout=args.holdout, valid_pct=args.valid_pct, seed=args.seed, lr=args.lr, weights=args.weights)
+              holdout=args.holdout, valid_pct=args.valid_pct, seed=args.seed, lr=args.lr, weights=args.weights,
+              junk=args.junk)
     except (DataError, BackboneError) as err:
         _err(str(err))
         return 1
@@ -135,6 +138,42 @@ def run_sign(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_attack(args: argparse.Namespace) -> int:
+    from .redteam import report
+
+    model = _load(args.model)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    kind = args.attack
+    if kind in ("perturb", "query", "all") and not args.data:
+        _err(f"attack {kind} needs --data DIR (a folder per label)")
+        return 2
+    if kind == "junk":
+        result = report.run_junk(model, out, n=args.n)
+    elif kind == "perturb":
+        result = report.run_perturb(model, Path(args.data), out, limit=args.limit or 16, steps=args.steps)
+    elif kind == "query":
+        result = report.run_query(model, Path(args.data), out, limit=args.limit or 8, budget=args.budget,
+                                  rate_limit=args.rate_limit)
+    elif kind == "scaling":
+        from PIL import Image
+        from skimage import data as skdata
+
+        from .images import load_image
+
+        cover = load_image(args.cover) if args.cover else Image.fromarray(skdata.coffee())
+        hidden = load_image(args.hidden) if args.hidden else Image.fromarray(skdata.chelsea())
+        result = report.run_scaling(model, out, cover, hidden)
+    elif kind == "tamper":
+        result = report.run_tamper(model.export_dir, out)
+    else:
+        result = report.run_all(model, Path(args.data), out, budget_seconds=args.budget_seconds,
+                                rate_limit=args.rate_limit)
+    print(json.dumps({k: v for k, v in result.items() if not isinstance(v, (list, dict))}, indent=2))
+    print(f"report written to {out}")
+    return 0
+
+
 def run_serve(args: argparse.Namespace) -> int:
     from .ui import launch
 
@@ -169,6 +208,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sign", help="sign the model card with $HUSKYAI_SIGNING_KEY (after checking every hash)")
     p.add_argument("dir", nargs="?", help="export folder (default: the shipped model)")
     p.set_defaults(run=run_sign)
+
+    p = sub.add_parser("attack", help="red-team the model: junk, perturb, query, scaling, tamper or all")
+    p.add_argument("attack", choices=["junk", "perturb", "query", "scaling", "tamper", "all"])
+    p.add_argument("--data", help="labelled folder (husky/, not_husky/) for perturb, query and all")
+    p.add_argument("--out", default="report", help="output folder (default: report)")
+    p.add_argument("--model", help="export folder (default: the shipped model)")
+    p.add_argument("--n", type=int, default=1000, help="junk: number of images (default 1000)")
+    p.add_argument("--limit", type=int, help="perturb/query: photos to attack (default 16 / 8)")
+    p.add_argument("--steps", type=int, default=10, help="perturb: PGD steps (default 10)")
+    p.add_argument("--budget", type=int, default=300, help="query: queries per photo (default 300)")
+    p.add_argument("--rate-limit", type=int, default=30, help="query: the app's per-minute limit to cost against")
+    p.add_argument("--cover", help="scaling: the innocent image (default: skimage coffee)")
+    p.add_argument("--hidden", help="scaling: the hidden image (default: skimage chelsea)")
+    p.add_argument("--budget-seconds", type=float, default=900, help="all: time budget (default 900)")
+    p.set_defaults(run=run_attack)
 
     p = sub.add_parser("serve", help="run the web app")
     p.add_argument("--model", help="export folder (default: the shipped model)")

@@ -92,6 +92,18 @@ class FrozenBatchNorm(Callback):
                 m.eval()
 
 
+def _junk_samples(n: int, folder: Path, label: str, seed: int) -> list[Sample]:
+    from .redteam.junk import junk_images
+
+    folder.mkdir(parents=True)
+    samples = []
+    for i, (kind, img) in enumerate(junk_images(n, seed=seed + 1)):
+        path = folder / f"junk_{i:05d}_{kind}.png"
+        img.save(path)
+        samples.append(Sample(path, label, f"junk-{seed + 1}-{i}"))
+    return samples
+
+
 def _backbone_and_head(model: HuskyNet) -> list:
     return [params(model.backbone), params(model.head)]
 
@@ -219,7 +231,7 @@ def _versions() -> dict[str, str]:
 def train(data: str | Path, out: str | Path = "export", arch: str = DEFAULT_ARCH, epochs: int = 0,
           size: int | None = None, positive: str = "husky", holdout: float = 0.0, valid_pct: float = 0.2,
           seed: int = 42, lr: float = 1e-4, weights: str | Path | None = None, batch_size: int = 32,
-          c: float = 0.01, report=print) -> dict:
+          c: float = 0.01, junk: int = 0, report=print) -> dict:
     """Train on ``data`` (one folder per label) and export to ``out``; returns the model card."""
     started = time.time()
     torch.manual_seed(seed)
@@ -231,9 +243,13 @@ def train(data: str | Path, out: str | Path = "export", arch: str = DEFAULT_ARCH
            + (f", {len(held)} held out for testing" if held else ""))
     backbone = load_pretrained(arch_info, weights)
     model = HuskyNet(backbone, n_classes=len(photos.classes))
-    dls = make_dataloaders(kept, photos.classes, size, arch_info.mean, arch_info.std, valid_pct, seed, batch_size)
     positive_idx = len(photos.classes) - 1
     with tempfile.TemporaryDirectory() as work:
+        if junk:  # the junk attack's own images, as negatives: white, noise, patterns are not huskies
+            kept = kept + _junk_samples(junk, Path(work) / "junk", photos.classes[0], seed)
+            report(f"added {junk} generated junk images to '{photos.classes[0]}'")
+        dls = make_dataloaders(kept, photos.classes, size, arch_info.mean, arch_info.std, valid_pct, seed,
+                               batch_size)
         learn = Learner(dls, model, loss_func=CrossEntropyLossFlat(), metrics=[accuracy],
                         splitter=_backbone_and_head, path=Path(work))
         plain_train = dls.test_dl(dls.train.items, with_labels=True)
@@ -284,7 +300,7 @@ def train(data: str | Path, out: str | Path = "export", arch: str = DEFAULT_ARCH
             "skipped": [why for _, why in photos.skipped],
             "holdout_fraction": holdout,
             "holdout_files": sorted(f"{s.label}/{s.path.name}" for s in held),
-            "valid_pct": valid_pct, "seed": seed, "epochs": epochs, "lr": lr, "head_c": c,
+            "valid_pct": valid_pct, "seed": seed, "epochs": epochs, "lr": lr, "head_c": c, "junk_negatives": junk,
             "pretrained_weights": str(weights) if weights else "default",
             "seconds": round(time.time() - started, 1),
         },

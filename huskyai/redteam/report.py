@@ -1,0 +1,194 @@
+"""Running the attacks and writing their evidence: JSON, Markdown and pictures in one folder."""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from ..data import scan  # noqa: E402
+from ..predictor import Predictor  # noqa: E402
+
+
+def _save_json(out: Path, name: str, result: dict) -> dict:
+    public = {k: v for k, v in result.items() if not k.startswith("_")}
+    (out / f"{name}.json").write_text(json.dumps(public, indent=2, default=float) + "\n")
+    return public
+
+
+def _grid(images: list, titles: list[str], path: Path, cols: int = 3) -> None:
+    rows = (len(images) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 3.2 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, img, title in zip(axes.flat, images, titles):
+        ax.imshow(img)
+        ax.set_title(title, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def _sample(data: Path, model: Predictor, limit: int, seed: int = 0) -> tuple[list[Path], list[str]]:
+    """Up to ``limit`` labelled photos, half from the positive class where there are enough."""
+    photos = scan(data, model.positive, report=lambda m: None)
+    rng = random.Random(seed)
+    pos = [s for s in photos.samples if s.label == model.positive]
+    neg = [s for s in photos.samples if s.label != model.positive]
+    rng.shuffle(pos)
+    rng.shuffle(neg)
+    chosen = pos[: limit // 2] + neg[: limit - min(len(pos), limit // 2)]
+    return [s.path for s in chosen], [s.label for s in chosen]
+
+
+def run_junk(model: Predictor, out: Path, n: int = 1000, seed: int = 0) -> dict:
+    from .junk import junk_attack
+
+    r = junk_attack(model, n, seed)
+    worst = r["worst"]
+    _grid([r["_images"][w["index"]][1] for w in worst], [f"{w['kind']} p={w['probability']:.3f}" for w in worst],
+          out / "junk_worst.png")
+    rows = "\n".join(f"| {k} | {v['n']} | {v['called_positive']} | {v['max_probability']:.3f} |"
+                     for k, v in r["per_kind"].items())
+    (out / "junk.md").write_text(
+        f"# Junk images\n\n{r['called_positive']} of {n} generated junk images called {model.positive} "
+        f"(false-{model.positive} rate {r['false_positive_rate']:.1%}).\n\n"
+        f"| kind | n | called {model.positive} | highest probability |\n|---|---|---|---|\n{rows}\n\n"
+        "The nine most husky-like:\n\n![worst junk](junk_worst.png)\n")
+    return _save_json(out, "junk", r)
+
+
+def run_perturb(model: Predictor, data: Path, out: Path, limit: int = 16, steps: int = 10) -> dict:
+    from .whitebox import perturb_attack
+
+    photos, labels = _sample(data, model, limit)
+    r = perturb_attack(model, photos, labels, steps=steps)
+    ex = r["_examples"]
+    if ex:
+        images, titles = [], []
+        for i in range(len(ex["labels"])):
+            for kind, probs in (("clean", ex["clean_probs"]), ("adversarial", ex["adv_probs"])):
+                images.append(ex[kind][i].transpose(1, 2, 0))
+                pred = model.classes[int(np.argmax(probs[i]))]
+                titles.append(f"{kind}: {pred} ({probs[i].max():.2f})\ntruth {ex['labels'][i]}")
+        _grid(images, titles, out / "perturb_examples.png", cols=4)
+    head = " | ".join(f"{e}/255" for e in r["epsilons"])
+    rows = "\n".join(f"| {name.upper()} | " + " | ".join(f"{v:.2f}" for v in accs.values()) + " |"
+                     for name, accs in r["attacks"].items())
+    (out / "perturb.md").write_text(
+        f"# White-box perturbations (L-infinity)\n\n{r['n']} photos; clean accuracy {r['clean_accuracy']:.2f}. "
+        f"Accuracy under attack (PGD: {r['steps']} steps, random start):\n\n| attack | {head} |\n"
+        f"|---|{'---|' * len(r['epsilons'])}\n{rows}\n\nBefore and after PGD at "
+        f"{max(r['epsilons'])}/255:\n\n![examples](perturb_examples.png)\n")
+    return _save_json(out, "perturb", r)
+
+
+def run_query(model: Predictor, data: Path, out: Path, limit: int = 8, budget: int = 300,
+              rate_limit: int = 30) -> dict:
+    from .blackbox import query_attack
+
+    photos, labels = _sample(data, model, limit, seed=1)
+    r = query_attack(model, photos, labels, budget=budget, rate_limit_per_minute=rate_limit)
+    runs = r["_runs"][:6]
+    _grid([run["adversarial"] for run in runs],
+          [f"truth {run['label']}: {'fooled' if run['success'] else 'held'} after {run['queries']} queries"
+           for run in runs], out / "query_examples.png")
+    mq = r["median_queries"]
+    (out / "query.md").write_text(
+        f"# Black-box query attack\n\nSquare-patch random search at {r['eps']}/255 with {budget} queries per "
+        f"photo, seeing only the probability: {r['success_rate']:.0%} of {r['n']} photos flipped, median "
+        f"{mq if mq is not None else '-'} queries for a success. At the app's limit of {rate_limit} requests a "
+        f"minute per client, a success costs one client about "
+        f"{r['minutes_per_success_one_client'] or 0:.1f} minutes, and this whole run "
+        f"{r['minutes_for_all_one_client'] or 0:.0f} minutes.\n\n![examples](query_examples.png)\n")
+    return _save_json(out, "query", r)
+
+
+def run_scaling(model: Predictor, out: Path, cover: Image.Image, hidden: Image.Image) -> dict:
+    from .scaling import scaling_attack
+
+    r = scaling_attack(model, cover, hidden)
+    im = r["_images"]
+    im["attack"].save(out / "scaling_attack.png")
+    _grid([im["attack"], im["naive"], im["huskyai"]],
+          [f"the attack image ({r['attack_size']} px)",
+           f"naive NEAREST downscale:\n{r['naive_prediction']['label']} "
+           f"({r['naive_prediction']['probability']:.2f})",
+           f"Husky AI's preprocessing:\n{r['huskyai_prediction']['label']} "
+           f"({r['huskyai_prediction']['probability']:.2f})"], out / "scaling.png")
+    (out / "scaling.md").write_text(
+        f"# Image-scaling attack\n\nA {r['attack_size']} px image that looks like the cover (mean difference "
+        f"{r['attack_vs_cover_mae']:.1f} grey levels) but whose nearest-neighbour downscale is the hidden image "
+        f"(difference {r['naive_vs_hidden_mae']:.1f}). Husky AI's bilinear preprocessing sees the cover "
+        f"(difference {r['huskyai_vs_cover_mae']:.1f}; from the hidden image {r['huskyai_vs_hidden_mae']:.1f}).\n\n"
+        "![scaling](scaling.png)\n")
+    return _save_json(out, "scaling", r)
+
+
+def run_tamper(export_dir: Path, out: Path) -> dict:
+    from .tamper import tamper_attack
+
+    r = tamper_attack(export_dir, out / "tamper_work")
+    lines = [f"| {attack} | {check} | {outcome.split(':')[0] if isinstance(outcome, str) else outcome} |"
+             for attack in ("bias_backdoor", "pickle_payload") for check, outcome in r[attack].items()]
+    (out / "tamper.md").write_text(
+        "# Tampered model files\n\nOn copies of the export: the final layer's bias shifted towards the positive "
+        "class, and an `os.system` payload injected into the learner pickle (with fickling).\n\n"
+        "| attack | check | outcome |\n|---|---|---|\n" + "\n".join(lines) +
+        f"\n\nEverything refused and no payload ran: **{r['all_refused']}**.\n")
+    return _save_json(out, "tamper", r)
+
+
+def run_all(model: Predictor, data: Path, out: Path, budget_seconds: float = 900, rate_limit: int = 30) -> dict:
+    """Every attack within about ``budget_seconds``; writes README.md and summary.json in ``out``."""
+    from ..images import load_image
+
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.time()
+    results: dict[str, dict] = {}
+    results["tamper"] = run_tamper(model.export_dir, out)
+    results["junk"] = run_junk(model, out)
+    photos, labels = _sample(data, model, 2)
+    hidden = load_image(next((p for p, lab in zip(photos, labels) if lab == model.positive), photos[0]))
+    from skimage import data as skdata
+
+    results["scaling"] = run_scaling(model, out, Image.fromarray(skdata.coffee()), hidden)
+    left = budget_seconds - (time.time() - start)
+    results["query"] = run_query(model, data, out, limit=8 if left > 300 else 4, rate_limit=rate_limit)
+    left = budget_seconds - (time.time() - start)
+    results["perturb"] = run_perturb(model, data, out, limit=16 if left > 300 else 8, steps=10 if left > 200 else 5)
+    summary = {
+        "model_sha256": model.model_sha256,
+        "junk_false_positive_rate": results["junk"]["false_positive_rate"],
+        "clean_accuracy": results["perturb"]["clean_accuracy"],
+        "pgd_accuracy": results["perturb"]["attacks"]["pgd"],
+        "query_success_rate": results["query"]["success_rate"],
+        "query_median_queries": results["query"]["median_queries"],
+        "scaling_attack_defeated": results["scaling"]["huskyai_vs_cover_mae"] < results["scaling"][
+            "huskyai_vs_hidden_mae"],
+        "tamper_all_refused": results["tamper"]["all_refused"],
+        "seconds": round(time.time() - start, 1),
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    parts = [(out / f"{name}.md").read_text().replace("# ", "## ", 1)
+             for name in ("junk", "perturb", "query", "scaling", "tamper")]
+    (out / "README.md").write_text(
+        f"# Husky AI robustness report\n\nModel `{model.model_sha256[:16]}`, data `{data}`, "
+        f"{summary['seconds']:.0f} s on this machine.\n\n"
+        f"| headline | value |\n|---|---|\n"
+        f"| junk images called {model.positive} | {summary['junk_false_positive_rate']:.1%} |\n"
+        f"| accuracy clean / PGD 1, 2, 4, 8 of 255 | {summary['clean_accuracy']:.2f} / "
+        + ", ".join(f"{v:.2f}" for v in summary["pgd_accuracy"].values()) + " |\n"
+        f"| black-box success, median queries | {summary['query_success_rate']:.0%}, "
+        f"{summary['query_median_queries']} |\n"
+        f"| scaling attack defeated by the preprocessing | {summary['scaling_attack_defeated']} |\n"
+        f"| tampered files all refused | {summary['tamper_all_refused']} |\n\n" + "\n".join(parts))
+    return summary

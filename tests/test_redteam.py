@@ -1,0 +1,108 @@
+"""The red-team kit, on the tiny toy model (seconds) and the shipped one: each attack must bite."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import huskyai
+from conftest import EXPORT, ROOT, python_env, skimage_photo
+from huskyai.redteam.blackbox import square_attack
+from huskyai.redteam.junk import KINDS, junk_attack, junk_images
+from huskyai.redteam.scaling import scaling_attack
+from huskyai.redteam.tamper import tamper_attack
+from huskyai.redteam.whitebox import perturb_attack
+
+
+def test_junk_generator_covers_every_kind():
+    images = junk_images(len(KINDS) * 2, seed=3)
+    assert {k for k, _ in images} == set(KINDS)
+    white = dict(images)["white"]
+    assert np.asarray(white).min() == 255
+
+
+def test_shipped_model_calls_at_most_one_percent_of_junk_a_husky(shipped):
+    result = junk_attack(shipped, n=1000, seed=7)
+    assert result["false_positive_rate"] <= 0.01, result["per_kind"]
+
+
+def test_training_with_junk_negatives(tmp_path, toy_data):
+    from huskyai.training import train
+
+    plain = huskyai.load(_train(tmp_path / "plain", toy_data, junk=0, train=train))
+    hardened_dir = _train(tmp_path / "junk", toy_data, junk=45, train=train)
+    hardened = huskyai.load(hardened_dir)
+    assert json.loads((hardened_dir / "model.json").read_text())["training"]["junk_negatives"] == 45
+    before = junk_attack(plain, n=90, seed=11)["false_positive_rate"]
+    after = junk_attack(hardened, n=90, seed=11)["false_positive_rate"]
+    assert after <= before and after <= 0.05, (before, after)
+
+
+def _train(out, data, junk, train):
+    train(data, out, size=96, valid_pct=0.25, junk=junk, report=lambda m: None)
+    return out
+
+
+def test_pgd_lowers_the_toy_models_accuracy(toy_export, toy_data):
+    model = huskyai.load(toy_export)
+    photos = sorted(toy_data.glob("*/*.jpg"))[::3]
+    result = perturb_attack(model, photos, [p.parent.name for p in photos], epsilons=(2 / 255, 8 / 255), steps=10)
+    assert result["clean_accuracy"] >= 0.8
+    assert result["attacks"]["pgd"]["8/255"] < result["clean_accuracy"]
+    assert result["attacks"]["pgd"]["8/255"] <= result["attacks"]["fgsm"]["8/255"] + 1e-9
+
+
+def test_black_box_attack_lowers_the_true_class(toy_export):
+    model = huskyai.load(toy_export)
+    img = np.asarray(skimage_photo("chelsea").resize((model.size, model.size)))
+    scores = model.predict(img).scores
+    before = np.log(scores["husky"] + 1e-30) - np.log(scores["not_husky"] + 1e-30)
+    result = square_attack(model, img, "husky", eps=32 / 255, budget=150, seed=0)
+    assert result["success"] or result["final_margin"] < before - 1.0, (before, result["final_margin"])
+    adv = result["adversarial"].astype(int)
+    assert np.abs(adv - img.astype(int)).max() <= 33  # stays inside the eps-ball (plus rounding)
+    assert result["queries"] <= 150
+
+
+def test_scaling_attack_fools_naive_resize_but_not_huskyai(shipped):
+    r = scaling_attack(shipped, skimage_photo("coffee"), skimage_photo("chelsea"))
+    assert r["naive_vs_hidden_mae"] < 2.0  # the naive pipeline sees the hidden cat exactly
+    assert r["naive_vs_cover_mae"] > 30
+    assert r["huskyai_vs_cover_mae"] < 10 < 30 < r["huskyai_vs_hidden_mae"]  # ours sees the cover
+
+
+def test_tampered_copies_are_refused_and_the_payload_never_runs(tmp_path):
+    copy = tmp_path / "export"
+    shutil.copytree(EXPORT, copy)
+    result = tamper_attack(copy, tmp_path / "work")
+    assert result["all_refused"], result
+    assert not result["pickle_payload"]["payload_ran"]
+    assert "does not match" in result["bias_backdoor"]["load"]
+
+
+def test_attack_cli_writes_json_markdown_and_pictures(tmp_path, toy_export, toy_data):
+    out = tmp_path / "report"
+    proc = subprocess.run([sys.executable, "-m", "huskyai", "attack", "all", "--data", str(toy_data), "--out",
+                           str(out), "--model", str(toy_export), "--budget-seconds", "60"],
+                          capture_output=True, text=True, env=python_env(), cwd=ROOT, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["tamper_all_refused"] and summary["scaling_attack_defeated"]
+    for name in ("junk", "perturb", "query", "scaling", "tamper"):
+        assert (out / f"{name}.json").is_file() and (out / f"{name}.md").is_file()
+    for png in ("junk_worst.png", "perturb_examples.png", "query_examples.png", "scaling.png"):
+        assert (out / png).read_bytes()[:4] == b"\x89PNG"
+    readme = (out / "README.md").read_text()
+    assert "robustness report" in readme and "![scaling](scaling.png)" in readme
+
+
+@pytest.mark.parametrize("kind", ["perturb", "query"])
+def test_attacks_needing_data_say_so(kind, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "huskyai", "attack", kind, "--out", str(tmp_path)],
+                          capture_output=True, text=True, env=python_env(), cwd=ROOT, timeout=300)
+    assert proc.returncode == 2 and "needs --data" in proc.stderr
