@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 import math
 import os
 from dataclasses import dataclass
@@ -86,6 +87,7 @@ def model_card_markdown(model: Predictor) -> str:
     for split, m in card.get("metrics", {}).items():
         lines.append(f"**{split.capitalize()}** ({m['n']} photos): accuracy {m['accuracy']:.3f}, "
                      f"precision {m['precision']:.3f}, recall {m['recall']:.3f}, F1 {m['f1']:.3f}.")
+    lines += redteam_lines(model)
     lines.append(f"**Model sha256:** `{model.model_sha256}`")
     lines.append(f"**Created:** {card.get('created', '?')}; verified against its card when loaded.")
     return "\n\n".join(lines)
@@ -101,6 +103,24 @@ def client_address(request: gr.Request | None) -> str:
         if forwarded:
             return forwarded
     return request.client.host if request.client else "unknown"
+
+
+def redteam_lines(model: Predictor) -> list[str]:
+    """Headline numbers of the latest robustness report beside the model (report/summary.json),
+    shown only when it was made for this very model."""
+    path = model.export_dir.resolve().parent / "report" / "summary.json"
+    try:
+        s = json.loads(path.read_text())
+        if s.get("model_sha256") != model.model_sha256:
+            return []
+        pgd = ", ".join(f"{k}: {v:.2f}" for k, v in s["pgd_accuracy"].items())
+        return [f"**Red-team report** ({path.parent.name}/): junk images called {model.positive} "
+                f"{s['junk_false_positive_rate']:.1%}; accuracy clean {s['clean_accuracy']:.2f}, under PGD {pgd}; "
+                f"black-box attack success {s['query_success_rate']:.0%} (median {s['query_median_queries']} "
+                f"queries); scaling attack defeated: {s['scaling_attack_defeated']}; "
+                f"tampered files refused: {s['tamper_all_refused']}."]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return []
 
 
 def build_demo(model: Predictor | None = None, audit: AuditLog | None = None,

@@ -106,3 +106,20 @@ def test_attacks_needing_data_say_so(kind, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "huskyai", "attack", kind, "--out", str(tmp_path)],
                           capture_output=True, text=True, env=python_env(), cwd=ROOT, timeout=300)
     assert proc.returncode == 2 and "needs --data" in proc.stderr
+
+
+def test_model_card_panel_shows_a_report_made_for_this_model(tmp_path, shipped):
+    from huskyai.ui import model_card_markdown
+
+    export = tmp_path / "export"
+    shutil.copytree(EXPORT, export)
+    model = huskyai.load(export)
+    assert "Red-team report" not in model_card_markdown(model)
+    (tmp_path / "report").mkdir()
+    summary = {"model_sha256": model.model_sha256, "junk_false_positive_rate": 0.0, "clean_accuracy": 0.9,
+               "pgd_accuracy": {"1/255": 0.1}, "query_success_rate": 0.5, "query_median_queries": 20,
+               "scaling_attack_defeated": True, "tamper_all_refused": True}
+    (tmp_path / "report" / "summary.json").write_text(json.dumps(summary))
+    assert "Red-team report" in model_card_markdown(model) and "1/255: 0.10" in model_card_markdown(model)
+    (tmp_path / "report" / "summary.json").write_text(json.dumps(summary | {"model_sha256": "0" * 64}))
+    assert "Red-team report" not in model_card_markdown(model)  # a report on another model is not shown
