@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -112,7 +113,7 @@ def cached_onnx(arch: str, n_classes: int, size: int, weights: Path, weights_sha
     try:
         digest = build_onnx(arch, n_classes, size, weights, path)
     except ImportError as err:
-        raise EngineError(f"building the ONNX graph needs torch and timm ({err}); "
+        raise EngineError(f"building the ONNX graph needs torch, timm and onnx ({err}); "
                           "pip install -r requirements.txt, or load with engine='torch'") from None
     import torch
 
@@ -132,5 +133,10 @@ def create_engine(kind: str, arch: str, n_classes: int, size: int, weights: Path
             if kind == "onnx":
                 raise EngineError("engine 'onnx' needs onnxruntime: pip install onnxruntime") from None
         else:
-            return OnnxEngine(cached_onnx(arch, n_classes, size, weights, weights_sha256))
+            try:
+                return OnnxEngine(cached_onnx(arch, n_classes, size, weights, weights_sha256))
+            except EngineError as err:
+                if kind == "onnx":
+                    raise
+                warnings.warn(f"{err}; serving with the slower torch engine instead", stacklevel=3)
     return TorchEngine(arch, n_classes, weights)

@@ -54,3 +54,21 @@ def test_warm_serving_path_imports_no_torch_and_no_fastai():
     out = subprocess.run([sys.executable, "-c", code, str(EXPORT / "confusion_matrix.png")], capture_output=True,
                          text=True, env=python_env(), timeout=300, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_auto_falls_back_to_torch_when_onnx_cannot_be_built(tmp_path, monkeypatch):
+    import pytest
+
+    import huskyai
+    from huskyai import engine
+
+    def no_exporter(*args, **kwargs):
+        raise ImportError("No module named 'onnx'")
+
+    monkeypatch.setenv("HUSKYAI_CACHE", str(tmp_path))
+    monkeypatch.setattr(engine, "build_onnx", no_exporter)
+    with pytest.warns(UserWarning, match="torch engine instead"):
+        model = huskyai.load(engine="auto")
+    assert model.engine.name == "torch" and model.predict(skimage_photo("coffee")).label == "not_husky"
+    with pytest.raises(engine.EngineError, match="needs torch, timm and onnx"):
+        huskyai.load(engine="onnx")
