@@ -33,7 +33,7 @@ def _grid(images: list, titles: list[str], path: Path, cols: int = 3) -> None:
         ax.imshow(img)
         ax.set_title(title, fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    fig.savefig(path, dpi=80, bbox_inches="tight")
     plt.close(fig)
 
 
