@@ -88,6 +88,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     model = _load(args.model)
     result = evaluate(model, args.data, report=lambda msg: print(msg, file=sys.stderr))
+    if args.sheet:
+        from .evaluation import save_contact_sheet
+
+        save_contact_sheet(result["errors"], args.sheet)
     if args.json:
         print(json.dumps(result, indent=2))
     else:
@@ -197,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="score the model on a folder-per-label photo set")
     p.add_argument("data")
+    p.add_argument("--sheet", help="save a contact sheet (PNG) of the misclassified photos")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--model", help="export folder (default: the shipped model)")
     p.set_defaults(run=run_evaluate)

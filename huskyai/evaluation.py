@@ -22,3 +22,22 @@ def evaluate(model: Predictor, data_dir: str | Path, report=print) -> dict:
     ]
     result["skipped"] = [{"file": str(path), "reason": why} for path, why in photos.skipped]
     return result
+
+
+def save_contact_sheet(errors: list[dict], path: str | Path, thumb: int = 160, cols: int = 6) -> None:
+    """The misclassified photos in one PNG, each captioned with truth, answer and probability."""
+    from PIL import Image, ImageDraw
+
+    from .images import load_image
+
+    rows = max(1, (len(errors) + cols - 1) // cols)
+    sheet = Image.new("RGB", (cols * thumb, rows * (thumb + 30)), "white")
+    draw = ImageDraw.Draw(sheet)
+    for i, e in enumerate(errors):
+        x, y = (i % cols) * thumb, (i // cols) * (thumb + 30)
+        img = load_image(e["file"])
+        img.thumbnail((thumb - 4, thumb - 4))
+        sheet.paste(img, (x + 2, y + 2))
+        draw.text((x + 3, y + thumb), f"{Path(e['file']).name} truth {e['truth']}", fill="black")
+        draw.text((x + 3, y + thumb + 13), f"said {e['predicted']} p={e['probability']:.2f}", fill="firebrick")
+    sheet.save(path)

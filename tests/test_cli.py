@@ -38,8 +38,10 @@ def test_predict_json_and_exit_codes(tmp_path, toy_export):
 def test_evaluate_json(tmp_path, toy_export):
     data = make_toy_dataset(tmp_path / "eval", n_per_class=3, size=80)
     (data / "husky" / "broken.jpg").write_bytes(bad_files()["truncated.jpg"])
-    proc = run("evaluate", str(data), "--json", "--model", str(toy_export), check_code=0)
+    sheet = tmp_path / "errors.png"
+    proc = run("evaluate", str(data), "--json", "--model", str(toy_export), "--sheet", str(sheet), check_code=0)
     result = json.loads(proc.stdout)
+    assert sheet.read_bytes()[:4] == b"\x89PNG"
     assert result["n"] == 6
     for key in ("accuracy", "precision", "recall", "f1"):
         assert 0 <= result[key] <= 1
