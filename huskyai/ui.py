@@ -156,8 +156,10 @@ def build_demo(model: Predictor | None = None, audit: AuditLog | None = None,
                 answer = gr.Markdown("Waiting for a photo", elem_id="verdict")
                 scores = gr.Label(label="Confidence", num_top_classes=len(model.classes))
         examples = sorted(EXAMPLES_DIR.glob("*.jpg"))
-        if examples:
-            gr.Examples([[str(p)] for p in examples], inputs=photo, label="Examples (scikit-image photos)")
+        if examples:  # a click answers at once, like an upload
+            gr.Examples([[str(p)] for p in examples], inputs=photo, outputs=[scores, answer], fn=classify,
+                        run_on_click=True, cache_examples=False, api_visibility="private",
+                        label="Examples (scikit-image photos)")
         with gr.Accordion("Model card", open=False):
             gr.Markdown(model_card_markdown(model))
             plot = model.export_dir / "confusion_matrix.png"

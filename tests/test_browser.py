@@ -88,3 +88,12 @@ def test_readable_on_a_phone(browser, app_server):
     assert box["width"] >= 300  # the drop zone spans the screen
     page.screenshot(path=str(ARTIFACTS / "phone.png"), full_page=True)
     page.close()
+
+
+def test_clicking_an_example_answers(browser, app_server):
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    page.goto(app_server["url"])
+    page.wait_for_selector('[data-testid="image"]', timeout=60_000)
+    page.locator(".gallery-item").first.click()  # the first example: skimage's astronaut
+    page.locator("#verdict").get_by_text("Not a husky").wait_for(timeout=30_000)
+    page.close()

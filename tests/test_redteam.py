@@ -123,3 +123,29 @@ def test_model_card_panel_shows_a_report_made_for_this_model(tmp_path, shipped):
     assert "Red-team report" in model_card_markdown(model) and "1/255: 0.10" in model_card_markdown(model)
     (tmp_path / "report" / "summary.json").write_text(json.dumps(summary | {"model_sha256": "0" * 64}))
     assert "Red-team report" not in model_card_markdown(model)  # a report on another model is not shown
+
+
+def test_fgsm_and_pgd_match_the_closed_form_on_a_linear_model():
+    """A known case: for logits linear in the pixels, FGSM moves every pixel by eps along sign(w1 - w0),
+    and the margin grows by exactly eps * |w1 - w0|_1 (no clipping in mid-grey)."""
+    import torch
+
+    from huskyai.redteam.whitebox import fgsm, pgd
+
+    torch.manual_seed(0)
+    w = torch.randn(2, 3 * 8 * 8)
+
+    class Linear:
+        def logits(self, x):
+            return x.flatten(1) @ w.T
+
+    x = torch.full((1, 3, 8, 8), 0.5)
+    y = torch.tensor([0])
+    eps = 4 / 255
+    adv = fgsm(Linear(), x, y, eps)
+    direction = torch.sign(w[1] - w[0]).reshape(1, 3, 8, 8)
+    assert torch.allclose(adv - x, eps * direction, atol=1e-7)
+    margin = lambda z: (Linear().logits(z)[0, 1] - Linear().logits(z)[0, 0]).item()  # noqa: E731
+    assert abs(margin(adv) - margin(x) - eps * (w[1] - w[0]).abs().sum().item()) < 1e-4
+    # PGD ends on the same corner of the eps-ball: the linear optimum
+    assert torch.allclose(pgd(Linear(), x, y, eps, steps=20), adv, atol=1e-6)

@@ -2,6 +2,11 @@
 
 The attacked function takes pixels in [0, 1] and normalises inside, so eps is in pixel units
 (8/255 = eight grey levels), as an attacker who sends images would count it.
+
+Written plainly rather than with torchattacks: torchattacks 3.5.1 runs on this torch (its FGSM gave
+the same images to the bit in a check here), but it pins requests~=2.25.1, which would downgrade a
+library the rest of the stack uses. tests/test_redteam.py checks both attacks against the closed
+form on a linear model.
 """
 
 from __future__ import annotations
