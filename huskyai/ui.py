@@ -8,6 +8,8 @@ deleted from gradio's cache as soon as it has been read.
 from __future__ import annotations
 
 import base64
+import functools
+import hashlib
 import html
 import json
 import math
@@ -56,9 +58,15 @@ class PhotoInput(gr.Image):
             data = path.read_bytes()
         except OSError:
             raise gr.Error(f"{html.escape(name)}: the upload is no longer on the server; upload it again") from None
-        if _is_disposable_upload(path, self):
+        if _is_disposable_upload(path, self) and hashlib.sha256(data).hexdigest() not in example_hashes():
             path.unlink(missing_ok=True)  # uploads are not kept after the answer
         return Upload(data, name)
+
+
+@functools.cache
+def example_hashes() -> frozenset[str]:
+    """The example photos' hashes: gradio hands them over from its cache just like uploads."""
+    return frozenset(hashlib.sha256(p.read_bytes()).hexdigest() for p in EXAMPLES_DIR.glob("*.jpg"))
 
 
 def _is_disposable_upload(path: Path, component: gr.components.Component) -> bool:
