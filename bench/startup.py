@@ -32,7 +32,9 @@ print(json.dumps(median_ms(lambda: m.predict(PHOTO), repeat=30, warmup=5)))
 def measure(name: str, cmd: list[str], api: str, extra_env: dict | None = None) -> dict:
     port = free_port()
     t0 = time.perf_counter()
-    proc, first_200 = start_server(cmd, port, extra_env)
+    # no rate limit and no audit file: this measures speed (bench/load.py measures the limit)
+    proc, first_200 = start_server(cmd, port, {"HUSKYAI_RATE_LIMIT": "0", "HUSKYAI_AUDIT_LOG": "off"}
+                                   | (extra_env or {}))
     base = f"http://127.0.0.1:{port}/"
     try:
         with httpx.Client(timeout=60) as client:
@@ -66,6 +68,10 @@ def main() -> None:
               f"{r['round_trip_ms']:9.1f}ms {r['rss']:6.0f}MB")
     print(f"model.predict in its own process: {model_ms:.1f} ms; raw-HTTP round trip minus it: "
           f"{husky['round_trip_ms'] - model_ms:.1f} ms (target <= 30)")
+    t = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import gradio"], check=True)
+    gradio_import = time.perf_counter() - t
+    print(f"for scale: a process that only runs 'import gradio' takes {gradio_import:.1f} s here")
     print(f"ready to answer: {husky['first_answer']:.1f} s (target <= 5), "
           f"{tutorial['first_answer'] / husky['first_answer']:.1f}x faster than the tutorial app")
     print(f"serving RSS: {husky['rss']:.0f} MB (target <= 600), tutorial app {tutorial['rss']:.0f} MB")
