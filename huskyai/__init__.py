@@ -10,7 +10,7 @@ from .images import InvalidImageError
 from .predictor import Prediction, Predictor, load
 
 
-def load_learner(export_dir=None):
+def load_learner(export_dir=None):  # -> fastai.learner.Learner (fastai is imported only when called)
     """fastai's Learner from an export folder, its pickle verified against the card first."""
     from .learner import load_learner as _load_learner
 

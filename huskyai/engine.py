@@ -122,7 +122,8 @@ def cached_onnx(arch: str, n_classes: int, size: int, weights: Path, weights_sha
     return path
 
 
-def create_engine(kind: str, arch: str, n_classes: int, size: int, weights: Path, weights_sha256: str):
+def create_engine(kind: str, arch: str, n_classes: int, size: int, weights: Path,
+                  weights_sha256: str) -> OnnxEngine | TorchEngine:
     """``kind``: "onnx", "torch" or "auto" (ONNX Runtime when installed, else torch)."""
     if kind not in ("auto", "onnx", "torch"):
         raise EngineError(f"unknown engine {kind!r}: use 'auto', 'onnx' or 'torch'")

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import artifacts
 from .picklecheck import scan_pickle
 
+if TYPE_CHECKING:
+    from fastai.learner import Learner
 
-def load_learner(export_dir: str | Path | None = None):
+
+def load_learner(export_dir: str | Path | None = None) -> Learner:
     """fastai's ``load_learner`` on export/learner.pkl, once its sha256 matches the (signed) card and
     its imports pass the pickle policy; IntegrityError otherwise, naming the file."""
     export_dir = Path(export_dir) if export_dir else artifacts.DEFAULT_EXPORT

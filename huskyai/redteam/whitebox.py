@@ -13,8 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 EPSILONS = (1 / 255, 2 / 255, 4 / 255, 8 / 255)
 
@@ -44,7 +48,7 @@ class PixelModel:
         return self.net((x - self.mean) / self.std)
 
 
-def fgsm(model: PixelModel, x, y, eps: float):
+def fgsm(model: PixelModel, x: torch.Tensor, y: torch.Tensor, eps: float) -> torch.Tensor:
     import torch
 
     x = x.clone().requires_grad_(True)
@@ -53,7 +57,8 @@ def fgsm(model: PixelModel, x, y, eps: float):
     return (x + eps * grad.sign()).clamp(0, 1).detach()
 
 
-def pgd(model: PixelModel, x, y, eps: float, steps: int = 10, alpha: float | None = None, seed: int = 0):
+def pgd(model: PixelModel, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int = 10,
+        alpha: float | None = None, seed: int = 0) -> torch.Tensor:
     """Projected gradient descent with a random start inside the eps-ball."""
     import torch
 
