@@ -57,7 +57,9 @@ def measure(name: str, cmd: list[str], api: str, extra_env: dict | None = None) 
 def main() -> None:
     model_ms = json.loads(subprocess.run([sys.executable, "-c", MODEL_PREDICT], capture_output=True, text=True,
                                          cwd=ROOT / "bench", check=True).stdout)
-    husky = measure("huskyai app.py", [sys.executable, "app.py"], "predict")
+    # three starts: this VM's disk cache and CPU drift by a second or more between runs
+    starts = [measure("huskyai app.py", [sys.executable, "app.py"], "predict") for _ in range(3)]
+    husky = sorted(starts, key=lambda r: r["first_answer"])[1] | {"name": "huskyai app.py (median of 3)"}
     with tempfile.TemporaryDirectory() as empty_cache:
         first_ever = measure("huskyai app.py, empty ONNX cache", [sys.executable, "app.py"], "predict",
                              {"HUSKYAI_CACHE": empty_cache})
@@ -66,6 +68,7 @@ def main() -> None:
     for r in (husky, first_ever, tutorial):
         print(f"{r['name']:34s} {r['first_200']:9.1f}s {r['first_answer']:9.1f}s "
               f"{r['round_trip_ms']:9.1f}ms {r['rss']:6.0f}MB")
+    print("huskyai app.py, each start: " + ", ".join(f"{r['first_answer']:.1f}s" for r in starts))
     print(f"model.predict in its own process: {model_ms:.1f} ms; raw-HTTP round trip minus it: "
           f"{husky['round_trip_ms'] - model_ms:.1f} ms (target <= 30)")
     t = time.perf_counter()

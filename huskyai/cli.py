@@ -179,9 +179,15 @@ def run_attack(args: argparse.Namespace) -> int:
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    import os
+
+    from .predictor import load_in_background
+
+    os.environ.setdefault("MPLBACKEND", "Agg")  # as in app.py: a faster first request
+    model = load_in_background(args.model)  # loads while gradio is imported
     from .ui import launch
 
-    launch(model_dir=args.model, host=args.host, port=args.port)
+    launch(host=args.host, port=args.port, model=model.result())
     return 0
 
 

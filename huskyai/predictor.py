@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -116,6 +116,22 @@ class Predictor:
     def __repr__(self) -> str:
         return (f"Predictor({self.card['arch']}, classes={self.classes}, engine={self.engine.name}, "
                 f"from {self.export_dir})")
+
+
+def load_in_background(export_dir: str | Path | None = None, engine: str = "auto") -> Future:
+    """Start loading (and warming up) a model in a thread; ``.result()`` gives the Predictor.
+
+    The app uses it to verify hashes and open ONNX Runtime while ``import gradio`` runs: hashing,
+    file reads and the engine's start release the GIL."""
+    def load_and_warm() -> Predictor:
+        model = load(export_dir, engine)
+        model.predict(np.zeros((model.size, model.size, 3), np.uint8))  # the engine's first run is the slow one
+        return model
+
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="huskyai-load")
+    future = pool.submit(load_and_warm)
+    pool.shutdown(wait=False)
+    return future
 
 
 def load(export_dir: str | Path | None = None, engine: str = "auto") -> Predictor:

@@ -183,8 +183,9 @@ def build_demo(model: Predictor | None = None, audit: AuditLog | None = None,
 CSS = "#verdict p { font-size: 2rem; font-weight: 700; margin: 0.4em 0; }"
 
 
-def launch(model_dir: str | None = None, host: str | None = None, port: int | None = None) -> None:
-    demo = build_demo(load(model_dir) if model_dir else None)
+def launch(model_dir: str | None = None, host: str | None = None, port: int | None = None,
+           model: Predictor | None = None) -> None:
+    demo = build_demo(model or load(model_dir or os.environ.get("HUSKYAI_MODEL") or None))
     demo.launch(
         server_name=host or os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         server_port=port or int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
