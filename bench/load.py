@@ -98,7 +98,8 @@ def main() -> int:
           f"refused by the rate limit {outcomes['limited']}, server errors {outcomes['server_error']}")
     print(f"expected answered at most {allowed}; median answered latency "
           f"{statistics.median(latencies) * 1000:.0f} ms under load")
-    print("server RSS: " + ", ".join(f"{k} {v:.0f} MB" for k, v in rss.items()) + f", peak during wave 1 {peak[0]:.0f} MB")
+    print("server RSS: " + ", ".join(f"{k} {v:.0f} MB" for k, v in rss.items())
+          + f", peak during wave 1 {peak[0]:.0f} MB")
     growth = [b - a for a, b in zip(list(rss.values())[1:], list(rss.values())[2:])]
     ok = outcomes["server_error"] == 0 and outcomes["wrong"] == 0 and outcomes["limited"] > 0 \
         and all(g < 50 for g in growth)
