@@ -18,6 +18,8 @@ from typing import Any
 CARD_NAME = "model.json"
 WEIGHTS_NAME = "model.safetensors"
 LEARNER_NAME = "learner.pkl"
+PLOT_NAMES = ("confusion_matrix.png", "top_losses.png")
+EXPORT_NAMES = (WEIGHTS_NAME, LEARNER_NAME, *PLOT_NAMES)  # what an export writes; nothing else is touched
 FORMAT_VERSION = 1
 SIGNING_KEY_ENV = "HUSKYAI_SIGNING_KEY"
 DEFAULT_EXPORT = Path(__file__).resolve().parent.parent / "export"
@@ -49,12 +51,11 @@ def card_signature(card: dict[str, Any], key: bytes) -> str:
 
 
 def write_card(export_dir: Path, card: dict[str, Any], key: bytes | None = None) -> dict[str, Any]:
-    """Hash every file in ``export_dir`` into ``card``, sign it when a key is set, write model.json."""
+    """Hash the export's files into ``card``, sign it when a key is set, write model.json."""
     export_dir = Path(export_dir)
     card = {k: v for k, v in card.items() if k != "signature"} | {"format_version": FORMAT_VERSION}
-    card["files"] = {
-        p.name: sha256_of(p) for p in sorted(export_dir.iterdir()) if p.is_file() and p.name != CARD_NAME
-    }
+    card["files"] = {name: sha256_of(export_dir / name) for name in sorted(EXPORT_NAMES)
+                     if (export_dir / name).is_file()}
     key = key or signing_key()
     if key:
         card["signature"] = {"alg": "HMAC-SHA256", "value": card_signature(card, key)}

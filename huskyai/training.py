@@ -264,9 +264,8 @@ def train(data: str | Path, out: str | Path = "export", arch: str = DEFAULT_ARCH
         model.eval()
         out = Path(out).resolve()
         out.mkdir(parents=True, exist_ok=True)
-        for stale in out.iterdir():  # an export folder holds one model: no file from an older one may linger
-            if stale.is_file():
-                stale.unlink()
+        for name in (*artifacts.EXPORT_NAMES, artifacts.CARD_NAME):  # no file of an older model may linger
+            (out / name).unlink(missing_ok=True)
         valid_probs, _ = learn.get_preds(dl=dls.valid.new(shuffle=False, drop_last=False))
         valid_probs = valid_probs.numpy()
         valid_m = _metrics_for(valid_probs, [label for _, label in dls.valid.items], photos.classes)

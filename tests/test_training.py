@@ -104,3 +104,17 @@ def test_holdout_split_is_deterministic_and_per_class(toy_data):
     assert [s.path for s in held] == [s.path for s in held2]
     assert sum(s.label == "husky" for s in held) == 3 and sum(s.label == "not_husky" for s in held) == 3
     assert not {s.path for s in kept} & {s.path for s in held}
+
+
+def test_training_into_a_used_folder_touches_only_its_own_files(tmp_path):
+    from huskyai.training import train
+
+    data = make_toy_dataset(tmp_path / "data", n_per_class=4, size=64)
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("my own file")
+    (out / "model.json").write_text("{}")  # an older model's card is replaced
+    train(data, out, size=64, valid_pct=0.25, report=lambda m: None)
+    assert (out / "notes.txt").read_text() == "my own file"
+    card = json.loads((out / "model.json").read_text())
+    assert "notes.txt" not in card["files"] and artifacts.verify_all(out) == []
