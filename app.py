@@ -4,7 +4,10 @@ HUSKYAI_MODEL=DIR serves another export folder; GRADIO_SERVER_NAME / GRADIO_SERV
 """
 
 import os
+import sys
 
+from huskyai import IntegrityError
+from huskyai.engine import EngineError
 from huskyai.predictor import load_in_background
 
 if __name__ == "__main__":
@@ -15,4 +18,8 @@ if __name__ == "__main__":
     model = load_in_background(os.environ.get("HUSKYAI_MODEL") or None)
     from huskyai.ui import launch
 
-    launch(model=model.result())
+    try:
+        predictor = model.result()
+    except (IntegrityError, EngineError) as err:  # a clear line, not a traceback
+        sys.exit(f"error: cannot serve the model: {err}")
+    launch(model=predictor)

@@ -246,10 +246,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from .artifacts import IntegrityError
     from .data import DataError
+    from .engine import EngineError
 
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (IntegrityError, DataError) as err:
+    except (IntegrityError, DataError, EngineError) as err:
         _err(str(err))
         return 1

@@ -47,10 +47,12 @@ class Predictor:
     def __init__(self, export_dir: str | Path | None = None, engine: str = "auto"):
         self.export_dir = Path(export_dir) if export_dir else artifacts.DEFAULT_EXPORT
         self.card = artifacts.read_card(self.export_dir)
+        if artifacts.WEIGHTS_NAME not in self.card["files"]:
+            raise artifacts.IntegrityError(f"{self.export_dir}: the model card lists no {artifacts.WEIGHTS_NAME}")
         problems = artifacts.verify_all(self.export_dir, self.card)  # every file, though only two are used
         if problems:
             raise artifacts.IntegrityError("refusing to load the model: " + "; ".join(problems))
-        weights = artifacts.verify_file(self.export_dir, self.card, artifacts.WEIGHTS_NAME)
+        weights = self.export_dir / artifacts.WEIGHTS_NAME  # hashed just above
         self.classes: list[str] = list(self.card["classes"])
         self.positive: str = self.card["positive_class"]
         self.threshold: float = float(self.card.get("decision_threshold", 0.5))

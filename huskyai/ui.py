@@ -58,15 +58,25 @@ class PhotoInput(gr.Image):
             data = path.read_bytes()
         except OSError:
             raise gr.Error(f"{html.escape(name)}: the upload is no longer on the server; upload it again") from None
-        if _is_disposable_upload(path, self) and hashlib.sha256(data).hexdigest() not in example_hashes():
+        if _is_disposable_upload(path, self) and not is_example(data):
             path.unlink(missing_ok=True)  # uploads are not kept after the answer
         return Upload(data, name)
 
 
 @functools.cache
-def example_hashes() -> frozenset[str]:
-    """The example photos' hashes: gradio hands them over from its cache just like uploads."""
-    return frozenset(hashlib.sha256(p.read_bytes()).hexdigest() for p in EXAMPLES_DIR.glob("*.jpg"))
+def _example_fingerprints() -> dict[int, frozenset[str]]:
+    found: dict[int, set[str]] = {}
+    for p in EXAMPLES_DIR.glob("*.jpg"):
+        data = p.read_bytes()
+        found.setdefault(len(data), set()).add(hashlib.sha256(data).hexdigest())
+    return {size: frozenset(hashes) for size, hashes in found.items()}
+
+
+def is_example(data: bytes) -> bool:
+    """True for an example photo, which gradio hands over from its cache just like an upload
+    (hashed only when the size matches: uploads are on the hot path)."""
+    hashes = _example_fingerprints().get(len(data))
+    return bool(hashes) and hashlib.sha256(data).hexdigest() in hashes
 
 
 def _is_disposable_upload(path: Path, component: gr.components.Component) -> bool:

@@ -137,3 +137,16 @@ def test_spaces_front_matter_matches_what_is_installed():
     requirements = (ROOT / "requirements.txt").read_text()
     assert f"gradio=={gradio.__version__}" in requirements
     assert os.path.isfile(ROOT / front["app_file"])
+
+
+def test_app_refuses_a_missing_or_tampered_model_with_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import python_env
+
+    proc = subprocess.run([sys.executable, "app.py"], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env=python_env() | {"HUSKYAI_MODEL": str(tmp_path), "HUSKYAI_AUDIT_LOG": "off"})
+    assert proc.returncode == 1
+    assert "cannot serve the model" in proc.stderr and "no model card" in proc.stderr
+    assert "Traceback" not in proc.stderr
