@@ -77,14 +77,39 @@ def client_from(address: str = "127.0.0.1", timeout: float = 60) -> httpx.Client
     return httpx.Client(timeout=timeout, transport=httpx.HTTPTransport(local_address=address))
 
 
-def raw_predict(base: str, photo: Path, api: str = "predict", client: httpx.Client | None = None) -> list:
-    """Gradio's raw HTTP protocol: upload the file, start the call, read the result stream."""
+def _refusal(response: httpx.Response) -> str | None:
+    """The app's message when it refused a request (HTTP 4xx/5xx), else None."""
+    if response.status_code < 400:
+        return None
+    try:
+        body = response.json()
+        return str(body.get("detail") or body.get("error") or body) if isinstance(body, dict) else str(body)
+    except ValueError:
+        return f"HTTP {response.status_code}: {response.text[:200]}"
+
+
+def raw_predict(base: str, photo: Path | bytes, api: str = "predict", client: httpx.Client | None = None,
+                name: str = "photo.jpg") -> list:
+    """Gradio's raw HTTP protocol: upload the file, start the call, read the result stream.
+
+    Any refusal (an HTTP error on the upload or the call, or an error event) raises CallRefused."""
     c = client or httpx.Client(timeout=60)
-    with open(photo, "rb") as f:
-        uploaded = c.post(f"{base}gradio_api/upload", files={"files": (photo.name, f, "image/jpeg")})
-    uploaded.raise_for_status()
-    payload = {"data": [{"path": uploaded.json()[0], "meta": {"_type": "gradio.FileData"}}]}
-    event = c.post(f"{base}gradio_api/call/{api}", json=payload).json()["event_id"]
+    data = photo if isinstance(photo, bytes) else Path(photo).read_bytes()
+    name = name if isinstance(photo, bytes) else Path(photo).name
+    uploaded = c.post(f"{base}gradio_api/upload", files={"files": (name, data, "image/jpeg")})
+    if (message := _refusal(uploaded)) is not None:
+        raise CallRefused(message)
+    return call_with_path(base, uploaded.json()[0], api, c)
+
+
+def call_with_path(base: str, path: str, api: str = "predict", client: httpx.Client | None = None) -> list:
+    """Start a call naming a file already on the server, and read its result stream."""
+    c = client or httpx.Client(timeout=60)
+    payload = {"data": [{"path": path, "meta": {"_type": "gradio.FileData"}}]}
+    started = c.post(f"{base}gradio_api/call/{api}", json=payload)
+    if (message := _refusal(started)) is not None:
+        raise CallRefused(message)
+    event = started.json()["event_id"]
     text = c.get(f"{base}gradio_api/call/{api}/{event}").text
     lines = text.strip().splitlines()
     if not any(line.startswith("event: complete") for line in lines):

@@ -1,8 +1,10 @@
 """The audit log: one JSON line per prediction served by the app or the CLI (repudiation defence).
 
 Each line: UTC time, source, client id (a salted hash of the IP in the app), the image's sha256,
-size, format and pixel size, the answer (label, probability) or the refusal, latency, and the
-model's sha256. The image itself is never written anywhere.
+size, format and pixel size, the answer (label, probability) or the refusal, latency, the
+model's sha256 and how the model was verified ("trust"). Refusals made before an image is read
+(rate limit, requests in flight, body too large, queue full) get a line too, without image fields.
+The image itself is never written anywhere.
 
 Path: $HUSKYAI_AUDIT_LOG (default ~/.local/state/huskyai/audit.jsonl; "off" disables it). The file
 rotates at $HUSKYAI_AUDIT_MAX_BYTES (default 10 MB), keeping 5 old files. Client ids are salted with
@@ -73,7 +75,7 @@ class AuditLog:
         return "ip:" + hashlib.sha256(self._salt + address.encode()).hexdigest()[:16]
 
     def record(self, *, source: str, client: str, data: bytes | None, model_sha256: str, latency_ms: float,
-               prediction: Prediction | None = None, refused: str | None = None) -> dict:
+               prediction: Prediction | None = None, refused: str | None = None, trust: str | None = None) -> dict:
         entry = {
             "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
             "source": source,
@@ -86,6 +88,7 @@ class AuditLog:
             "refused": refused,
             "latency_ms": round(latency_ms, 2),
             "model_sha256": model_sha256,
+            "trust": trust,
         }
         if self._logger:
             self._logger.info(json.dumps(entry, separators=(",", ":")))
@@ -98,12 +101,19 @@ def audited_predict(model: Predictor, data: bytes, *, name: str, source: str, cl
     from .images import InvalidImageError
 
     start = time.perf_counter()
+    trust = model_trust(model)
     try:
         prediction = model.predict(data, name=name)
     except InvalidImageError as err:
-        log.record(source=source, client=client, data=data, model_sha256=model.model_sha256,
+        log.record(source=source, client=client, data=data, model_sha256=model.model_sha256, trust=trust,
                    latency_ms=(time.perf_counter() - start) * 1000, refused=str(err))
         raise
-    log.record(source=source, client=client, data=data, model_sha256=model.model_sha256,
+    log.record(source=source, client=client, data=data, model_sha256=model.model_sha256, trust=trust,
                latency_ms=(time.perf_counter() - start) * 1000, prediction=prediction)
     return prediction
+
+
+def model_trust(model: Predictor) -> str:
+    """How the model was verified when it was loaded (``Predictor.trust``), in a few words."""
+    trust = getattr(model, "trust", None)
+    return str(trust) if trust else "verified against its card (no trust level reported)"

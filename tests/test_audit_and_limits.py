@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -15,7 +17,7 @@ from huskyai.ratelimit import RateLimiter
 
 sys.path.insert(0, str(ROOT / "bench"))
 FIELDS = {"time", "source", "client", "image_sha256", "image_bytes", "image_format", "width", "height", "label",
-          "probability", "refused", "latency_ms", "model_sha256"}
+          "probability", "refused", "latency_ms", "model_sha256", "trust"}
 
 
 def lines(path):
@@ -40,6 +42,7 @@ def test_one_well_formed_line_per_prediction(tmp_path, shipped):
     assert entry["image_format"] == "JPEG" and entry["image_bytes"] == len(photo)
     assert entry["width"] == 600 and entry["height"] == 400
     assert entry["model_sha256"] == shipped.model_sha256 and entry["refused"] is None
+    assert entry["trust"] == shipped.trust
     with pytest.raises(InvalidImageError):
         audited_predict(shipped, b"not an image", name="x.jpg", source="cli", client="cli:test", log=log)
     assert lines(tmp_path / "audit.jsonl")[1]["refused"].startswith("x.jpg: not a supported image")
@@ -83,11 +86,10 @@ def test_app_logs_each_answer_and_keeps_no_image(app_server, client):
     photo.unlink()
     new = lines(app_server["audit_log"])[before:]
     assert len(new) == 1 and new[0]["source"] == "app" and new[0]["client"].startswith("ip:")
+    assert new[0]["trust"] and new[0]["model_sha256"]
     assert "127.0.0.1" not in app_server["audit_log"].read_text()
     for path in app_server["audit_log"].parent.glob("audit.jsonl*"):
         assert path.read_bytes()[:4] not in (b"\xff\xd8\xff\xe0", b"\x89PNG")
-    cached = {p.name for p in app_server["cache"].rglob("*") if p.is_file()}
-    assert "astronaut_audit.jpg" not in cached  # the upload is gone from gradio's cache too
 
 
 def test_rate_limiter_window():
@@ -109,14 +111,16 @@ def test_app_refuses_a_flood_from_one_address_but_not_others(tmp_path):
     photo.write_bytes(jpeg_bytes(skimage_photo("coffee")))
     with running_app(tmp_path, HUSKYAI_RATE_LIMIT="3") as server:
         with client_from("127.0.0.1") as c:
-            for _ in range(3):
+            for i in range(3):
+                c.headers["x-forwarded-for"] = f"198.51.100.{i}"  # no proxy is trusted: the header is ignored
                 assert raw_predict(server["url"], photo, client=c)[0]["label"] == "not_husky"
+            c.headers["x-forwarded-for"] = "198.51.100.99"
             with pytest.raises(CallRefused, match="Slow down: at most 3 photos a minute"):
                 raw_predict(server["url"], photo, client=c)
         with client_from("127.0.0.2") as other:
             assert raw_predict(server["url"], photo, client=other)[0]["label"] == "not_husky"
-        refused = [e for e in lines(server["audit_log"]) if e["refused"] == "rate limit"]
-        assert len(refused) == 1
+        refused = [e for e in lines(server["audit_log"]) if (e["refused"] or "").startswith("rate limit")]
+        assert len(refused) == 1 and refused[0]["trust"]
 
 
 def test_error_messages_are_escaped(client, tmp_path):
@@ -129,3 +133,200 @@ def test_error_messages_are_escaped(client, tmp_path):
         client.predict(handle_file(str(bad)), api_name="/predict")
     message = str(info.value)  # gradio drops <> from upload names; huskyai escapes whatever else remains
     assert "not a supported image" in message and "<" not in message and ">" not in message
+
+
+# --- fair serving: each test is an attack the middleware (huskyai/middleware.py) stops ---------------------------
+
+UPLOAD_TTL = 3  # seconds; the fair_app keeps an answered upload this long after its last use
+
+
+@pytest.fixture(scope="module")
+def fair_app(tmp_path_factory):
+    with running_app(tmp_path_factory.mktemp("fair"), HUSKYAI_RATE_LIMIT="1000", HUSKYAI_MAX_IN_FLIGHT="2",
+                     HUSKYAI_UPLOAD_TTL=str(UPLOAD_TTL)) as server:
+        yield server
+
+
+def upload(base: str, client, data: bytes, name: str = "photo.jpg") -> str:
+    response = client.post(f"{base}gradio_api/upload", files={"files": (name, data, "image/jpeg")})
+    response.raise_for_status()
+    return response.json()[0]
+
+
+def wait_until(condition, timeout: float = 20.0) -> bool:
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.2)
+    return condition()
+
+
+def raw_http(port: int, head: bytes, body: bytes = b"", close_after: bool = False) -> bytes:
+    """Send bytes on a socket of our own (to announce sizes httpx would not) and read what comes back."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(head + body)
+        if close_after:
+            return b""
+        try:
+            return s.recv(4096)
+        except OSError:
+            return b""
+
+
+def test_a_queue_flood_from_one_address_does_not_starve_another(fair_app, tmp_path):
+    """The attacker starts 200 predictions without waiting for any: before the fix they filled the
+    64-place queue and everyone else got HTTP 503."""
+    from common import client_from, raw_predict
+
+    base = fair_app["url"]
+    photo = jpeg_bytes(skimage_photo("coffee"))
+    with client_from("127.0.0.30") as attacker:
+        path = upload(base, attacker, photo)
+        payload = {"data": [{"path": path, "meta": {"_type": "gradio.FileData"}}]}
+        codes = [attacker.post(f"{base}gradio_api/call/predict", json=payload).status_code for _ in range(200)]
+    assert codes.count(200) < 40 and codes.count(429) > 160 and 503 not in codes
+    with client_from("127.0.0.31") as honest:
+        for _ in range(3):
+            assert raw_predict(base, photo, client=honest)[0]["label"] == "not_husky"
+    refusals = [e for e in lines(fair_app["audit_log"]) if e["refused"] == "in-flight limit"]
+    assert len(refusals) >= codes.count(429)
+
+
+def test_a_body_over_the_cap_is_refused_while_it_streams(fair_app):
+    """400 MB of JSON used to be read and parsed (1.5 GB of memory) before it was refused."""
+    import httpx
+
+    from common import client_from
+
+    base, port = fair_app["url"], int(fair_app["url"].rsplit(":", 1)[1].strip("/"))
+    sent = [0]
+
+    def body():
+        for _ in range(400):
+            sent[0] += 1
+            yield b"[" + b" " * (1024 * 1024 - 1)  # 400 MB, no Content-Length: only counting can stop it
+
+    with client_from("127.0.0.32") as c:
+        try:
+            status = c.post(f"{base}gradio_api/call/predict", content=body(),
+                            headers={"content-type": "application/json"}).status_code
+        except httpx.TransportError:
+            status = None  # the server hung up mid-body: also a refusal
+    assert status in (413, None) and sent[0] < 60, sent[0]
+    # announced: refused from the headers, before a byte of the body is read
+    reply = raw_http(port, b"POST /gradio_api/upload HTTP/1.1\r\nHost: x\r\nContent-Length: 400000000\r\n"
+                           b"Content-Type: multipart/form-data; boundary=b\r\n\r\n")
+    assert reply.startswith(b"HTTP/1.1 413")
+    reasons = [e["refused"] for e in lines(fair_app["audit_log"]) if e["refused"]]
+    assert any("while streaming" in r for r in reasons) and any("400000000 bytes announced" in r for r in reasons)
+
+
+def test_aborted_and_unread_uploads_are_swept(fair_app):
+    """An upload cut off halfway, or never used, used to stay in gradio's cache for good."""
+    from common import client_from
+
+    base, port = fair_app["url"], int(fair_app["url"].rsplit(":", 1)[1].strip("/"))
+    cache = Path(fair_app["cache"])
+    head = (b"POST /gradio_api/upload HTTP/1.1\r\nHost: x\r\nContent-Length: 5000000\r\n"
+            b"Content-Type: multipart/form-data; boundary=b\r\n\r\n")
+    part = b'--b\r\nContent-Disposition: form-data; name="files"; filename="half.jpg"\r\n\r\n' + b"\xff" * 1_000_000
+    raw_http(port, head, part, close_after=True)
+    assert wait_until(lambda: not [p for p in cache.glob("tmp*")], timeout=10)
+    with client_from("127.0.0.33") as c:
+        path = Path(upload(base, c, jpeg_bytes(skimage_photo("rocket")), "never_used.jpg"))
+    assert path.is_file()
+    assert wait_until(lambda: not path.exists(), timeout=UPLOAD_TTL + 15)
+
+
+def test_a_second_predict_on_the_same_upload_answers_then_the_upload_expires(fair_app):
+    from common import CallRefused, call_with_path, client_from
+
+    base = fair_app["url"]
+    with client_from("127.0.0.34") as c:
+        path = upload(base, c, jpeg_bytes(skimage_photo("chelsea")), "asked_twice.jpg")
+        first = call_with_path(base, path, client=c)
+        second = call_with_path(base, path, client=c)  # the button pressed again after the upload's own answer
+        assert first == second and first[1].startswith("Not a husky")
+        assert wait_until(lambda: not Path(path).exists(), timeout=UPLOAD_TTL + 15)
+        with pytest.raises(CallRefused, match="no longer on the server; upload it again"):
+            call_with_path(base, path, client=c)
+
+
+def _plot_path(base: str) -> str:
+    import httpx
+
+    config = httpx.get(f"{base}config", timeout=10).json()
+    (plot,) = [c["props"]["value"]["path"] for c in config["components"]
+               if c.get("props", {}).get("label") == "Validation confusion matrix"]
+    return plot
+
+
+def test_the_cached_plot_survives_a_predict_naming_it_and_an_upload_landing_on_it(fair_app):
+    """A /predict naming the model card's cached plot used to delete it for everyone."""
+    import httpx
+
+    from common import call_with_path, client_from
+
+    base = fair_app["url"]
+    plot = _plot_path(base)
+    original = httpx.get(f"{base}gradio_api/file={plot}", timeout=10)
+    assert original.status_code == 200 and original.content[:4] == b"\x89PNG"
+    with client_from("127.0.0.35") as c:
+        call_with_path(base, plot, client=c)  # answered (a plot is not a husky); what matters is what follows
+        same = upload(base, c, original.content, Path(plot).name)  # same bytes, same name: gradio's same path
+        assert Path(same).resolve() == Path(plot).resolve()
+        call_with_path(base, same, client=c)
+
+    time.sleep(UPLOAD_TTL + 4)  # several sweeps later
+    assert Path(plot).is_file()
+    assert httpx.get(f"{base}gradio_api/file={plot}", timeout=10).content == original.content
+
+
+def test_a_data_url_over_the_upload_limit_is_refused(fair_app):
+    """Inline data: URLs skipped the 10 MB cap (20 MB got through)."""
+    import base64
+
+    from common import client_from
+
+    base = fair_app["url"]
+    big = base64.b64encode(b"\xff\xd8\xff" + b"\0" * (10 * 1024 * 1024 + 3000)).decode()
+    payload = {"data": [{"url": "data:image/jpeg;base64," + big, "orig_name": "inline.jpg",
+                         "meta": {"_type": "gradio.FileData"}}]}
+    with client_from("127.0.0.36") as c:
+        started = c.post(f"{base}gradio_api/call/predict", json=payload)
+        assert started.status_code == 200  # within the body cap: the component's own check refuses it
+        text = c.get(f"{base}gradio_api/call/predict/{started.json()['event_id']}").text
+    assert "event: error" in text and "larger than the upload limit of 10 MB" in text
+    assert any("inline.jpg: the image is larger" in (e["refused"] or "") for e in lines(fair_app["audit_log"]))
+
+
+def test_a_forged_forwarded_for_does_not_pick_the_bucket(tmp_path):
+    """Behind one trusted proxy the client is the hop the proxy appended (the rightmost), not the first,
+    which the client writes itself."""
+    from common import CallRefused, client_from, raw_predict
+
+    photo = jpeg_bytes(skimage_photo("coffee"))
+    with running_app(tmp_path, HUSKYAI_RATE_LIMIT="2", HUSKYAI_TRUST_PROXY="1") as server, \
+            client_from("127.0.0.40") as proxy:
+        for i in range(2):
+            proxy.headers["x-forwarded-for"] = f"203.0.113.{i}, 127.0.0.41"  # forged first hop, real last hop
+            raw_predict(server["url"], photo, client=proxy)
+        proxy.headers["x-forwarded-for"] = "203.0.113.77, 127.0.0.41"
+        with pytest.raises(CallRefused, match="Slow down"):
+            raw_predict(server["url"], photo, client=proxy)
+        proxy.headers["x-forwarded-for"] = "203.0.113.77, 127.0.0.42"  # someone else behind the same proxy
+        assert raw_predict(server["url"], photo, client=proxy)[0]["label"] == "not_husky"
+
+
+def test_client_address_takes_the_rightmost_untrusted_hop():
+    from huskyai.serving import client_address
+
+    assert client_address("10.0.0.1", ["1.1.1.1, 2.2.2.2"], 0) == "10.0.0.1"
+    assert client_address("10.0.0.1", ["1.1.1.1, 2.2.2.2"], 1) == "2.2.2.2"
+    assert client_address("10.0.0.1", ["1.1.1.1", "2.2.2.2, 3.3.3.3"], 2) == "2.2.2.2"
+    assert client_address("10.0.0.1", [], 1) == "10.0.0.1"
+    assert client_address("10.0.0.1", ["not-an-address"], 1) == "10.0.0.1"

@@ -1,0 +1,233 @@
+"""Fair serving, enforced before gradio sees a request (ASGI middleware on gradio's FastAPI app).
+
+For every request, in this order:
+
+1. The body cap: a Content-Length over the route's cap is refused before anything is read, and
+   the bytes are counted while they stream, so an unannounced (chunked) body is cut off at the cap
+   instead of being read and parsed. A body that stalls is cut off too.
+2. On the routes that cost work (``/gradio_api/upload``, ``/gradio_api/queue/join``,
+   ``/gradio_api/call/...``, ``/gradio_api/run/...``): a per-client cap on requests in flight
+   (requests being received plus events queued or running), then the per-minute rate limit
+   (uploads and predictions have a budget each). One client can therefore never fill the queue.
+3. Uploads that succeed are recorded (the only files the app will ever delete); gradio's own
+   refusals on those routes (file too large, queue full) are noted.
+
+Every refusal gets an audit line through ``on_refusal``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from .ratelimit import RateLimiter
+from .serving import client_address
+from .uploads import UploadRegistry
+
+try:  # raised inside gradio's upload parser, it makes gradio delete the partial files it wrote
+    from gradio.route_utils import MultiPartException as _GradioMultiPartError
+except ImportError:  # pragma: no cover - another gradio
+    _GradioMultiPartError = Exception
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+
+UPLOAD, JOIN, DIRECT, OTHER = "upload", "join", "direct", "other"
+_ROUTES = [
+    (UPLOAD, re.compile(r"/gradio_api/upload")),
+    (JOIN, re.compile(r"/gradio_api/(queue/join|call/(v2/)?[^/]+)")),
+    (DIRECT, re.compile(r"/gradio_api/(run|api)/[^/]+")),
+]
+SMALL_BODY = 64 * 1024  # headroom for multipart headers and JSON around a photo; the cap for any other route
+MAX_FILES_PER_UPLOAD = 4  # the page sends one photo per upload
+
+
+def route_kind(method: str, path: str) -> str:
+    if method != "POST":
+        return OTHER
+    path = path.rstrip("/")
+    for kind, pattern in _ROUTES:
+        if pattern.fullmatch(path):
+            return kind
+    return OTHER
+
+
+class _BodyTooLarge(_GradioMultiPartError):
+    pass
+
+
+class _BodyStalled(_GradioMultiPartError):
+    pass
+
+
+class _BodyAborted(_GradioMultiPartError):
+    pass
+
+
+class FairServing:
+    def __init__(self, app, *, upload_limit: int, max_in_flight: int, trusted_proxy_hops: int,
+                 predictions: RateLimiter, uploads_limiter: RateLimiter, uploads: UploadRegistry,
+                 queued_for: Callable[[str], int], on_refusal: Callable[[str, str], None],
+                 idle_timeout: float = 30.0):
+        self.app = app
+        self.caps = {UPLOAD: upload_limit + SMALL_BODY,
+                     JOIN: math.ceil(upload_limit / 3) * 4 + SMALL_BODY,  # a photo inline as a data: URL
+                     DIRECT: math.ceil(upload_limit / 3) * 4 + SMALL_BODY,
+                     OTHER: SMALL_BODY}
+        self.upload_limit = upload_limit
+        self.max_in_flight = max_in_flight
+        self.hops = trusted_proxy_hops
+        self.limiters = {JOIN: predictions, UPLOAD: uploads_limiter}
+        self.uploads = uploads
+        self.queued_for = queued_for
+        self.on_refusal = on_refusal
+        self.idle_timeout = idle_timeout
+        self._active: dict[str, int] = {}
+
+    def client_of(self, scope: Scope) -> str:
+        peer = scope.get("client")
+        forwarded = [v.decode("latin-1") for k, v in scope.get("headers", ()) if k == b"x-forwarded-for"]
+        return client_address(peer[0] if peer else None, forwarded, self.hops)
+
+    async def __call__(self, scope: Scope, receive: Callable[[], Awaitable[Message]],
+                       send: Callable[[Message], Awaitable[None]]) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        kind = route_kind(scope["method"], scope["path"])
+        client = self.client_of(scope)
+        cap = self.caps[kind]
+        declared = _content_length(scope)
+        if declared is not None and (declared < 0 or declared > cap):
+            return await self._refuse(send, client, 413, self._too_large_message(kind),
+                                      f"request body too large: {declared} bytes announced, the limit is {cap}")
+        if kind != OTHER:
+            load = self._active.get(client, 0) + self.queued_for(client)
+            if load >= self.max_in_flight:
+                return await self._refuse(
+                    send, client, 429,
+                    f"Too many requests at once from one address: at most {self.max_in_flight} at a time. "
+                    "Wait for an answer, then try again.", "in-flight limit", retry_after=5)
+            limiter = self.limiters.get(kind)
+            wait = limiter.check(client) if limiter is not None else None
+            if wait is not None:
+                what = "uploads" if kind == UPLOAD else "predictions"
+                return await self._refuse(
+                    send, client, 429,
+                    f"Slow down: at most {limiter.per_minute} photos a minute from one address. "
+                    f"Try again in {math.ceil(wait)} s.", f"rate limit ({what})", retry_after=math.ceil(wait))
+        self._active[client] = self._active.get(client, 0) + 1
+        try:
+            await self._forward(scope, receive, send, kind, client, cap)
+        finally:
+            left = self._active[client] - 1
+            if left:
+                self._active[client] = left
+            else:
+                del self._active[client]
+
+    async def _forward(self, scope: Scope, receive, send, kind: str, client: str, cap: int) -> None:
+        state = {"received": 0, "body_done": False, "cut": None, "started": False, "status": 0}
+        captured: list[bytes] = []
+        buffer_body = kind == UPLOAD  # the upload route's answer names the files: read it before passing it on
+        capture_errors = kind != OTHER
+
+        async def counted_receive() -> Message:
+            if state["body_done"]:
+                return await receive()  # after the body: disconnect notices for streaming answers
+            try:
+                message = await asyncio.wait_for(receive(), self.idle_timeout)
+            except asyncio.TimeoutError:
+                state["cut"] = (408, "The request body stalled; send it again.", "request body stalled")
+                raise _BodyStalled("Request body stalled.") from None
+            if message["type"] == "http.disconnect":
+                if kind == UPLOAD:  # gradio's parser deletes its partial files only on its own error type
+                    raise _BodyAborted("Upload aborted by the client.")
+                return message
+            state["received"] += len(message.get("body", b""))
+            if state["received"] > cap:
+                state["cut"] = (413, self._too_large_message(kind),
+                                f"request body too large: over {cap} bytes while streaming")
+                raise _BodyTooLarge("Request body exceeded maximum allowed size.")
+            if not message.get("more_body", False):
+                state["body_done"] = True
+            return message
+
+        async def watched_send(message: Message) -> None:
+            if state["cut"] is not None:
+                return  # the app's answer to a body we cut off is replaced by ours
+            if message["type"] == "http.response.start":
+                state["status"] = message["status"]
+                if buffer_body or (capture_errors and message["status"] >= 400):
+                    captured.append(b"")
+                    state["start"] = message
+                    return
+                state["started"] = True
+            elif message["type"] == "http.response.body" and captured:
+                if sum(map(len, captured)) < 1024 * 1024:
+                    captured.append(message.get("body", b""))
+                if message.get("more_body", False):
+                    return
+                await self._finish_captured(send, state, b"".join(captured), kind, client)
+                return
+            await send(message)
+
+        try:
+            await self.app(scope, counted_receive, watched_send)
+        except (_BodyTooLarge, _BodyStalled, _BodyAborted):
+            if state["cut"] is None:
+                return  # the client went away; nobody is left to answer
+        if state["cut"] is not None and not state["started"]:
+            status, message, reason = state["cut"]
+            await self._refuse(send, client, status, message, reason)
+
+    async def _finish_captured(self, send, state: dict, body: bytes, kind: str, client: str) -> None:
+        start, status = state["start"], state["status"]
+        if kind == UPLOAD and status == 200:
+            try:
+                paths = [p for p in json.loads(body) if isinstance(p, str)]
+            except (ValueError, TypeError):
+                paths = []
+            self.uploads.record(paths)
+            if len(paths) > MAX_FILES_PER_UPLOAD:
+                self.uploads.discard(paths)
+                state["started"] = True
+                await self._refuse(send, client, 413, f"At most {MAX_FILES_PER_UPLOAD} files in one upload.",
+                                   f"upload of {len(paths)} files")
+                return
+        elif status >= 400:
+            text = body[:300].decode("utf-8", "replace")
+            reason = "queue full" if status == 503 and kind == JOIN else f"refused by gradio: HTTP {status}"
+            self.on_refusal(client, f"{reason}: {text}")
+        state["started"] = True
+        await send(start)
+        await send({"type": "http.response.body", "body": body})
+
+    def _too_large_message(self, kind: str) -> str:
+        if kind == OTHER:
+            return "The request body is too large for this route."
+        return f"The request is too large: a photo may be at most {self.upload_limit // (1024 * 1024)} MB."
+
+    async def _refuse(self, send, client: str, status: int, message: str, reason: str,
+                      retry_after: int | None = None) -> None:
+        self.on_refusal(client, reason)
+        body = json.dumps({"detail": message, "error": message}).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                   (b"connection", b"close")]
+        if retry_after is not None:
+            headers.append((b"retry-after", str(retry_after).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+def _content_length(scope: Scope) -> int | None:
+    for k, v in scope.get("headers", ()):
+        if k == b"content-length":
+            try:
+                return int(v)
+            except ValueError:
+                return -1
+    return None

@@ -1,0 +1,120 @@
+"""How the web app is configured and started: one place for every setting, one start-up for app.py and the CLI.
+
+Settings come from the environment (read here and nowhere else):
+
+    HUSKYAI_MODEL           export folder to serve (default: the shipped model)
+    HUSKYAI_RATE_LIMIT      predictions (and, separately, uploads) a minute per client (default 30; 0: off)
+    HUSKYAI_MAX_IN_FLIGHT   requests one client may have uploading, queued or running at once (default 4)
+    HUSKYAI_TRUST_PROXY     reverse-proxy hops in front of the app whose X-Forwarded-For is trusted
+                            (default 1 on Hugging Face Spaces, i.e. when SPACE_ID is set, else 0)
+    HUSKYAI_UPLOAD_TTL      seconds an upload is kept after its last use, for a second question (default 300)
+    GRADIO_SERVER_NAME / GRADIO_SERVER_PORT   where to listen (default 127.0.0.1:7860)
+
+This module imports nothing heavy: app.py starts loading the model before gradio is imported.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+UPLOAD_LIMIT_BYTES = 10 * 1024 * 1024  # one photo, uploaded or inline as a data: URL
+DEFAULT_RATE_LIMIT = 30
+DEFAULT_MAX_IN_FLIGHT = 4
+DEFAULT_UPLOAD_TTL = 300.0
+
+
+class SettingsError(ValueError):
+    """A setting in the environment has a value the app cannot use; the message names it."""
+
+
+def _int_env(name: str, default: int, minimum: int = 0) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a whole number") from None
+    if value < minimum:
+        raise SettingsError(f"{name}={value} must be at least {minimum}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    model_dir: str | None = None
+    rate_limit: int = DEFAULT_RATE_LIMIT
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
+    trusted_proxy_hops: int = 0
+    upload_ttl: float = DEFAULT_UPLOAD_TTL
+    upload_limit: int = UPLOAD_LIMIT_BYTES
+    host: str = "127.0.0.1"
+    port: int = 7860
+
+    @classmethod
+    def from_env(cls, model_dir: str | None = None, host: str | None = None, port: int | None = None) -> Settings:
+        """Settings from the environment; arguments (the CLI's) take precedence."""
+        hops_default = 1 if os.environ.get("SPACE_ID") else 0  # Spaces: one proxy appends the caller's address
+        return cls(
+            model_dir=model_dir or os.environ.get("HUSKYAI_MODEL") or None,
+            rate_limit=_int_env("HUSKYAI_RATE_LIMIT", DEFAULT_RATE_LIMIT),
+            max_in_flight=_int_env("HUSKYAI_MAX_IN_FLIGHT", DEFAULT_MAX_IN_FLIGHT, minimum=1),
+            trusted_proxy_hops=_int_env("HUSKYAI_TRUST_PROXY", hops_default),
+            upload_ttl=float(_int_env("HUSKYAI_UPLOAD_TTL", int(DEFAULT_UPLOAD_TTL), minimum=1)),
+            host=host or os.environ.get("GRADIO_SERVER_NAME") or "127.0.0.1",
+            port=port or _int_env("GRADIO_SERVER_PORT", 7860, minimum=1),
+        )
+
+
+def client_address(peer: str | None, forwarded_for: Iterable[str], trusted_hops: int) -> str:
+    """The address a request is charged to.
+
+    ``peer`` is the TCP peer; ``forwarded_for`` the X-Forwarded-For header values in order. With
+    ``trusted_hops`` = N proxies in front, each appends the address it received from, so the
+    client is the N-th entry from the right: anything left of it was written by the client itself
+    and is ignored (a forged first hop cannot pick the rate-limit bucket).
+    """
+    peer = peer or "unknown"
+    if trusted_hops <= 0:
+        return peer
+    hops = [h.strip() for value in forwarded_for for h in value.split(",") if h.strip()]
+    if not hops:
+        return peer  # a request that bypassed the proxy: charged to whoever connected
+    candidate = hops[-trusted_hops] if len(hops) >= trusted_hops else hops[0]
+    try:
+        return str(ipaddress.ip_address(candidate))
+    except ValueError:
+        return peer  # not an address: a trusted proxy would not write that
+
+
+def serve(model_dir: str | None = None, host: str | None = None, port: int | None = None) -> int:
+    """Load the model (in a thread, while gradio is imported) and serve the app until stopped.
+
+    Shared by ``python app.py`` and ``python -m huskyai serve``. Returns an exit code; a missing or
+    tampered model, or a bad setting, is one line on stderr, not a traceback."""
+    # gradio wraps every call in a matplotlib backend switch; naming the backend up front saves the
+    # first request 0.3 s of backend resolution (a server has no display)
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    try:
+        settings = Settings.from_env(model_dir, host, port)
+    except SettingsError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    from .predictor import load_in_background
+
+    model = load_in_background(settings.model_dir)  # hashing and ONNX Runtime's start overlap the import below
+    from .artifacts import IntegrityError
+    from .engine import EngineError
+    from .ui import launch
+
+    try:
+        predictor = model.result()
+    except (IntegrityError, EngineError) as err:
+        print(f"error: cannot serve the model: {err}", file=sys.stderr)
+        return 1
+    launch(predictor, settings)
+    return 0
