@@ -1,9 +1,19 @@
-"""The export/ format: a JSON model card that names and hashes every file beside it.
+"""The export/ format, and the trust in it: a JSON model card that names and hashes every file beside it.
 
     model.json          the card: architecture, classes, preprocessing, threshold, metrics, hashes
     model.safetensors   the weights, loadable without unpickling anything
-    learner.pkl         fastai's Learner (learn.export), opened only after its hash matches
-    *.png               confusion matrix and top losses from validation
+    model.onnx          the same network as an fp32 ONNX graph, what serving runs
+    learner.pkl         fastai's Learner pickle, only when asked for (never opened by Husky AI)
+    *.png, redteam.json validation plots and a red-team summary
+
+Why a card is trusted (``open_export``), first rule that applies:
+1. its sha256 equals the one the caller pins (``sha256=``, or $HUSKYAI_MODEL_SHA256);
+2. its sha256 equals ``SHIPPED_CARD_SHA256``, pinned in this package for the shipped export/;
+3. it carries a valid HMAC-SHA256 signature by this machine's key ($HUSKYAI_SIGNING_KEY, or the key
+   file that training creates on first use in the user's config folder, mode 0600);
+4. the caller says so explicitly (``trust_unsigned=True``), and that is shown wherever it is served.
+Each file is read once, without following symlinks, hashed in memory, and used from those bytes:
+a file swapped after the check is never what gets loaded.
 """
 
 from __future__ import annotations
@@ -12,35 +22,66 @@ import hashlib
 import hmac
 import json
 import os
+import re
+import secrets
+import stat
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 CARD_NAME = "model.json"
 WEIGHTS_NAME = "model.safetensors"
+ONNX_NAME = "model.onnx"
 LEARNER_NAME = "learner.pkl"
 PLOT_NAMES = ("confusion_matrix.png", "top_losses.png")
-EXPORT_NAMES = (WEIGHTS_NAME, LEARNER_NAME, *PLOT_NAMES)  # what an export writes; nothing else is touched
-FORMAT_VERSION = 1
+REDTEAM_NAME = "redteam.json"
+EXPORT_NAMES = (WEIGHTS_NAME, ONNX_NAME, LEARNER_NAME, *PLOT_NAMES, REDTEAM_NAME)  # nothing else is read or touched
+FORMAT_VERSION = 2
 SIGNING_KEY_ENV = "HUSKYAI_SIGNING_KEY"
+MODEL_SHA256_ENV = "HUSKYAI_MODEL_SHA256"
 DEFAULT_EXPORT = Path(__file__).resolve().parent.parent / "export"
+# the root of trust for the shipped model: sha256 of export/model.json, which hashes every other file
+SHIPPED_CARD_SHA256 = "ca703b4346ee993a0f12b44c2a231fecaae694187b509a54e3d1afca5029f840"
+MAX_FILE_BYTES = 512 * 1024 * 1024
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
 class IntegrityError(RuntimeError):
-    """A model file is missing, or its content does not match the model card."""
+    """A model file is missing, untrusted, or its content does not match the model card."""
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
-def signing_key() -> bytes | None:
-    """The HMAC key from $HUSKYAI_SIGNING_KEY; when set, export signs and loading demands a signature."""
-    key = os.environ.get(SIGNING_KEY_ENV, "")
-    return key.encode() if key else None
+# ---- signing key -------------------------------------------------------------------------------
+
+def key_path() -> Path:
+    config = os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config"
+    return Path(config) / "huskyai" / "signing.key"
+
+
+def signing_key(create: bool = False) -> bytes | None:
+    """$HUSKYAI_SIGNING_KEY, else the key file (made on first use when ``create``), else None."""
+    if os.environ.get(SIGNING_KEY_ENV):
+        return os.environ[SIGNING_KEY_ENV].encode()
+    path = key_path()
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        if not create:
+            return None
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        key = secrets.token_hex(32).encode()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(key)
+        return key
+    with os.fdopen(fd, "rb") as f:
+        if os.fstat(f.fileno()).st_mode & 0o077:
+            raise IntegrityError(f"{path}: the signing key is readable by other users; chmod 600 it")
+        return f.read().strip()
 
 
 def card_signature(card: dict[str, Any], key: bytes) -> str:
@@ -50,74 +91,164 @@ def card_signature(card: dict[str, Any], key: bytes) -> str:
     return hmac.new(key, canonical, hashlib.sha256).hexdigest()
 
 
-def write_card(export_dir: Path, card: dict[str, Any], key: bytes | None = None) -> dict[str, Any]:
-    """Hash the export's files into ``card``, sign it when a key is set, write model.json."""
-    export_dir = Path(export_dir)
-    card = {k: v for k, v in card.items() if k != "signature"} | {"format_version": FORMAT_VERSION}
-    card["files"] = {name: sha256_of(export_dir / name) for name in sorted(EXPORT_NAMES)
-                     if (export_dir / name).is_file()}
-    key = key or signing_key()
-    if key:
-        card["signature"] = {"alg": "HMAC-SHA256", "value": card_signature(card, key)}
-    (export_dir / CARD_NAME).write_text(json.dumps(card, indent=2, sort_keys=False) + "\n")
-    return card
-
-
-def check_signature(card: dict[str, Any], path: Path, key: bytes | None) -> None:
-    """With a key, the card must carry a valid signature; without one, nothing is demanded."""
-    if not key:
-        return
+def _signature_ok(card: dict[str, Any], key: bytes) -> bool:
     sig = card.get("signature")
-    if not isinstance(sig, dict) or sig.get("alg") != "HMAC-SHA256" or not isinstance(sig.get("value"), str):
-        raise IntegrityError(f"{path}: the model card is not signed, and {SIGNING_KEY_ENV} demands a signature")
-    if not hmac.compare_digest(sig["value"], card_signature(card, key)):
-        raise IntegrityError(f"{path}: the model card's signature is wrong (edited, or signed with another key)")
+    return (isinstance(sig, dict) and sig.get("alg") == "HMAC-SHA256" and isinstance(sig.get("value"), str)
+            and hmac.compare_digest(sig["value"], card_signature(card, key)))
 
 
-def read_card(export_dir: Path, key: bytes | None = None) -> dict[str, Any]:
-    """The parsed model card; its signature is checked when a key is given or set in the environment."""
-    path = Path(export_dir) / CARD_NAME
+# ---- reading files once -----------------------------------------------------------------------
+
+def _read_at(dir_fd: int, name: str, folder: Path, max_bytes: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of ``name`` in the open folder: a regular file, never through a symlink."""
     try:
-        card = json.loads(path.read_text())
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), dir_fd=dir_fd)
     except FileNotFoundError:
-        raise IntegrityError(f"{path}: no model card; is {export_dir} an export folder?") from None
+        raise IntegrityError(f"{folder / name}: missing") from None
+    except OSError as err:  # ELOOP: a symlink
+        raise IntegrityError(f"{folder / name}: cannot be opened safely ({err.strerror}; symlinks are refused)") \
+            from None
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise IntegrityError(f"{folder / name}: not a regular file")
+        if info.st_size > max_bytes:
+            raise IntegrityError(f"{folder / name}: {info.st_size} bytes, more than any model file should be")
+        return f.read(max_bytes + 1)
+
+
+def _open_folder(folder: Path) -> int:
+    try:
+        return os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError as err:
+        raise IntegrityError(f"{folder}: cannot open the export folder ({err.strerror})") from None
+
+
+def parse_card(data: bytes, path: Path) -> dict[str, Any]:
+    """The card's JSON, checked for shape: a known format and only plain, known file names."""
+    try:
+        card = json.loads(data)
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise IntegrityError(f"{path}: model card is not valid JSON ({err})") from None
-    if not isinstance(card, dict) or card.get("format_version") != FORMAT_VERSION:
+    if not isinstance(card, dict) or card.get("format_version") not in (1, FORMAT_VERSION):
         raise IntegrityError(f"{path}: unsupported model card format (expected format_version {FORMAT_VERSION})")
-    if not isinstance(card.get("files"), dict):
+    files = card.get("files")
+    if not isinstance(files, dict) or not files:
         raise IntegrityError(f"{path}: model card lists no file hashes")
-    check_signature(card, path, key or signing_key())
+    for name, digest in files.items():
+        if name not in EXPORT_NAMES:  # no paths, no "..", no other files: only the export's own names
+            raise IntegrityError(f"{path}: the card names {name!r}, which is not an export file "
+                                 f"({', '.join(EXPORT_NAMES)}); refusing it")
+        if not isinstance(digest, str) or not _HEX64.fullmatch(digest):
+            raise IntegrityError(f"{path}: the card's hash for {name} is malformed")
     return card
 
 
-def verify_file(export_dir: Path, card: dict[str, Any], name: str) -> Path:
-    """The path of ``name`` once its sha256 matches the card; IntegrityError otherwise."""
-    path = Path(export_dir) / name
-    expected = card["files"].get(name)
-    if expected is None:
-        raise IntegrityError(f"{path}: not listed in the model card; refusing to use it")
-    if not path.is_file():
-        raise IntegrityError(f"{path}: missing (the model card lists it)")
-    if not isinstance(expected, str) or len(expected) != 64:
-        raise IntegrityError(f"{path}: the model card's hash for it is malformed")
-    actual = sha256_of(path)
-    if actual != expected:
-        raise IntegrityError(f"{path}: sha256 {actual[:16]}... does not match the model card ({expected[:16]}...); "
-                             "the file was changed after export, refusing to load it")
-    return path
+@dataclass(frozen=True)
+class VerifiedExport:
+    """An export whose card is trusted and whose files matched it, held as the bytes that were hashed."""
+    folder: Path
+    card: dict[str, Any]
+    card_sha256: str
+    trust: str
+    files: dict[str, bytes] = field(repr=False)
 
 
-def verify_all(export_dir: Path, card: dict[str, Any] | None = None) -> list[str]:
-    """Problems found when checking the card and every file it lists (empty when all match)."""
+def _trust(card: dict[str, Any], digest: str, folder: Path, pin: str | None, trust_unsigned: bool) -> str:
+    path = folder / CARD_NAME
+    if pin:
+        if digest != pin.strip().lower():
+            raise IntegrityError(f"{path}: its sha256 {digest[:16]}... is not the pinned {pin[:16]}...; "
+                                 "the model was changed or is not the one you pinned, refusing to load it")
+        return "card sha256 pinned by the operator"
+    if digest == SHIPPED_CARD_SHA256:
+        return "the shipped model: its card's sha256 is pinned in the huskyai package"
+    if "signature" in card:
+        key = signing_key()
+        if key is None:
+            raise IntegrityError(f"{path}: the card is signed, but there is no signing key here ({key_path()} or "
+                                 f"${SIGNING_KEY_ENV}); pin it with sha256= / ${MODEL_SHA256_ENV} instead")
+        if not _signature_ok(card, key):
+            raise IntegrityError(f"{path}: the model card's signature is wrong (edited, or signed with another "
+                                 "key); refusing to load it")
+        return "signed with this machine's key (HMAC-SHA256)"
+    if trust_unsigned:
+        warnings.warn(f"{folder}: loading an UNSIGNED model because trust_unsigned was given", stacklevel=4)
+        return "UNSIGNED: trusted explicitly by the operator"
+    if folder.resolve() == DEFAULT_EXPORT:
+        raise IntegrityError(f"{path}: the shipped model was changed (card sha256 {digest[:16]}..., the package "
+                             f"pins {SHIPPED_CARD_SHA256[:16]}...); refusing to load it. Restore it with "
+                             "`git checkout export/`, or pin your own with sha256= / $HUSKYAI_MODEL_SHA256")
+    raise IntegrityError(f"{path}: the model card is not signed and not pinned, so anyone could have written it; "
+                         f"refusing to load it. Pin it (sha256={digest} or ${MODEL_SHA256_ENV}), sign it "
+                         "(`python -m huskyai verify DIR`, then `python -m huskyai sign DIR`), or pass "
+                         "trust_unsigned=True / --trust-unsigned")
+
+
+def open_export(folder: str | Path | None = None, sha256: str | None = None,
+                trust_unsigned: bool = False) -> VerifiedExport:
+    """Read, trust-check and hash an export folder; IntegrityError with one clear line otherwise."""
+    folder = Path(folder) if folder else DEFAULT_EXPORT
+    dir_fd = _open_folder(folder)
     try:
-        card = card or read_card(export_dir)
+        card_bytes = _read_at(dir_fd, CARD_NAME, folder, max_bytes=1 << 20)
+        card = parse_card(card_bytes, folder / CARD_NAME)
+        digest = hashlib.sha256(card_bytes).hexdigest()
+        trust = _trust(card, digest, folder, sha256 or os.environ.get(MODEL_SHA256_ENV), trust_unsigned)
+        files = {}
+        for name, expected in card["files"].items():
+            data = _read_at(dir_fd, name, folder)
+            actual = hashlib.sha256(data).hexdigest()
+            if actual != expected:
+                raise IntegrityError(f"{folder / name}: sha256 {actual[:16]}... does not match the model card "
+                                     f"({expected[:16]}...); the file was changed after export, refusing to load it")
+            files[name] = data
+    finally:
+        os.close(dir_fd)
+    return VerifiedExport(folder, card, digest, trust, files)
+
+
+def check_files(folder: str | Path) -> tuple[dict[str, Any] | None, list[str], dict[str, bytes]]:
+    """The card, every problem with the files it lists (empty when all match) and the bytes that
+    matched, trust aside: what `verify` reports and `sign` demands before it signs."""
+    folder = Path(folder)
+    problems: list[str] = []
+    files: dict[str, bytes] = {}
+    try:
+        dir_fd = _open_folder(folder)
     except IntegrityError as err:
-        return [str(err)]
-    problems = []
-    for name in card["files"]:
-        try:
-            verify_file(export_dir, card, name)
-        except IntegrityError as err:
-            problems.append(str(err))
-    return problems
+        return None, [str(err)], files
+    try:
+        card = parse_card(_read_at(dir_fd, CARD_NAME, folder, max_bytes=1 << 20), folder / CARD_NAME)
+        for name, expected in card["files"].items():
+            try:
+                data = _read_at(dir_fd, name, folder)
+            except IntegrityError as err:
+                problems.append(str(err))
+                continue
+            if hashlib.sha256(data).hexdigest() == expected:
+                files[name] = data
+            else:
+                problems.append(f"{folder / name}: sha256 does not match the model card (changed after export)")
+    except IntegrityError as err:
+        return None, [str(err)], files
+    finally:
+        os.close(dir_fd)
+    return card, problems, files
+
+
+def write_card(export_dir: Path, card: dict[str, Any], key: bytes | None = None) -> dict[str, Any]:
+    """Hash the export's files into ``card``, sign it with ``key`` when given, write model.json."""
+    export_dir = Path(export_dir)
+    card = dict(card, files={name: sha256((export_dir / name).read_bytes()) for name in sorted(EXPORT_NAMES)
+                             if (export_dir / name).is_file() and not (export_dir / name).is_symlink()})
+    return save_card(export_dir, card, key)
+
+
+def save_card(export_dir: Path, card: dict[str, Any], key: bytes | None = None) -> dict[str, Any]:
+    """Write ``card`` (its file hashes as they are) as model.json, signed with ``key`` when given."""
+    card = {k: v for k, v in card.items() if k != "signature"} | {"format_version": FORMAT_VERSION}
+    if key:
+        card["signature"] = {"alg": "HMAC-SHA256", "value": card_signature(card, key)}
+    (Path(export_dir) / CARD_NAME).write_text(json.dumps(card, indent=2) + "\n")
+    return card

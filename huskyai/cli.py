@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -30,6 +31,15 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--junk", type=int, default=0,
                    help="add N generated junk images (noise, solid colours, patterns) to the negatives")
+    p.add_argument("--pickle", action="store_true",
+                   help="also write fastai's learner.pkl (anyone loading it with fastai runs what it holds)")
+
+
+def add_model_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", help="export folder (default: the shipped model)")
+    p.add_argument("--sha256", help="trust the export whose model.json has this sha256 (or $HUSKYAI_MODEL_SHA256)")
+    p.add_argument("--trust-unsigned", action="store_true",
+                   help="load an unsigned, unpinned export anyway (shown in the audit log and the app)")
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -40,17 +50,17 @@ def run_train(args: argparse.Namespace) -> int:
     try:
         train(args.data, args.out, arch=args.arch, epochs=args.epochs, size=args.size, positive=args.positive,
               holdout=args.holdout, valid_pct=args.valid_pct, seed=args.seed, lr=args.lr, weights=args.weights,
-              junk=args.junk)
+              junk=args.junk, pickle=args.pickle)
     except (DataError, BackboneError) as err:
         _err(str(err))
         return 1
     return 0
 
 
-def _load(model_dir: str | None):
+def _load(args: argparse.Namespace):
     from . import load
 
-    return load(model_dir)
+    return load(args.model, sha256=args.sha256, trust_unsigned=args.trust_unsigned)
 
 
 def run_predict(args: argparse.Namespace) -> int:
@@ -59,7 +69,7 @@ def run_predict(args: argparse.Namespace) -> int:
     from .audit import AuditLog, audited_predict
     from .images import InvalidImageError, read_limited
 
-    model = _load(args.model)
+    model = _load(args)
     audit = AuditLog()
     client = f"cli:{getpass.getuser()}"
     results, failed = [], 0
@@ -86,7 +96,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from .evaluation import evaluate
     from .metrics import format_metrics
 
-    model = _load(args.model)
+    model = _load(args)
     result = evaluate(model, args.data, report=lambda msg: print(msg, file=sys.stderr))
     if args.sheet:
         from .evaluation import save_contact_sheet
@@ -102,50 +112,79 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    from .artifacts import DEFAULT_EXPORT, LEARNER_NAME, signing_key, verify_all
+    from . import artifacts
     from .picklecheck import scan_pickle
 
-    folder = Path(args.dir) if args.dir else DEFAULT_EXPORT
-    problems = verify_all(folder)
-    if not problems:
-        print(f"OK   every file in {folder} matches its model card"
-              + (" and the card's signature is valid" if signing_key() else " (no signing key set)"))
-    pickle = folder / LEARNER_NAME
-    if pickle.is_file():  # scanned even when its hash is wrong: the report says what it would do
+    folder = Path(args.dir) if args.dir else artifacts.DEFAULT_EXPORT
+    problems, ok = verify_report(folder)
+    for line in ok:
+        print(f"OK   {line}")
+    pickle = folder / artifacts.LEARNER_NAME
+    if pickle.is_file() and not pickle.is_symlink():  # information: Husky AI itself never unpickles it
         report = scan_pickle(pickle)
         problems += report.problems
         if report.clean:
-            print(f"OK   {LEARNER_NAME}: {report.n_globals} imports, all within the Husky AI learner policy")
+            print(f"NOTE {artifacts.LEARNER_NAME}: its {report.n_globals} imports are all within the Husky AI "
+                  "learner policy; that does not make a pickle safe (Husky AI never opens it)")
     for p in problems:
         print(f"FAIL {p}")
     return 1 if problems else 0
 
 
+def verify_report(folder: Path) -> tuple[list[str], list[str]]:
+    """(problems, findings) for an export: its files against the card, then whether the card is trusted."""
+    from . import artifacts
+
+    card, problems, _ = artifacts.check_files(folder)
+    if card is None or problems:
+        return problems, []
+    ok = [f"every file in {folder} matches its model card ({', '.join(card['files'])})"]
+    try:
+        ok.append("trusted: " + artifacts.open_export(folder).trust)
+    except artifacts.IntegrityError as err:
+        if "not signed and not pinned" not in str(err):
+            return [str(err)], ok
+        ok.append("UNSIGNED: huskyai.load refuses it until it is signed (`python -m huskyai sign DIR`), "
+                  "pinned (sha256=...) or trusted explicitly (--trust-unsigned)")
+    return [], ok
+
+
 def run_sign(args: argparse.Namespace) -> int:
-    import json
+    from . import artifacts
+    from .picklecheck import scan_pickle
 
-    from .artifacts import CARD_NAME, DEFAULT_EXPORT, SIGNING_KEY_ENV, signing_key, verify_all, write_card
-
-    folder = Path(args.dir) if args.dir else DEFAULT_EXPORT
-    if not signing_key():
-        _err(f"set {SIGNING_KEY_ENV} to the key to sign with")
-        return 1
-    card = json.loads((folder / CARD_NAME).read_text())
-    card.pop("signature", None)
-    problems = verify_all(folder, card)
-    if problems:  # never bless files that already differ from the card
+    folder = Path(args.dir) if args.dir else artifacts.DEFAULT_EXPORT
+    card, problems, files = artifacts.check_files(folder)
+    if card is not None and not problems and artifacts.LEARNER_NAME in files:
+        problems = scan_pickle(folder / artifacts.LEARNER_NAME).problems
+    if card is not None and not problems and "signature" in card and not args.replace_signature:
+        problems, _ = verify_report(folder)  # a card signed with another key is not silently re-blessed
+        problems = [p + " (after a key change, --replace-signature signs it anew)" for p in problems]
+    if card is None or problems:  # never bless what verify refuses
         for p in problems:
             _err(p)
         return 1
-    write_card(folder, card)
-    print(f"signed {folder / CARD_NAME}")
+    if artifacts.ONNX_NAME not in files:  # an export made before 2026-11-28: add the graph it now ships
+        from .engine import onnx_bytes, torch_network
+
+        net = torch_network(card["arch"], len(card["classes"]), files[artifacts.WEIGHTS_NAME])
+        graph = onnx_bytes(net, int(card["input_size"]))
+        (folder / artifacts.ONNX_NAME).write_bytes(graph)
+        card["files"][artifacts.ONNX_NAME] = artifacts.sha256(graph)
+        print(f"added {artifacts.ONNX_NAME} (this export predates it)")
+    key = artifacts.signing_key(create=True)
+    artifacts.save_card(folder, card, key)
+    where = f"${artifacts.SIGNING_KEY_ENV}" if os.environ.get(artifacts.SIGNING_KEY_ENV) else artifacts.key_path()
+    print(f"signed {folder / artifacts.CARD_NAME} with {where}")
+    print(f"card sha256 (pin it with {artifacts.MODEL_SHA256_ENV} where that key is not): "
+          f"{artifacts.sha256((folder / artifacts.CARD_NAME).read_bytes())}")
     return 0
 
 
 def run_attack(args: argparse.Namespace) -> int:
     from .redteam import report
 
-    model = _load(args.model)
+    model = _load(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     kind = args.attack
@@ -184,7 +223,8 @@ def run_serve(args: argparse.Namespace) -> int:
     from .predictor import load_in_background
 
     os.environ.setdefault("MPLBACKEND", "Agg")  # as in app.py: a faster first request
-    model = load_in_background(args.model)  # loads while gradio is imported
+    model = load_in_background(args.model, sha256=args.sha256,
+                               trust_unsigned=args.trust_unsigned)  # loads while gradio is imported
     from .ui import launch
 
     launch(host=args.host, port=args.port, model=model.result())
@@ -202,29 +242,31 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="classify photos")
     p.add_argument("files", nargs="+")
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.add_argument("--model", help="export folder (default: the shipped model)")
+    add_model_arguments(p)
     p.set_defaults(run=run_predict)
 
     p = sub.add_parser("evaluate", help="score the model on a folder-per-label photo set")
     p.add_argument("data")
     p.add_argument("--sheet", help="save a contact sheet (PNG) of the misclassified photos")
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.add_argument("--model", help="export folder (default: the shipped model)")
+    add_model_arguments(p)
     p.set_defaults(run=run_evaluate)
 
     p = sub.add_parser("verify", help="check every model file against the model card's hashes")
     p.add_argument("dir", nargs="?", help="export folder (default: the shipped model)")
     p.set_defaults(run=run_verify)
 
-    p = sub.add_parser("sign", help="sign the model card with $HUSKYAI_SIGNING_KEY (after checking every hash)")
+    p = sub.add_parser("sign", help="sign the model card with this machine's key (after checking every hash)")
     p.add_argument("dir", nargs="?", help="export folder (default: the shipped model)")
+    p.add_argument("--replace-signature", action="store_true",
+                   help="re-sign a card signed with another (lost or rotated) key")
     p.set_defaults(run=run_sign)
 
     p = sub.add_parser("attack", help="red-team the model: junk, perturb, query, scaling, tamper or all")
     p.add_argument("attack", choices=["junk", "perturb", "query", "scaling", "tamper", "all"])
     p.add_argument("--data", help="labelled folder (husky/, not_husky/) for perturb, query and all")
     p.add_argument("--out", default="report", help="output folder (default: report)")
-    p.add_argument("--model", help="export folder (default: the shipped model)")
+    add_model_arguments(p)
     p.add_argument("--n", type=int, default=1000, help="junk: number of images (default 1000)")
     p.add_argument("--limit", type=int, help="perturb/query: photos to attack (default 16 / 8)")
     p.add_argument("--steps", type=int, default=10, help="perturb: PGD steps (default 10)")
@@ -236,7 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=run_attack)
 
     p = sub.add_parser("serve", help="run the web app")
-    p.add_argument("--model", help="export folder (default: the shipped model)")
+    add_model_arguments(p)
     p.add_argument("--host", default=None, help="default 127.0.0.1 (or GRADIO_SERVER_NAME)")
     p.add_argument("--port", type=int, default=None, help="default 7860 (or GRADIO_SERVER_PORT)")
     p.set_defaults(run=run_serve)

@@ -1,4 +1,8 @@
-"""fastai's Learner from an export folder, for fastai users: verified before a byte is unpickled."""
+"""fastai's Learner from an export folder, for fastai users, rebuilt without unpickling anything.
+
+No scan can make a cloudpickle file safe (it can rebuild any function), so Husky AI never opens
+learner.pkl: the Learner is made from code, the trusted card and the verified safetensors bytes.
+"""
 
 from __future__ import annotations
 
@@ -6,21 +10,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import artifacts
-from .picklecheck import scan_pickle
 
 if TYPE_CHECKING:
     from fastai.learner import Learner
 
 
-def load_learner(export_dir: str | Path | None = None) -> Learner:
-    """fastai's ``load_learner`` on export/learner.pkl, once its sha256 matches the (signed) card and
-    its imports pass the pickle policy; IntegrityError otherwise, naming the file."""
-    export_dir = Path(export_dir) if export_dir else artifacts.DEFAULT_EXPORT
-    card = artifacts.read_card(export_dir)
-    path = artifacts.verify_file(export_dir, card, artifacts.LEARNER_NAME)
-    report = scan_pickle(path)
-    if not report.clean:
-        raise artifacts.IntegrityError(f"{path}: refusing to unpickle: " + "; ".join(report.problems))
-    from fastai.learner import load_learner as fastai_load_learner
+def load_learner(export_dir: str | Path | None = None, sha256: str | None = None,
+                 trust_unsigned: bool = False) -> Learner:
+    """fastai's ``Learner`` for an export: trusted and verified as ``huskyai.load`` does, never unpickled.
 
-    return fastai_load_learner(path)
+    ``learn.predict(photo)`` agrees with ``huskyai.load().predict``; ``learn.export(path)`` writes a
+    pickle for plain fastai users (who then run whatever that file holds when they load it)."""
+    export = artifacts.open_export(export_dir, sha256=sha256, trust_unsigned=trust_unsigned)
+    if artifacts.WEIGHTS_NAME not in export.files:
+        raise artifacts.IntegrityError(f"{export.folder}: the model card lists no {artifacts.WEIGHTS_NAME}")
+    from .training import learner_from_card
+
+    return learner_from_card(export.card, export.files[artifacts.WEIGHTS_NAME])

@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from . import artifacts
-from .engine import create_engine
+from .engine import create_engine, torch_network
 from .images import ImageInput, load_image
 
 
@@ -44,15 +44,15 @@ def centre_crop_resize(img: Image.Image, size: int) -> Image.Image:
 class Predictor:
     """A loaded Husky AI model. Use :func:`huskyai.load` to get one."""
 
-    def __init__(self, export_dir: str | Path | None = None, engine: str = "auto"):
-        self.export_dir = Path(export_dir) if export_dir else artifacts.DEFAULT_EXPORT
-        self.card = artifacts.read_card(self.export_dir)
-        if artifacts.WEIGHTS_NAME not in self.card["files"]:
+    def __init__(self, export_dir: str | Path | None = None, engine: str = "auto", sha256: str | None = None,
+                 trust_unsigned: bool = False):
+        export = artifacts.open_export(export_dir, sha256=sha256, trust_unsigned=trust_unsigned)
+        self.export_dir = export.folder
+        self.card = export.card
+        if artifacts.WEIGHTS_NAME not in export.files:
             raise artifacts.IntegrityError(f"{self.export_dir}: the model card lists no {artifacts.WEIGHTS_NAME}")
-        problems = artifacts.verify_all(self.export_dir, self.card)  # every file, though only two are used
-        if problems:
-            raise artifacts.IntegrityError("refusing to load the model: " + "; ".join(problems))
-        weights = self.export_dir / artifacts.WEIGHTS_NAME  # hashed just above
+        self.trust: str = export.trust  # why this model was believed: pinned, shipped, signed or trusted by hand
+        self.model_sha256: str = export.card_sha256  # the card hashes every file: the model's identity
         self.classes: list[str] = list(self.card["classes"])
         self.positive: str = self.card["positive_class"]
         self.threshold: float = float(self.card.get("decision_threshold", 0.5))
@@ -60,9 +60,22 @@ class Predictor:
         norm = self.card["normalization"]
         self._mean = np.array(norm["mean"], dtype=np.float32).reshape(3, 1, 1)
         self._std = np.array(norm["std"], dtype=np.float32).reshape(3, 1, 1)
-        self.model_sha256: str = self.card["files"][artifacts.WEIGHTS_NAME]
-        self.engine = create_engine(engine, self.card["arch"], len(self.classes), self.size, weights,
-                                    self.model_sha256)
+        # built from the very bytes that were hashed; the big ones are not kept
+        self.engine = create_engine(engine, self.card["arch"], len(self.classes), export.files[artifacts.WEIGHTS_NAME],
+                                    export.files.get(artifacts.ONNX_NAME))
+        self._extras = {name: data for name, data in export.files.items()
+                        if name not in (artifacts.WEIGHTS_NAME, artifacts.ONNX_NAME, artifacts.LEARNER_NAME)}
+
+    def artifact(self, name: str) -> bytes | None:
+        """The verified bytes of an extra file the card lists (a plot, redteam.json), else None."""
+        return self._extras.get(name)
+
+    def torch_network(self, with_softmax: bool = True):
+        """The torch network of this very model (for gradients: the red-team kit, explanations).
+        The weights are read again and checked against the card already trusted."""
+        export = artifacts.open_export(self.export_dir, sha256=self.model_sha256)
+        return torch_network(self.card["arch"], len(self.classes), export.files[artifacts.WEIGHTS_NAME],
+                             with_softmax)
 
     def preprocess(self, source: ImageInput, name: str | None = None) -> np.ndarray:
         """A CHW float32 array ready for the network; InvalidImageError for anything unreadable."""
@@ -120,13 +133,14 @@ class Predictor:
                 f"from {self.export_dir})")
 
 
-def load_in_background(export_dir: str | Path | None = None, engine: str = "auto") -> Future:
+def load_in_background(export_dir: str | Path | None = None, engine: str = "auto", sha256: str | None = None,
+                       trust_unsigned: bool = False) -> Future:
     """Start loading (and warming up) a model in a thread; ``.result()`` gives the Predictor.
 
     The app uses it to verify hashes and open ONNX Runtime while ``import gradio`` runs: hashing,
     file reads and the engine's start release the GIL."""
     def load_and_warm() -> Predictor:
-        model = load(export_dir, engine)
+        model = load(export_dir, engine, sha256=sha256, trust_unsigned=trust_unsigned)
         model.predict(np.zeros((model.size, model.size, 3), np.uint8))  # the engine's first run is the slow one
         return model
 
@@ -136,10 +150,13 @@ def load_in_background(export_dir: str | Path | None = None, engine: str = "auto
     return future
 
 
-def load(export_dir: str | Path | None = None, engine: str = "auto") -> Predictor:
-    """Load the shipped model (or the export folder ``export_dir``), verified against its card.
+def load(export_dir: str | Path | None = None, engine: str = "auto", sha256: str | None = None,
+         trust_unsigned: bool = False) -> Predictor:
+    """Load the shipped model (or the export folder ``export_dir``) once its card is trusted and every
+    file matches it; IntegrityError otherwise.
 
-    ``engine``: "auto" (ONNX Runtime when installed, else torch), "onnx" or "torch".
+    A card is trusted when its sha256 is ``sha256`` (or $HUSKYAI_MODEL_SHA256), is the shipped one
+    pinned in this package, carries this machine's signature, or ``trust_unsigned`` is given.
+    ``engine``: "auto" (ONNX Runtime on the export's graph when installed, else torch), "onnx" or "torch".
     """
-    return Predictor(export_dir, engine)
-
+    return Predictor(export_dir, engine, sha256=sha256, trust_unsigned=trust_unsigned)

@@ -12,7 +12,9 @@ The recipe, chosen by measurement on the shared husky set (see the README):
 from __future__ import annotations
 
 import math
+import os
 import platform
+import shutil
 import tempfile
 import time
 from datetime import datetime, timezone
@@ -62,11 +64,9 @@ class HuskyPILImage(PILImage):
         return cls(load_image(fn))
 
 
-def make_dataloaders(samples: list[Sample], classes: list[str], size: int, mean, std,
-                     valid_pct: float = 0.2, seed: int = 42, batch_size: int = 32):
+def data_block(classes: list[str], size: int, mean, std, valid_idx: list[int]) -> DataBlock:
     """Crop-resize to ``size`` (centre crop when validating), augment the training side, normalise."""
-    valid_idx = stratified_valid_indices([s.label for s in samples], valid_pct, seed)
-    block = DataBlock(
+    return DataBlock(
         blocks=(ImageBlock(cls=HuskyPILImage), CategoryBlock(vocab=classes, sort=False)),
         get_x=itemgetter(0),
         get_y=itemgetter(1),
@@ -74,10 +74,38 @@ def make_dataloaders(samples: list[Sample], classes: list[str], size: int, mean,
         item_tfms=Resize(size),
         batch_tfms=[*aug_transforms(max_rotate=10.0, max_zoom=1.2), Normalize.from_stats(list(mean), list(std))],
     )
+
+
+def make_dataloaders(samples: list[Sample], classes: list[str], size: int, mean, std,
+                     valid_pct: float = 0.2, seed: int = 42, batch_size: int = 32):
+    """fastai DataLoaders over ``samples``, split stratified by class."""
+    valid_idx = stratified_valid_indices([s.label for s in samples], valid_pct, seed)
     items = [[str(s.path), s.label] for s in samples]  # lists: fastai maps transforms over tuples
     n_train = len(items) - len(valid_idx)
     batch_size = max(2, min(batch_size, n_train))  # fastai drops the last partial training batch
-    return block.dataloaders(items, bs=batch_size, num_workers=0, seed=seed)
+    return data_block(classes, size, mean, std, valid_idx).dataloaders(items, bs=batch_size, num_workers=0,
+                                                                       seed=seed)
+
+
+def learner_from_card(card: dict, weights: bytes) -> Learner:
+    """fastai's Learner rebuilt from code, the card and safetensors bytes: nothing is unpickled.
+
+    Its DataLoaders are empty, as after fastai's ``load_learner``: ``learn.predict`` works at once;
+    for ``learn.fine_tune`` on new photos set ``learn.dls`` (e.g. to ``make_dataloaders(...)``)."""
+    from safetensors.torch import load as load_safetensors
+
+    from .model import build_model
+
+    classes, size = list(card["classes"]), int(card["input_size"])
+    norm = card["normalization"]
+    blank = np.zeros((size, size, 3), np.uint8)  # two stand-in items fix the pipelines, then are dropped
+    dls = data_block(classes, size, norm["mean"], norm["std"], valid_idx=[1]).dataloaders(
+        [[blank, classes[0]], [blank, classes[-1]]], bs=1, num_workers=0)
+    model = build_model(card["arch"], len(classes))
+    model.load_state_dict(load_safetensors(weights), strict=True)
+    model.eval()
+    return Learner(dls.new_empty(), model, loss_func=CrossEntropyLossFlat(), metrics=[accuracy],
+                   splitter=backbone_and_head, path=Path(tempfile.gettempdir()))
 
 
 class FrozenBatchNorm(Callback):
@@ -104,7 +132,7 @@ def _junk_samples(n: int, folder: Path, label: str, seed: int) -> list[Sample]:
     return samples
 
 
-def _backbone_and_head(model: HuskyNet) -> list:
+def backbone_and_head(model: HuskyNet) -> list:
     return [params(model.backbone), params(model.head)]
 
 
@@ -228,11 +256,69 @@ def _versions() -> dict[str, str]:
             "timm": timm.__version__, "pillow": PIL.__version__}
 
 
+def save_weights_and_graph(model: HuskyNet, size: int, folder: Path) -> None:
+    """model.safetensors, and the same network with its softmax as model.onnx (what serving runs)."""
+    from safetensors.torch import save_file
+
+    from .engine import onnx_bytes
+
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / artifacts.WEIGHTS_NAME))
+    graph = onnx_bytes(torch.nn.Sequential(model, torch.nn.Softmax(dim=1)).eval(), size)
+    (folder / artifacts.ONNX_NAME).write_bytes(graph)
+
+
+def _move_into_place(stage: Path, out: Path) -> None:
+    """Replace the export in ``out`` by the staged one; only the export's own files are touched.
+    The old card goes first and the new one last, so a crash half-way leaves no loadable mix."""
+    (out / artifacts.CARD_NAME).unlink(missing_ok=True)
+    for name in artifacts.EXPORT_NAMES:
+        if (stage / name).is_file():
+            os.replace(stage / name, out / name)
+        else:
+            (out / name).unlink(missing_ok=True)  # no file of an older model may linger
+    os.replace(stage / artifacts.CARD_NAME, out / artifacts.CARD_NAME)
+
+
+def _card(arch_info, photos: PhotoSet, positive: str, size: int, threshold: float, metrics: dict, data,
+          held: list[Sample], dls, settings: dict) -> dict:
+    def counts(labels) -> dict[str, int]:
+        return {c: sum(label == c for label in labels) for c in photos.classes}
+
+    return {
+        "name": "Husky AI",
+        "arch": arch_info.name,
+        "classes": photos.classes,
+        "positive_class": positive,
+        "input_size": size,
+        "resize": {"method": "crop", "resample": "bilinear",
+                   "description": "centre crop to a square, then resize (fastai Resize, validation mode)"},
+        "normalization": {"mean": list(arch_info.mean), "std": list(arch_info.std)},
+        "decision_threshold": 0.5,
+        "threshold_folded_into_bias": threshold,
+        "metrics": metrics,
+        "training": {
+            "data": str(Path(data).resolve().name),
+            "data_fingerprint": photos.fingerprint(),
+            "counts": counts(label for _, label in dls.train.items),  # what the head was fitted on
+            "validation_counts": counts(label for _, label in dls.valid.items),
+            "holdout_counts": counts(s.label for s in held),
+            "skipped": [why for _, why in photos.skipped],
+            "holdout_files": sorted(f"{s.label}/{s.path.name}" for s in held),
+            **settings,
+        },
+        "versions": _versions(),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
 def train(data: str | Path, out: str | Path = "export", arch: str = DEFAULT_ARCH, epochs: int = 0,
           size: int | None = None, positive: str = "husky", holdout: float = 0.0, valid_pct: float = 0.2,
           seed: int = 42, lr: float = 1e-4, weights: str | Path | None = None, batch_size: int = 32,
-          c: float = 0.01, junk: int = 0, report=print) -> dict:
-    """Train on ``data`` (one folder per label) and export to ``out``; returns the model card."""
+          c: float = 0.01, junk: int = 0, pickle: bool = False, sign: bool = True, report=print) -> dict:
+    """Train on ``data`` (one folder per label) and export to ``out``; returns the model card.
+
+    ``pickle`` also writes fastai's learner.pkl (for plain fastai users; Husky AI never opens it).
+    ``sign`` signs the card with this machine's key, created on first use (see huskyai.artifacts)."""
     started = time.time()
     torch.manual_seed(seed)
     arch_info = get_arch(arch)
@@ -251,7 +337,7 @@ def train(data: str | Path, out: str | Path = "export", arch: str = DEFAULT_ARCH
         dls = make_dataloaders(kept, photos.classes, size, arch_info.mean, arch_info.std, valid_pct, seed,
                                batch_size)
         learn = Learner(dls, model, loss_func=CrossEntropyLossFlat(), metrics=[accuracy],
-                        splitter=_backbone_and_head, path=Path(work))
+                        splitter=backbone_and_head, path=Path(work))
         plain_train = dls.test_dl(dls.train.items, with_labels=True)
         x_views, y = extract_features(model, plain_train, label="training features")
         threshold = fit_head(model, x_views, y, len(photos.classes), positive_idx, c=c, seed=seed, report=report)
@@ -264,49 +350,33 @@ def train(data: str | Path, out: str | Path = "export", arch: str = DEFAULT_ARCH
         model.eval()
         out = Path(out).resolve()
         out.mkdir(parents=True, exist_ok=True)
-        for name in (*artifacts.EXPORT_NAMES, artifacts.CARD_NAME):  # no file of an older model may linger
-            (out / name).unlink(missing_ok=True)
-        valid_probs, _ = learn.get_preds(dl=dls.valid.new(shuffle=False, drop_last=False))
-        valid_probs = valid_probs.numpy()
-        valid_m = _metrics_for(valid_probs, [label for _, label in dls.valid.items], photos.classes)
-        report("validation: " + format_metrics(valid_m))
-        save_confusion_matrix(valid_m, photos.classes, out / "confusion_matrix.png", "validation")
-        save_top_losses(learn, valid_probs, out / "top_losses.png")
-        metrics = {"validation": valid_m}
-        if held:
-            metrics["holdout"] = _metrics_for(_predict_items(learn, held), [s.label for s in held], photos.classes)
-            report("holdout:    " + format_metrics(metrics["holdout"]))
-        learn.export(out / artifacts.LEARNER_NAME)
-    from safetensors.torch import save_file
-
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(out / artifacts.WEIGHTS_NAME))
-    card = {
-        "name": "Husky AI",
-        "arch": arch_info.name,
-        "classes": photos.classes,
-        "positive_class": positive,
-        "input_size": size,
-        "resize": {"method": "crop", "resample": "bilinear",
-                   "description": "centre crop to a square, then resize (fastai Resize, validation mode)"},
-        "normalization": {"mean": list(arch_info.mean), "std": list(arch_info.std)},
-        "decision_threshold": 0.5,
-        "threshold_folded_into_bias": threshold,
-        "metrics": metrics,
-        "training": {
-            "data": str(Path(data).resolve().name),
-            "data_fingerprint": photos.fingerprint(),
-            "counts": photos.counts(),
-            "skipped": [why for _, why in photos.skipped],
-            "holdout_fraction": holdout,
-            "holdout_files": sorted(f"{s.label}/{s.path.name}" for s in held),
-            "valid_pct": valid_pct, "seed": seed, "epochs": epochs, "lr": lr, "head_c": c, "junk_negatives": junk,
-            "pretrained_weights": str(weights) if weights else "default",
-            "seconds": round(time.time() - started, 1),
-        },
-        "versions": _versions(),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
-    card = artifacts.write_card(out, card)
+        stage = Path(tempfile.mkdtemp(prefix=".export-", dir=out))  # same file system: files move atomically
+        try:
+            valid_probs, _ = learn.get_preds(dl=dls.valid.new(shuffle=False, drop_last=False))
+            valid_probs = valid_probs.numpy()
+            valid_m = _metrics_for(valid_probs, [label for _, label in dls.valid.items], photos.classes)
+            report("validation: " + format_metrics(valid_m))
+            save_confusion_matrix(valid_m, photos.classes, stage / "confusion_matrix.png", "validation")
+            save_top_losses(learn, valid_probs, stage / "top_losses.png")
+            metrics = {"validation": valid_m}
+            if held:
+                metrics["holdout"] = _metrics_for(_predict_items(learn, held), [s.label for s in held],
+                                                  photos.classes)
+                report("holdout:    " + format_metrics(metrics["holdout"]))
+            if pickle:
+                report("warning: learner.pkl is a pickle: whoever loads it with fastai.load_learner runs "
+                       "whatever it holds; share model.safetensors and model.json instead")
+                learn.export(stage / artifacts.LEARNER_NAME)
+            save_weights_and_graph(model, size, stage)
+            card = _card(arch_info, photos, positive, size, threshold, metrics, data, held, dls,
+                         dict(holdout_fraction=holdout, valid_pct=valid_pct, seed=seed, epochs=epochs, lr=lr,
+                              head_c=c, junk_negatives=junk,
+                              pretrained_weights=str(weights) if weights else "default",
+                              seconds=round(time.time() - started, 1)))
+            card = artifacts.write_card(stage, card, artifacts.signing_key(create=True) if sign else None)
+            _move_into_place(stage, out)
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
     report(f"exported to {out} in {card['training']['seconds']} s: " + ", ".join(card["files"]))
     return card
 

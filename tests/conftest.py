@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import io
 import os
+import shutil
 import socket
 import struct
 import subprocess
@@ -22,12 +24,15 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_HUSKIES = ROOT.parent / "shared" / "data" / "huskies"
 EXPORT = ROOT / "export"
-sys.path.insert(0, str(ROOT))
-# a cache of this test run's own: the ONNX graph is built from the export under test, never reused
-os.environ.setdefault("HUSKYAI_CACHE", tempfile.mkdtemp(prefix="huskyai-test-cache-"))
-# audit lines of this test run go to a log of its own
-AUDIT_LOG = Path(tempfile.mkdtemp(prefix="huskyai-test-audit-")) / "audit.jsonl"
+# this run's own folder for state: audit lines, and a signing key that training makes on first use
+# (never the user's own key); removed when the run ends
+RUN_DIR = Path(tempfile.mkdtemp(prefix="huskyai-test-"))
+atexit.register(shutil.rmtree, RUN_DIR, ignore_errors=True)
+AUDIT_LOG = RUN_DIR / "audit.jsonl"
 os.environ["HUSKYAI_AUDIT_LOG"] = str(AUDIT_LOG)
+os.environ["XDG_CONFIG_HOME"] = str(RUN_DIR / "config")
+os.environ.pop("HUSKYAI_SIGNING_KEY", None)
+os.environ.pop("HUSKYAI_MODEL_SHA256", None)
 
 
 def skimage_photo(name: str) -> Image.Image:

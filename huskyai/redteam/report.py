@@ -138,10 +138,13 @@ def run_tamper(export_dir: Path, out: Path) -> dict:
 
     r = tamper_attack(export_dir, out / "tamper_work")
     lines = [f"| {attack} | {check} | {outcome.split(':')[0] if isinstance(outcome, str) else outcome} |"
-             for attack in ("bias_backdoor", "pickle_payload") for check, outcome in r[attack].items()]
+             for attack in ("bias_backdoor", "bias_backdoor_rehashed", "pickle_payload")
+             for check, outcome in r[attack].items()]
     (out / "tamper.md").write_text(
         "# Tampered model files\n\nOn copies of the export: the final layer's bias shifted towards the positive "
-        "class, and an `os.system` payload injected into the learner pickle (with fickling).\n\n"
+        "class (in the weights and the ONNX graph; then again with the card's hashes rewritten to match), and an "
+        "`os.system` payload injected into a learner pickle with fickling, the card rehashed and the folder "
+        "trusted explicitly.\n\n"
         "| attack | check | outcome |\n|---|---|---|\n" + "\n".join(lines) +
         f"\n\nEverything refused and no payload ran: **{r['all_refused']}**.\n")
     return _save_json(out, "tamper", r)

@@ -29,12 +29,8 @@ class PixelModel:
     def __init__(self, predictor):
         import torch
 
-        from ..artifacts import WEIGHTS_NAME
-        from ..engine import _torch_network
-
         self.predictor = predictor
-        self.net = _torch_network(predictor.card["arch"], len(predictor.classes),
-                                  predictor.export_dir / WEIGHTS_NAME, with_softmax=False)
+        self.net = predictor.torch_network(with_softmax=False)
         for p in self.net.parameters():
             p.requires_grad_(False)
         self.mean = torch.tensor(predictor._mean).reshape(1, 3, 1, 1)
