@@ -104,13 +104,18 @@ def artifact(model: Predictor, name: str) -> bytes | None:
     return data if hashlib.sha256(data).hexdigest() == expected else None
 
 
+def _text(value) -> str:
+    """Card text for Markdown, with HTML markup neutralised (quotes may stay: this is not an attribute)."""
+    return html.escape(str(value), quote=False)
+
+
 def _counts(counts) -> str | None:
     """'551 not_husky, 63 husky' from a card's counts; None unless every count is a whole number."""
     if not isinstance(counts, dict) or not counts:
         return None
     if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in counts.values()):
         return None
-    return ", ".join(f"{n} {html.escape(str(c))}" for c, n in counts.items())
+    return ", ".join(f"{n} {_text(c)}" for c, n in counts.items())
 
 
 def training_lines(training: dict) -> list[str]:
@@ -118,7 +123,7 @@ def training_lines(training: dict) -> list[str]:
     trained = _counts(training.get("counts"))
     validated = _counts(training.get("validation_counts"))
     held = _counts(training.get("holdout_counts"))
-    fingerprint = html.escape(str(training.get("data_fingerprint", "?"))[:16])
+    fingerprint = _text(str(training.get("data_fingerprint", "?"))[:16])
     if trained is None:
         return []
     line = f"**Trained on:** {trained} photos"
@@ -135,17 +140,17 @@ def training_lines(training: dict) -> list[str]:
 def model_card_markdown(model: Predictor) -> str:
     card = model.card
     lines = [
-        f"**Architecture:** `{html.escape(str(card['arch']))}` ({int(card['input_size'])} px), "
+        f"**Architecture:** `{_text(card['arch'])}` ({int(card['input_size'])} px), "
         "ImageNet-pretrained, with a husky head.",
         *training_lines(card.get("training", {})),
     ]
     for split, m in card.get("metrics", {}).items():
-        lines.append(f"**{html.escape(split.capitalize())}** ({int(m['n'])} photos): accuracy {m['accuracy']:.3f}, "
+        lines.append(f"**{_text(split.capitalize())}** ({int(m['n'])} photos): accuracy {m['accuracy']:.3f}, "
                      f"precision {m['precision']:.3f}, recall {m['recall']:.3f}, F1 {m['f1']:.3f}.")
     lines += redteam_lines(model)
-    lines.append(f"**Model sha256:** `{html.escape(str(model.model_sha256))}`")
-    lines.append(f"**Verified:** {html.escape(model_trust(model))}.")
-    lines.append(f"**Created:** {html.escape(str(card.get('created', '?')))}.")
+    lines.append(f"**Model sha256:** `{_text(model.model_sha256)}`")
+    lines.append(f"**Verified:** {_text(model_trust(model))}.")
+    lines.append(f"**Created:** {_text(card.get('created', '?'))}.")
     return "\n\n".join(lines)
 
 
@@ -173,7 +178,7 @@ def redteam_lines(model: Predictor) -> list[str]:
         pgd = ", ".join(f"{k}: {_number(v):.2f}" for k, v in s["pgd_accuracy"].items()
                         if re.fullmatch(r"\d{1,3}/\d{1,3}", str(k)))
         return [f"**Red-team report** (listed in the model card, hash checked): junk images called "
-                f"{html.escape(model.positive)} {_number(s['junk_false_positive_rate']):.1%}; accuracy clean "
+                f"{_text(model.positive)} {_number(s['junk_false_positive_rate']):.1%}; accuracy clean "
                 f"{_number(s['clean_accuracy']):.2f}, under PGD {pgd or 'not measured'}; black-box attack success "
                 f"{_number(s['query_success_rate']):.0%} (median {_number(s['query_median_queries']):.0f} queries); "
                 f"scaling attack defeated: {'yes' if _flag(s['scaling_attack_defeated']) else 'no'}; "

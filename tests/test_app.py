@@ -103,14 +103,103 @@ def test_odd_but_valid_images_get_the_right_answer(client, tmp_path, shipped, na
         assert abs(expected.probability - upright) < 0.05
 
 
-def test_uploads_are_not_kept(app_server, client, tmp_path):
+def test_no_partial_uploads_are_left_in_the_cache(app_server, client, tmp_path):
     photo = tmp_path / "private_photo.jpg"
     photo.write_bytes(jpeg_bytes(skimage_photo("astronaut")))
     call(client, photo)
-    kept = [p for p in Path(app_server["cache"]).rglob("*") if p.is_file()]
-    assert not [p for p in kept if p.name == "private_photo.jpg"]
-    shipped_names = {p.name for p in (ROOT / "examples").glob("*")} | {"confusion_matrix.png"}
-    assert {p.name for p in kept} <= shipped_names, kept
+    # answered uploads are swept on a timer (tests/test_audit_and_limits.py checks it with a short one)
+    assert not [p for p in Path(app_server["cache"]).glob("tmp*")]
+
+
+def card_text(model) -> str:
+    from huskyai.ui import model_card_markdown
+
+    return model_card_markdown(model)
+
+
+def test_model_card_says_what_the_model_was_trained_on(shipped):
+    """Before: "Trained on: 861 not_husky, 99 husky photos", counting the 192 held-out photos it never saw."""
+    training = shipped.card["training"]
+    text = card_text(shipped)
+    trained = ", ".join(f"{n} {c}" for c, n in training["counts"].items())
+    assert f"**Trained on:** {trained} photos" in text
+    if "holdout_counts" in training:
+        held = ", ".join(f"{n} {c}" for c, n in training["holdout_counts"].items())
+        assert f"**held out:** {held}, never trained on" in text
+    assert shipped.model_sha256 in text and shipped.trust in text
+
+
+def copy_export(tmp_path: Path) -> Path:
+    import shutil
+
+    from conftest import EXPORT
+
+    export = tmp_path / "export"
+    shutil.copytree(EXPORT, export)
+    return export
+
+
+REDTEAM = {"junk_false_positive_rate": 0.0, "clean_accuracy": 0.9, "pgd_accuracy": {"1/255": 0.1},
+           "query_success_rate": 0.5, "query_median_queries": 20, "scaling_attack_defeated": True,
+           "tamper_all_refused": True}
+
+
+def test_an_unlisted_summary_beside_the_export_is_not_shown(tmp_path):
+    """A report/summary.json beside the export (or a redteam.json the card does not list) is unsigned:
+    it used to be rendered, so it could say "certified safe", with a link."""
+    import json
+
+    import huskyai
+
+    export = copy_export(tmp_path)
+    model = huskyai.load(export)
+    forged = REDTEAM | {"model_sha256": model.model_sha256, "scaling_attack_defeated": "certified safe",
+                        "note": "[certified safe](https://example.com)"}
+    (tmp_path / "report").mkdir()
+    (tmp_path / "report" / "summary.json").write_text(json.dumps(forged))
+    (export / "redteam.json").write_text(json.dumps(REDTEAM))  # beside the weights, but not in the card
+    text = card_text(model)
+    assert "Red-team" not in text and "certified" not in text and "example.com" not in text
+
+
+def test_a_redteam_report_listed_in_the_card_is_shown_as_numbers_only(tmp_path):
+    import hashlib
+    import json
+
+    import huskyai
+
+    export = copy_export(tmp_path)
+    report = json.dumps(REDTEAM | {"note": "<a href=https://example.com>certified safe</a>"}).encode()
+    (export / "redteam.json").write_bytes(report)
+    card = json.loads((export / "model.json").read_text())
+    card["files"]["redteam.json"] = hashlib.sha256(report).hexdigest()
+    (export / "model.json").write_text(json.dumps(card, indent=2))
+    model = huskyai.load(export, trust_unsigned=True)  # a card edited by hand is no longer the pinned one
+    text = card_text(model)
+    assert "Red-team report" in text and "1/255: 0.10" in text and "scaling attack defeated: yes" in text
+    assert "certified" not in text and "example.com" not in text
+    assert "UNSIGNED" in text or "unsigned" in text.lower()  # the card says how little it was verified
+
+
+def test_the_confusion_matrix_shown_is_the_verified_one(tmp_path):
+    """The plot comes from the bytes the card's hash vouches for: a file swapped after loading is not shown."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    import huskyai
+    from huskyai.ui import build_demo
+
+    export = copy_export(tmp_path)
+    original = np.asarray(Image.open(export / "confusion_matrix.png").convert("RGB"))
+    model = huskyai.load(export)
+    Image.new("RGB", (64, 64), "red").save(export / "confusion_matrix.png")  # swapped after the load
+    demo = build_demo(model)
+    shown = [b for b in demo.blocks.values() if getattr(b, "label", None) == "Validation confusion matrix"]
+    for block in shown:  # shown only if it is the verified image
+        path = block.value["path"] if isinstance(block.value, dict) else block.value.path
+        assert np.array_equal(np.asarray(Image.open(io.BytesIO(Path(path).read_bytes())).convert("RGB")), original)
 
 
 def test_no_monitoring_or_flagging_endpoints(app_server):
@@ -148,5 +237,5 @@ def test_app_refuses_a_missing_or_tampered_model_with_one_line(tmp_path):
     proc = subprocess.run([sys.executable, "app.py"], cwd=ROOT, capture_output=True, text=True, timeout=300,
                           env=python_env() | {"HUSKYAI_MODEL": str(tmp_path), "HUSKYAI_AUDIT_LOG": "off"})
     assert proc.returncode == 1
-    assert "cannot serve the model" in proc.stderr and "no model card" in proc.stderr
+    assert "cannot serve the model" in proc.stderr and "model.json" in proc.stderr
     assert "Traceback" not in proc.stderr
