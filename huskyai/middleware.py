@@ -7,9 +7,13 @@ For every request, in this order:
    instead of being read and parsed. A body that stalls is cut off too.
 2. On the routes that cost work (``/gradio_api/upload``, ``/gradio_api/queue/join``,
    ``/gradio_api/call/...``, ``/gradio_api/run/...``): a per-client cap on requests in flight
-   (requests being received plus events queued or running), then the per-minute rate limit
-   (uploads and predictions have a budget each). One client can therefore never fill the queue.
-3. Uploads that succeed are recorded (the only files the app will ever delete); gradio's own
+   (requests being received or waiting plus events queued or running), then the per-minute rate
+   limit (uploads and predictions have a budget each).
+3. One event per client in gradio's queue: a client's next prediction waits at the door (costing
+   an idle coroutine, nothing else) until its previous one has finished. One client can therefore
+   never fill the queue, and never hold more than one of the workers, however slow its photos are
+   to decode; a person who clicks twice just waits for the second answer.
+4. Uploads that succeed are recorded (the only files the app will ever delete); gradio's own
    refusals on those routes (file too large, queue full) are noted.
 
 Every refusal gets an audit line through ``on_refusal``.
@@ -72,7 +76,7 @@ class FairServing:
     def __init__(self, app, *, upload_limit: int, max_in_flight: int, trusted_proxy_hops: int,
                  predictions: RateLimiter, uploads_limiter: RateLimiter, uploads: UploadRegistry,
                  queued_for: Callable[[str], int], on_refusal: Callable[[str, str], None],
-                 idle_timeout: float = 30.0):
+                 idle_timeout: float = 30.0, turn_timeout: float = 60.0):
         self.app = app
         self.caps = {UPLOAD: upload_limit + SMALL_BODY,
                      JOIN: math.ceil(upload_limit / 3) * 4 + SMALL_BODY,  # a photo inline as a data: URL
@@ -86,7 +90,9 @@ class FairServing:
         self.queued_for = queued_for
         self.on_refusal = on_refusal
         self.idle_timeout = idle_timeout
+        self.turn_timeout = turn_timeout
         self._active: dict[str, int] = {}
+        self._doors: dict[str, asyncio.Lock] = {}
 
     def client_of(self, scope: Scope) -> str:
         peer = scope.get("client")
@@ -119,15 +125,34 @@ class FairServing:
                     send, client, 429,
                     f"Slow down: at most {limiter.per_minute} photos a minute from one address. "
                     f"Try again in {math.ceil(wait)} s.", f"rate limit ({what})", retry_after=math.ceil(wait))
+        if kind == OTHER:  # page loads, result streams, file downloads: only the body cap applies
+            return await self._forward(scope, receive, send, kind, client, cap)
         self._active[client] = self._active.get(client, 0) + 1
         try:
-            await self._forward(scope, receive, send, kind, client, cap)
+            if kind == JOIN:
+                await self._join_in_turn(scope, receive, send, client, cap)
+            else:
+                await self._forward(scope, receive, send, kind, client, cap)
         finally:
             left = self._active[client] - 1
             if left:
                 self._active[client] = left
             else:
                 del self._active[client]
+                self._doors.pop(client, None)
+
+    async def _join_in_turn(self, scope: Scope, receive, send, client: str, cap: int) -> None:
+        """Let a client's prediction into the queue only when none of its others is queued or running."""
+        door = self._doors.setdefault(client, asyncio.Lock())
+        async with door:  # one at a time through the door, so two waiters cannot both see an empty queue
+            deadline = asyncio.get_running_loop().time() + self.turn_timeout
+            while self.queued_for(client) > 0:
+                if asyncio.get_running_loop().time() > deadline:
+                    return await self._refuse(send, client, 429, "Your previous photo is still being answered; "
+                                              "try again in a moment.", "waited too long for its turn",
+                                              retry_after=5)
+                await asyncio.sleep(0.02)
+            await self._forward(scope, receive, send, JOIN, client, cap)  # returns once the event is queued
 
     async def _forward(self, scope: Scope, receive, send, kind: str, client: str, cap: int) -> None:
         state = {"received": 0, "body_done": False, "cut": None, "started": False, "status": 0}

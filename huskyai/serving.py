@@ -4,7 +4,7 @@ Settings come from the environment (read here and nowhere else):
 
     HUSKYAI_MODEL           export folder to serve (default: the shipped model)
     HUSKYAI_RATE_LIMIT      predictions (and, separately, uploads) a minute per client (default 30; 0: off)
-    HUSKYAI_MAX_IN_FLIGHT   requests one client may have uploading, queued or running at once (default 4)
+    HUSKYAI_MAX_IN_FLIGHT   requests one client may have uploading, queued or running at once (default 3)
     HUSKYAI_TRUST_PROXY     reverse-proxy hops in front of the app whose X-Forwarded-For is trusted
                             (default 1 on Hugging Face Spaces, i.e. when SPACE_ID is set, else 0)
     HUSKYAI_UPLOAD_TTL      seconds an upload is kept after its last use, for a second question (default 300)
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 UPLOAD_LIMIT_BYTES = 10 * 1024 * 1024  # one photo, uploaded or inline as a data: URL
 DEFAULT_RATE_LIMIT = 30
-DEFAULT_MAX_IN_FLIGHT = 4
+DEFAULT_MAX_IN_FLIGHT = 3
 DEFAULT_UPLOAD_TTL = 300.0
 
 
