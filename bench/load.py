@@ -1,48 +1,74 @@
-"""Load and flood test of the app on loopback, bounded in count and time.
+"""Load, attack and soak tests of the app on loopback, bounded in count and time.
 
-    python bench/load.py [--requests 200] [--clients 20] [--limit 8]
+    python bench/load.py [--mode waves] [--requests 200] [--clients 20] [--limit 8] [--waves 3]
+    python bench/load.py --mode adversarial [--seconds 40]
+    python bench/load.py --mode sustained [--minutes 10]
 
-20 clients, each from its own loopback address (127.0.0.11, .12, ...), send 200 requests between
-them to a fresh app.py whose per-client limit is --limit a minute, then the same again from new
-addresses (--waves in all). It reports server errors (must be 0), requests refused by the rate
-limit (each client past its limit), whether every accepted answer is right, and the server's
-memory before, during and after each wave.
+waves: 20 clients, each from its own loopback address (127.0.0.11, .12, ...), send 200 requests
+between them to a fresh app.py whose per-client limit is --limit a minute, then the same again from
+new addresses (--waves in all). Reports server errors (must be 0), requests refused by the rate
+limit, whether every accepted answer is right, and the server's memory after each wave.
+
+adversarial: 10 honest clients (127.0.0.11-20) ask at a person's pace, first alone (calm), then
+while one attacker (127.0.0.99) sends decoding bombs (an RLE BMP of 4,000,000 x 16 px, a 16-bit
+8000x8000 PNG, a 20000x20000 PNG header), floods the queue, floods uploads and sends oversized
+bodies (announced and streamed), then alone again (calm, to see drift). Reports the honest clients'
+p50/p95 latency and errors in each phase. Must: 0 honest errors, honest p95 under attack within
+3x of calm.
+
+sustained: two clients ask back to back (the predictor's pace, the queue runs two at a time) for
+--minutes, with varied photos; the server's RSS is sampled every 5 s. Must: no errors, and memory
+levels off (over the last third of the run it moves within 40 MB).
+
+Every address is on loopback (127.0.0.x).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import socket
 import statistics
+import struct
 import sys
 import tempfile
 import threading
 import time
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+import httpx
 
 from common import CallRefused, client_from, free_port, raw_predict, rss_mb, start_server, stop
 
 DEADLINE_S = 240
+EXAMPLES = sorted((Path(__file__).resolve().parent.parent / "examples").glob("*.jpg"))
+HONEST = [f"127.0.0.{11 + i}" for i in range(10)]
+ATTACKER = "127.0.0.99"
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--requests", type=int, default=200)
-    parser.add_argument("--clients", type=int, default=20)
-    parser.add_argument("--limit", type=int, default=8, help="per-client requests a minute in the app")
-    parser.add_argument("--waves", type=int, default=3, help="identical waves, each from new addresses")
-    args = parser.parse_args()
+def serve(work: str, **env: str):
+    port = free_port()
+    proc, _ = start_server([sys.executable, "app.py"], port, {
+        "HUSKYAI_AUDIT_LOG": str(Path(work) / "audit.jsonl"), "GRADIO_TEMP_DIR": str(Path(work) / "cache"), **env})
+    return proc, f"http://127.0.0.1:{port}/", port
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))] if ordered else float("nan")
+
+
+# --- waves ------------------------------------------------------------------------------------------------------
+
+def run_waves(args: argparse.Namespace) -> int:
     import huskyai  # after common, which puts the project on sys.path
 
-    examples = sorted((Path(__file__).resolve().parent.parent / "examples").glob("*.jpg"))
     model = huskyai.load()
-    expected = {p.name: model.predict(p).label for p in examples}
+    expected = {p.name: model.predict(p).label for p in EXAMPLES}
     with tempfile.TemporaryDirectory() as work:
-        port = free_port()
-        proc, _ = start_server([sys.executable, "app.py"], port, {
-            "HUSKYAI_RATE_LIMIT": str(args.limit), "HUSKYAI_AUDIT_LOG": str(Path(work) / "audit.jsonl"),
-            "GRADIO_TEMP_DIR": str(Path(work) / "cache")})
-        base = f"http://127.0.0.1:{port}/"
+        proc, base, _ = serve(work, HUSKYAI_RATE_LIMIT=str(args.limit))
         rss = {"start": rss_mb(proc.pid)}
         outcomes: dict[str, int] = {"answered": 0, "wrong": 0, "limited": 0, "server_error": 0}
         latencies: list[float] = []
@@ -55,13 +81,13 @@ def main() -> int:
                 for k in range(n):
                     if time.perf_counter() - started > DEADLINE_S:
                         return
-                    photo = examples[(i + k) % len(examples)]
+                    photo = EXAMPLES[(i + k) % len(EXAMPLES)]
                     t = time.perf_counter()
                     try:
                         label = raw_predict(base, photo, client=http)[0]["label"]
                         key = "answered" if label == expected[photo.name] else "wrong"
                     except CallRefused as err:
-                        key = "limited" if "Slow down" in str(err) else "server_error"
+                        key = "limited" if "Slow down" in str(err) or "at a time" in str(err) else "server_error"
                     except Exception:  # noqa: BLE001 - any other failure counts against the server
                         key = "server_error"
                     with lock:
@@ -95,7 +121,7 @@ def main() -> int:
     print(f"{total} requests from {args.clients} clients x {args.waves} waves in {elapsed:.0f} s (first wave), "
           f"per-client limit {args.limit}/min")
     print(f"answered correctly {outcomes['answered']}, answered wrongly {outcomes['wrong']}, "
-          f"refused by the rate limit {outcomes['limited']}, server errors {outcomes['server_error']}")
+          f"refused by the limits {outcomes['limited']}, server errors {outcomes['server_error']}")
     print(f"expected answered at most {allowed}; median answered latency "
           f"{statistics.median(latencies) * 1000:.0f} ms under load")
     print("server RSS: " + ", ".join(f"{k} {v:.0f} MB" for k, v in rss.items())
@@ -105,6 +131,303 @@ def main() -> int:
         and all(g < 50 for g in growth)
     print("PASS" if ok else "FAIL")
     return 0 if ok else 1
+
+
+# --- adversarial ------------------------------------------------------------------------------------------------
+
+def rle_bmp_bomb(width: int = 4_000_000, height: int = 16) -> bytes:
+    """A ~1 KB 8-bit RLE BMP claiming width x height: plain Pillow spends seconds per row on its padding."""
+    palette = b"".join(bytes((i, i, i, 0)) for i in range(256))
+    pixels = b"\x00\x00" * height + b"\x00\x01"  # an end-of-line per row, then end-of-bitmap
+    offset = 14 + 40 + len(palette)
+    info = struct.pack("<IiiHHIIiiII", 40, width, height, 1, 8, 1, len(pixels), 2835, 2835, 256, 0)
+    return b"BM" + struct.pack("<IHHI", offset + len(pixels), 0, 0, offset) + info + palette + pixels
+
+
+def png16_bomb(side: int = 8000) -> bytes:
+    """A ~124 KB 16-bit greyscale PNG of side x side zeros (1.6 GB through float64 arrays)."""
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+    raw = zlib.compress(b"\x00" * ((1 + 2 * side) * side), 9)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 16, 0, 0, 0, 0))
+            + chunk(b"IDAT", raw) + chunk(b"IEND", b""))
+
+
+def png_header_bomb(side: int = 20000) -> bytes:
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\x00" * (1 + 3 * side) * 4, 9)) + chunk(b"IEND", b""))
+
+
+class Attacker:
+    """One address, four threads: bombs, a queue flood, an upload flood, oversized bodies. It runs in a
+    process of its own, so that its threads do not take the honest clients' GIL."""
+
+    def __init__(self, base: str, port: int, stop, only: str = ""):
+        self.base, self.port, self.only = base, port, only
+        self.stop = stop
+        self.counts: dict[str, int] = {}
+        self.lock = threading.Lock()
+        self.bombs = {"rle.bmp": rle_bmp_bomb(), "grey16.png": png16_bomb(), "header.png": png_header_bomb()}
+
+    def note(self, key: str) -> None:
+        with self.lock:
+            self.counts[key] = self.counts.get(key, 0) + 1
+
+    def bomber(self) -> None:
+        with client_from(ATTACKER, timeout=120) as c:
+            while not self.stop.is_set():
+                for name, data in self.bombs.items():
+                    try:
+                        raw_predict(self.base, data, client=c, name=name)
+                        self.note(f"bomb {name} answered")
+                    except CallRefused as err:
+                        self.note(f"bomb refused: {_kind(str(err))}")
+                    except httpx.HTTPError:
+                        self.note("bomb: connection error")
+
+    def queue_flood(self) -> None:
+        with client_from(ATTACKER) as c:
+            path = None
+            while not self.stop.is_set():
+                try:
+                    if path is None:
+                        r = c.post(f"{self.base}gradio_api/upload",
+                                   files={"files": ("f.jpg", EXAMPLES[0].read_bytes())})
+                        path = r.json()[0] if r.status_code == 200 else None
+                        if path is None:
+                            self.note(f"flood upload HTTP {r.status_code}")
+                            time.sleep(0.05)
+                            continue
+                    r = c.post(f"{self.base}gradio_api/call/predict",
+                               json={"data": [{"path": path, "meta": {"_type": "gradio.FileData"}}]})
+                    self.note(f"queue flood HTTP {r.status_code}")
+                except httpx.HTTPError:
+                    self.note("queue flood: connection error")
+
+    def upload_flood(self) -> None:
+        big = b"\xff\xd8\xff" + bytes(9 * 1024 * 1024)
+        with client_from(ATTACKER) as c:
+            while not self.stop.is_set():
+                try:
+                    r = c.post(f"{self.base}gradio_api/upload", files={"files": ("big.jpg", big, "image/jpeg")})
+                    self.note(f"upload flood HTTP {r.status_code}")
+                except httpx.HTTPError:
+                    self.note("upload flood: connection error")
+
+    def oversized(self) -> None:
+        def stream():
+            for _ in range(400):
+                yield b" " * (1024 * 1024)
+        with client_from(ATTACKER) as c:
+            while not self.stop.is_set():
+                try:
+                    r = c.post(f"{self.base}gradio_api/call/predict", content=stream(),
+                               headers={"content-type": "application/json"})
+                    self.note(f"streamed 400 MB body HTTP {r.status_code}")
+                except httpx.HTTPError:
+                    self.note("streamed 400 MB body: cut off")
+                try:
+                    with socket.create_connection(("127.0.0.1", self.port), timeout=10,
+                                                  source_address=(ATTACKER, 0)) as s:
+                        s.sendall(b"POST /gradio_api/upload HTTP/1.1\r\nHost: x\r\nContent-Length: 400000000\r\n"
+                                  b"Content-Type: multipart/form-data; boundary=b\r\n\r\n")
+                        self.note(f"announced 400 MB body {s.recv(64).split(b' ')[1].decode() or '?'}")
+                except (OSError, IndexError):
+                    self.note("announced 400 MB body: connection error")
+                time.sleep(0.2)
+
+    def run(self) -> dict[str, int]:
+        threads = [threading.Thread(target=f, daemon=True)
+                   for f in (self.bomber, self.queue_flood, self.upload_flood, self.oversized)
+                   if self.only in f.__name__]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        return self.counts
+
+
+def attack(base: str, port: int, stop, results, only: str = "") -> None:
+    """The attacker process: attacks until ``stop`` is set, then puts its counts on ``results``."""
+    results.put(Attacker(base, port, stop, only).run())
+
+
+def _kind(message: str) -> str:
+    for key in ("Slow down", "at a time", "too large", "megapixels", "pixels", "limit", "BMP", "memory"):
+        if key in message:
+            return key
+    return message[:60]
+
+
+def honest_phase(base: str, seconds: float, pause: float) -> tuple[list[float], list[str]]:
+    """The 10 honest clients, each asking, reading the answer, pausing, for ``seconds``."""
+    latencies: list[float] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+    end = time.perf_counter() + seconds
+
+    def one(i: int) -> None:
+        with client_from(HONEST[i], timeout=120) as c:
+            k = 0
+            while time.perf_counter() < end:
+                photo = EXAMPLES[(i + k) % len(EXAMPLES)]
+                k += 1
+                t = time.perf_counter()
+                try:
+                    raw_predict(base, photo, client=c)
+                    with lock:
+                        latencies.append(time.perf_counter() - t)
+                except Exception as err:  # noqa: BLE001 - every failure of an honest client counts
+                    with lock:
+                        errors.append(f"{type(err).__name__}: {str(err)[:120]}")
+                time.sleep(pause)
+
+    with ThreadPoolExecutor(len(HONEST)) as pool:
+        list(pool.map(one, range(len(HONEST))))
+    return latencies, errors
+
+
+def run_adversarial(args: argparse.Namespace) -> int:
+    with tempfile.TemporaryDirectory() as work:
+        # a person asks every few seconds; 60 a minute leaves them room and stops the attacker's floods
+        proc, base, port = serve(work, HUSKYAI_RATE_LIMIT="60")
+        honest_phase(base, 5, args.pause)  # warm-up
+        rss = {"start": rss_mb(proc.pid)}
+        results = {}
+        results["calm"] = honest_phase(base, args.seconds, args.pause)
+        rss["after calm"] = rss_mb(proc.pid)
+        import multiprocessing
+
+        stop_attack, attack_counts = multiprocessing.Event(), multiprocessing.Queue()
+        attacker = multiprocessing.Process(target=attack, args=(base, port, stop_attack, attack_counts,
+                                                                     args.only))
+        attacker.start()
+        peak = [0.0]
+        sampler_stop = threading.Event()
+
+        def sample() -> None:
+            while not sampler_stop.wait(0.5):
+                peak[0] = max(peak[0], rss_mb(proc.pid))
+
+        threading.Thread(target=sample, daemon=True).start()
+        time.sleep(2)  # let the attack get going before measuring
+        results["under attack"] = honest_phase(base, args.seconds, args.pause)
+        stop_attack.set()
+        counts = attack_counts.get(timeout=180)
+        attacker.join(timeout=30)
+        sampler_stop.set()
+        rss["after attack"] = rss_mb(proc.pid)
+        results["calm again"] = honest_phase(base, args.seconds, args.pause)
+        audit = [json.loads(line) for line in (Path(work) / "audit.jsonl").read_text().splitlines()]
+        cache_files = [p for p in (Path(work) / "cache").rglob("*") if p.is_file()]
+        stop(proc)
+
+    print(f"10 honest clients (127.0.0.11-20), each asking then pausing {args.pause} s, {args.seconds:.0f} s a phase;"
+          f" attacker {ATTACKER}")
+    print(f"{'phase':<14} {'answered':>8} {'errors':>6} {'p50 ms':>7} {'p95 ms':>7}")
+    for phase, (lat, errs) in results.items():
+        print(f"{phase:<14} {len(lat):>8} {len(errs):>6} {percentile(lat, .5) * 1000:>7.0f} "
+              f"{percentile(lat, .95) * 1000:>7.0f}")
+    for phase, (_, errs) in results.items():
+        for e in sorted(set(errs))[:5]:
+            print(f"  {phase} error: {e}")
+    print("attacker's requests: " + "; ".join(f"{k}: {v}" for k, v in sorted(counts.items())))
+    refusals: dict[str, int] = {}
+    for e in audit:
+        if e["refused"]:
+            key = e["refused"].split(":")[0][:50]
+            refusals[key] = refusals.get(key, 0) + 1
+    print("audit lines of refusals: " + "; ".join(f"{k}: {v}" for k, v in sorted(refusals.items())))
+    print("server RSS: " + ", ".join(f"{k} {v:.0f} MB" for k, v in rss.items())
+          + f", peak under attack {peak[0]:.0f} MB; files left in the cache {len(cache_files)}")
+    calm_p95 = max(percentile(results["calm"][0], .95), percentile(results["calm again"][0], .95))
+    attack_p95 = percentile(results["under attack"][0], .95)
+    honest_errors = sum(len(errs) for _, errs in results.values())
+    print(f"honest p95 under attack / calm (the slower of the two calm phases): {attack_p95 / calm_p95:.2f}x "
+          "(must be <= 3)")
+    ok = honest_errors == 0 and attack_p95 <= 3 * calm_p95
+    print("PASS" if ok else "FAIL")
+    return 0 if ok else 1
+
+
+# --- sustained --------------------------------------------------------------------------------------------------
+
+def run_sustained(args: argparse.Namespace) -> int:
+    from common import photos
+
+    pool = photos(64)
+    with tempfile.TemporaryDirectory() as work:
+        proc, base, _ = serve(work, HUSKYAI_RATE_LIMIT="0")
+        samples: list[tuple[float, float]] = []
+        counts = {"answered": 0, "errors": 0}
+        errors: list[str] = []
+        lock = threading.Lock()
+        start = time.perf_counter()
+        end = start + args.minutes * 60
+
+        def client(i: int) -> None:
+            with client_from(f"127.0.0.{50 + i}", timeout=120) as c:
+                k = i
+                while time.perf_counter() < end:
+                    photo = pool[k % len(pool)]
+                    k += 2
+                    try:
+                        raw_predict(base, photo, client=c)
+                        with lock:
+                            counts["answered"] += 1
+                    except Exception as err:  # noqa: BLE001
+                        with lock:
+                            counts["errors"] += 1
+                            errors.append(str(err)[:120])
+
+        threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(2)]
+        for t in threads:
+            t.start()
+        while time.perf_counter() < end:
+            samples.append((time.perf_counter() - start, rss_mb(proc.pid)))
+            time.sleep(5)
+        for t in threads:
+            t.join(timeout=120)
+        cache_files = sum(1 for p in (Path(work) / "cache").rglob("*") if p.is_file())
+        stop(proc)
+
+    elapsed = time.perf_counter() - start
+    print(f"{args.minutes:g} minutes, 2 clients back to back: {counts['answered']} answered "
+          f"({counts['answered'] / elapsed:.1f}/s), {counts['errors']} errors; files in the cache at the end "
+          f"{cache_files}")
+    for e in sorted(set(errors))[:5]:
+        print("  error:", e)
+    per_minute = {}
+    for t, mb in samples:
+        per_minute.setdefault(int(t // 60), []).append(mb)
+    print("server RSS by minute (max of the 5 s samples): "
+          + ", ".join(f"{m + 1}: {max(v):.0f}" for m, v in sorted(per_minute.items())) + " MB")
+    first = samples[0][1]
+    third = [mb for t, mb in samples if t >= elapsed * 2 / 3]
+    growth = max(third) - min(third)
+    print(f"first sample {first:.0f} MB, peak {max(mb for _, mb in samples):.0f} MB; "
+          f"the last third moves within {growth:.0f} MB")
+    ok = counts["errors"] == 0 and growth < 40.0
+    print("PASS" if ok else "FAIL")
+    return 0 if ok else 1
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--mode", choices=["waves", "adversarial", "sustained"], default="waves")
+    parser.add_argument("--requests", type=int, default=200, help="waves: requests per wave")
+    parser.add_argument("--clients", type=int, default=20, help="waves: clients per wave")
+    parser.add_argument("--limit", type=int, default=8, help="waves: per-client requests a minute in the app")
+    parser.add_argument("--waves", type=int, default=3, help="waves: identical waves, each from new addresses")
+    parser.add_argument("--seconds", type=float, default=40, help="adversarial: seconds per phase")
+    parser.add_argument("--pause", type=float, default=1.5, help="adversarial: an honest client's pause")
+    parser.add_argument("--only", default="", choices=["", "bomber", "queue_flood", "upload_flood", "oversized"],
+                        help="adversarial: one of the attacker's four threads only (default: all four)")
+    parser.add_argument("--minutes", type=float, default=10, help="sustained: how long")
+    args = parser.parse_args()
+    return {"waves": run_waves, "adversarial": run_adversarial, "sustained": run_sustained}[args.mode](args)
 
 
 if __name__ == "__main__":

@@ -328,6 +328,7 @@ def launch(model: Predictor, settings: Settings | None = None) -> None:
             enable_monitoring=False,
             show_error=False,
             ssr_mode=False,
+            run_history=False,  # it would keep people's photos in the browser and offer to re-send them
             css=CSS,
             app_kwargs={"middleware": [fair], "lifespan": sweep_uploads},
         )

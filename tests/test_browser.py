@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import os
 
 import pytest
@@ -104,4 +105,87 @@ def test_clicking_an_example_answers(browser, app_server):
     page.wait_for_timeout(1000)
     toasts = page.locator("[data-testid=\"toast-body\"]")
     assert toasts.count() == 0, toasts.all_inner_texts()
+    page.close()
+
+
+# --- a person's session: their own photo, the preview, repeated questions, example then upload then button ------
+
+TOAST = '[data-testid="toast-body"]'
+PREVIEW = '[data-testid="image"] img'
+
+
+def own_photo() -> bytes:
+    """A photo of the person's own, not one of the examples (an upload, not a cached example file)."""
+    return jpeg_bytes(skimage_photo("camera").resize((384, 384)))
+
+
+def answered(app_server) -> int:
+    """Answers the server has given (one audit line each, refusals excluded)."""
+    text = app_server["audit_log"].read_text() if app_server["audit_log"].exists() else ""
+    return sum(1 for line in text.splitlines() if json.loads(line)["label"] is not None)
+
+
+def no_error_toast(page) -> None:
+    toasts = page.locator(TOAST)
+    assert toasts.count() == 0, toasts.all_inner_texts()
+
+
+def wait_for_answer(page, app_server, before: int, expected: str) -> int:
+    """Wait until the server has answered once more and the page shows that answer, with no error toast."""
+    deadline_ms = 30_000
+    step = 100
+    for _ in range(deadline_ms // step):
+        if answered(app_server) > before:
+            break
+        no_error_toast(page)
+        page.wait_for_timeout(step)
+    now = answered(app_server)
+    assert now == before + 1, f"expected one more answer, got {now - before}"
+    page.wait_for_function("() => !document.querySelector('#verdict .pending, #verdict.pending')", timeout=30_000)
+    page.locator("#verdict").get_by_text(expected).wait_for(timeout=30_000)
+    page.wait_for_timeout(500)  # an error toast would have appeared by now
+    no_error_toast(page)
+    return now
+
+
+def preview_shows_a_picture(page) -> bool:
+    return page.evaluate(f"""() => {{
+        const img = document.querySelector('{PREVIEW}');
+        return !!img && img.complete && img.naturalWidth > 0; }}""")
+
+
+def test_a_persons_session_example_upload_preview_and_repeated_clicks(browser, app_server, shipped):
+    """The page as a new user meets it: before the fix the preview of an upload was sometimes a broken
+    image, and the button answered "the upload is no longer on the server" with red Error badges."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    photo = own_photo()
+    expected = "Husky" if shipped.predict(photo).label == shipped.positive else "Not a husky"
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    page.goto(app_server["url"])
+    page.wait_for_selector('[data-testid="image"]', timeout=60_000)
+    count = answered(app_server)
+
+    page.locator(".gallery-item").nth(0).click()  # 1. an example
+    count = wait_for_answer(page, app_server, count, "Not a husky")
+    page.screenshot(path=str(ARTIFACTS / "session_1_example.png"), full_page=True)
+
+    page.get_by_role("button", name="Remove Image").click(timeout=10_000)  # 2. cleared, then their own photo
+    page.wait_for_selector('[data-testid="image"] input[type="file"]', state="attached", timeout=10_000)
+    upload_file = ARTIFACTS / "own_photo.jpg"
+    upload_file.write_bytes(photo)
+    try:
+        page.set_input_files('[data-testid="image"] input[type="file"]', str(upload_file))
+    finally:
+        upload_file.unlink()
+    count = wait_for_answer(page, app_server, count, expected)  # the upload answers by itself
+    page.wait_for_function(f"() => {{ const i = document.querySelector('{PREVIEW}'); "
+                           "return i && i.complete && i.naturalWidth > 0; }", timeout=15_000)
+    page.screenshot(path=str(ARTIFACTS / "session_2_upload.png"), full_page=True)
+
+    button = page.get_by_role("button", name="Is it a husky?")
+    for _ in range(3):  # 3. the button, again and again, on that upload
+        button.click()
+        count = wait_for_answer(page, app_server, count, expected)
+        assert preview_shows_a_picture(page)
+    page.screenshot(path=str(ARTIFACTS / "session_3_clicks.png"), full_page=True)
     page.close()
