@@ -32,6 +32,7 @@ from .uploads import UploadRegistry
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
 CONCURRENCY_GROUP = "predict"  # every listener that predicts shares one limit (gradio's is per listener)
+NO_ANSWER_JS = "() => 'No answer'"  # runs in the browser only
 CSS = "#verdict p { font-size: 2rem; font-weight: 700; margin: 0.4em 0; }"
 
 
@@ -233,8 +234,9 @@ def build_demo(model: Predictor, settings: Settings | None = None, audit: AuditL
         if examples:  # a click answers at once, like an upload
             gallery = gr.Examples([[str(p)] for p in examples], inputs=photo, cache_examples=False,
                                   api_visibility="private", label="Examples (scikit-image photos)")
-            gallery.load_input_event.then(classify, inputs=photo, outputs=[scores, answer], api_visibility="private",
-                                          concurrency_id=CONCURRENCY_GROUP)
+            asked = gallery.load_input_event.then(classify, inputs=photo, outputs=[scores, answer],
+                                                  api_visibility="private", concurrency_id=CONCURRENCY_GROUP)
+            asked.failure(None, None, answer, js=NO_ANSWER_JS)
         with gr.Accordion("Model card", open=False):
             gr.Markdown(model_card_markdown(model))
             plot = artifact(model, "confusion_matrix.png")  # the bytes the card's hash vouches for
@@ -243,10 +245,12 @@ def build_demo(model: Predictor, settings: Settings | None = None, audit: AuditL
                     gr.Image(Image.open(io.BytesIO(plot), formats=["PNG"]), label="Validation confusion matrix",
                              interactive=False, height=300, format="png")
         # the button is the public API (/predict); a fresh upload answers at once, privately
-        button.click(classify, inputs=photo, outputs=[scores, answer], api_name="predict",
-                     concurrency_id=CONCURRENCY_GROUP)
-        photo.upload(classify, inputs=photo, outputs=[scores, answer], api_visibility="private",
-                     concurrency_id=CONCURRENCY_GROUP)
+        asked = button.click(classify, inputs=photo, outputs=[scores, answer], api_name="predict",
+                             concurrency_id=CONCURRENCY_GROUP)
+        asked.failure(None, None, answer, js=NO_ANSWER_JS)  # never the previous photo's verdict under a new error
+        asked = photo.upload(classify, inputs=photo, outputs=[scores, answer], api_visibility="private",
+                             concurrency_id=CONCURRENCY_GROUP)
+        asked.failure(None, None, answer, js=NO_ANSWER_JS)
     # api_open=False: the REST route /run/predict would skip the queue and its concurrency limit
     demo.queue(default_concurrency_limit=2, max_size=64, api_open=False)
     return demo

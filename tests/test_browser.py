@@ -171,12 +171,8 @@ def test_a_persons_session_example_upload_preview_and_repeated_clicks(browser, a
 
     page.get_by_role("button", name="Remove Image").click(timeout=10_000)  # 2. cleared, then their own photo
     page.wait_for_selector('[data-testid="image"] input[type="file"]', state="attached", timeout=10_000)
-    upload_file = ARTIFACTS / "own_photo.jpg"
-    upload_file.write_bytes(photo)
-    try:
-        page.set_input_files('[data-testid="image"] input[type="file"]', str(upload_file))
-    finally:
-        upload_file.unlink()
+    page.set_input_files('[data-testid="image"] input[type="file"]',
+                         files=[{"name": "my_photo.jpg", "mimeType": "image/jpeg", "buffer": photo}])
     count = wait_for_answer(page, app_server, count, expected)  # the upload answers by itself
     page.wait_for_function(f"() => {{ const i = document.querySelector('{PREVIEW}'); "
                            "return i && i.complete && i.naturalWidth > 0; }", timeout=15_000)
@@ -188,4 +184,40 @@ def test_a_persons_session_example_upload_preview_and_repeated_clicks(browser, a
         count = wait_for_answer(page, app_server, count, expected)
         assert preview_shows_a_picture(page)
     page.screenshot(path=str(ARTIFACTS / "session_3_clicks.png"), full_page=True)
+
+    page.get_by_text("Model card").click()  # 4. the card, with its plot, after all that
+    page.get_by_text("Trained on:").wait_for(timeout=10_000)
+    plot = page.locator('img[alt*="onfusion"], [data-testid="image"] img').last
+    plot.scroll_into_view_if_needed()
+    page.wait_for_function("() => [...document.querySelectorAll('img')].some(i => i.src.includes('image.png') "
+                           "&& i.complete && i.naturalWidth > 0)", timeout=15_000)
+    page.screenshot(path=str(ARTIFACTS / "session_4_card.png"), full_page=True)
+    no_error_toast(page)
     page.close()
+
+
+def test_a_refusal_shows_its_message_and_never_the_previous_verdict(browser, tmp_path):
+    """Before: an error left the earlier photo's verdict in the heading."""
+    from conftest import running_app
+
+    with running_app(tmp_path, HUSKYAI_RATE_LIMIT="2") as server:
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        page.goto(server["url"])
+        page.wait_for_selector('[data-testid="image"] input[type="file"]', state="attached", timeout=60_000)
+        photo = tmp_path / "mine.jpg"
+        photo.write_bytes(own_photo())
+        page.set_input_files('[data-testid="image"] input[type="file"]', str(photo))  # 1st prediction
+        page.locator("#verdict").get_by_text("Not a husky").wait_for(timeout=30_000)
+        button = page.get_by_role("button", name="Is it a husky?")
+        button.click()  # 2nd
+        page.wait_for_function("() => !document.querySelector('#verdict .pending, #verdict.pending')", timeout=30_000)
+        page.wait_for_timeout(1000)
+        no_error_toast(page)
+        button.click()  # 3rd: over the limit of 2 a minute
+        toast = page.locator(TOAST)
+        toast.first.wait_for(timeout=30_000)
+        assert "Slow down: at most 2 photos a minute" in toast.first.inner_text()
+        page.locator("#verdict").get_by_text("No answer").wait_for(timeout=10_000)
+        assert "Not a husky" not in page.locator("#verdict").inner_text()
+        page.screenshot(path=str(ARTIFACTS / "refusal_toast.png"))
+        page.close()
