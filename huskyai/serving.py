@@ -91,11 +91,13 @@ def client_address(peer: str | None, forwarded_for: Iterable[str], trusted_hops:
         return peer  # not an address: a trusted proxy would not write that
 
 
-def serve(model_dir: str | None = None, host: str | None = None, port: int | None = None) -> int:
+def serve(model_dir: str | None = None, host: str | None = None, port: int | None = None,
+          sha256: str | None = None, trust_unsigned: bool = False) -> int:
     """Load the model (in a thread, while gradio is imported) and serve the app until stopped.
 
-    Shared by ``python app.py`` and ``python -m huskyai serve``. Returns an exit code; a missing or
-    tampered model, or a bad setting, is one line on stderr, not a traceback."""
+    Shared by ``python app.py`` and ``python -m huskyai serve``; ``sha256`` and ``trust_unsigned``
+    are passed to :func:`huskyai.load`. Returns an exit code; a missing or tampered model, or a bad
+    setting, is one line on stderr, not a traceback."""
     # gradio wraps every call in a matplotlib backend switch; naming the backend up front saves the
     # first request 0.3 s of backend resolution (a server has no display)
     os.environ.setdefault("MPLBACKEND", "Agg")
@@ -106,7 +108,8 @@ def serve(model_dir: str | None = None, host: str | None = None, port: int | Non
         return 1
     from .predictor import load_in_background
 
-    model = load_in_background(settings.model_dir)  # hashing and ONNX Runtime's start overlap the import below
+    # hashing and ONNX Runtime's start overlap the import of gradio below
+    model = load_in_background(settings.model_dir, sha256=sha256, trust_unsigned=trust_unsigned)
     from .artifacts import IntegrityError
     from .engine import EngineError
     from .ui import launch
