@@ -40,9 +40,9 @@ def huskyai_round() -> dict:
 def main() -> None:
     # huskyai first: once torch has run in this process, its idle threads compete for the 2 cores
     rounds = [huskyai_round()]
-    from fastai.vision.all import load_learner
+    import huskyai
 
-    learn = load_learner(ROOT / "export" / "learner.pkl")
+    learn = huskyai.load_learner()  # the same fastai Learner a tutorial's load_learner gives, minus the pickle
     a_rounds = []
     for _ in range(3):
         with learn.no_bar():

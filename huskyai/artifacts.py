@@ -104,7 +104,9 @@ def _read_at(dir_fd: int, name: str, folder: Path, max_bytes: int = MAX_FILE_BYT
     try:
         fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), dir_fd=dir_fd)
     except FileNotFoundError:
-        raise IntegrityError(f"{folder / name}: missing") from None
+        if name == CARD_NAME:
+            raise IntegrityError(f"{folder / name}: no model card; is {folder} an export folder?") from None
+        raise IntegrityError(f"{folder / name}: missing (the model card lists it)") from None
     except OSError as err:  # ELOOP: a symlink
         raise IntegrityError(f"{folder / name}: cannot be opened safely ({err.strerror}; symlinks are refused)") \
             from None

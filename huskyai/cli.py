@@ -111,6 +111,26 @@ def run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_doctor(args: argparse.Namespace) -> int:
+    import contextlib
+
+    from .backbones import BackboneError
+    from .doctor import find_suspects, format_table, save_suspect_sheet, suspects_json
+
+    try:
+        with contextlib.redirect_stdout(sys.stderr):  # progress on stderr: stdout is the table or the JSON
+            suspects = find_suspects(args.data, arch=args.arch, size=args.size, folds=args.folds, seed=args.seed,
+                                     positive=args.positive, filter_by=args.filter_by,
+                                     report=lambda msg: print(msg, file=sys.stderr))
+    except BackboneError as err:
+        _err(str(err))
+        return 1
+    if args.sheet:
+        print(f"contact sheet: {save_suspect_sheet(suspects, args.sheet, limit=args.limit)}", file=sys.stderr)
+    print(suspects_json(suspects) if args.json else format_table(suspects))
+    return 0
+
+
 def run_verify(args: argparse.Namespace) -> int:
     from . import artifacts
     from .picklecheck import scan_pickle
@@ -164,6 +184,11 @@ def run_sign(args: argparse.Namespace) -> int:
         for p in problems:
             _err(p)
         return 1
+    if args.report:  # the app's model card shows a red-team summary only when the card hashes it
+        problem = _add_report(folder, card, Path(args.report))
+        if problem:
+            _err(problem)
+            return 1
     if artifacts.ONNX_NAME not in files:  # an export made before 2026-11-28: add the graph it now ships
         from .engine import onnx_bytes, torch_network
 
@@ -179,6 +204,22 @@ def run_sign(args: argparse.Namespace) -> int:
     print(f"card sha256 (pin it with {artifacts.MODEL_SHA256_ENV} where that key is not): "
           f"{artifacts.sha256((folder / artifacts.CARD_NAME).read_bytes())}")
     return 0
+
+
+def _add_report(folder: Path, card: dict, report: Path) -> str | None:
+    """Copy a red-team summary.json into the export as redteam.json, if it was made for these weights."""
+    from . import artifacts
+
+    try:
+        data = report.read_bytes()
+        summary = json.loads(data)
+    except (OSError, ValueError) as err:
+        return f"{report}: cannot read the red-team summary ({err})"
+    if not isinstance(summary, dict) or summary.get("weights_sha256") != card["files"][artifacts.WEIGHTS_NAME]:
+        return f"{report}: this red-team summary was not made for the model in {folder}"
+    (folder / artifacts.REDTEAM_NAME).write_bytes(data)
+    card["files"][artifacts.REDTEAM_NAME] = artifacts.sha256(data)
+    return None
 
 
 def run_attack(args: argparse.Namespace) -> int:
@@ -252,6 +293,24 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_arguments(p)
     p.set_defaults(run=run_evaluate)
 
+    from .doctor import FILTERS
+
+    p = sub.add_parser("doctor", help="rank the photos whose labels look wrong (cleanlab) and draw a contact sheet")
+    p.add_argument("data", nargs="+", help="one or more folders with one sub-folder per label")
+    p.add_argument("--sheet", default="suspects.png", help="contact sheet PNG to write (default suspects.png; "
+                   "'' for none)")
+    p.add_argument("--limit", type=int, default=60, help="photos on the contact sheet (default 60)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    p.add_argument("--arch", default=DEFAULT_ARCH, choices=sorted(ARCHS), help=f"backbone (default {DEFAULT_ARCH})")
+    p.add_argument("--size", type=int, default=224, help="input size in pixels (default 224)")
+    p.add_argument("--folds", type=int, default=5, help="cross-validation folds (default 5)")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--positive", default="husky", help="name of the positive class folder (default: husky)")
+    p.add_argument("--filter-by", default="prune_by_noise_rate", choices=FILTERS,
+                   help="cleanlab's rule for which photos to flag (default prune_by_noise_rate; "
+                   "predicted_neq_given flags every out-of-fold disagreement)")
+    p.set_defaults(run=run_doctor)
+
     p = sub.add_parser("verify", help="check every model file against the model card's hashes")
     p.add_argument("dir", nargs="?", help="export folder (default: the shipped model)")
     p.set_defaults(run=run_verify)
@@ -260,6 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir", nargs="?", help="export folder (default: the shipped model)")
     p.add_argument("--replace-signature", action="store_true",
                    help="re-sign a card signed with another (lost or rotated) key")
+    p.add_argument("--report", help="a red-team report/summary.json for this model, added to the card as redteam.json")
     p.set_defaults(run=run_sign)
 
     p = sub.add_parser("attack", help="red-team the model: junk, perturb, query, scaling, tamper or all")

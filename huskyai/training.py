@@ -282,7 +282,8 @@ def _move_into_place(stage: Path, out: Path) -> None:
 def _card(arch_info, photos: PhotoSet, positive: str, size: int, threshold: float, metrics: dict, data,
           held: list[Sample], dls, settings: dict) -> dict:
     def counts(labels) -> dict[str, int]:
-        return {c: sum(label == c for label in labels) for c in photos.classes}
+        labels = list(labels)
+        return {c: labels.count(c) for c in photos.classes}
 
     return {
         "name": "Husky AI",

@@ -3,6 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+python -m pip install --quiet --disable-pip-version-check --no-deps -e .  # how the tests find huskyai
 # the browser tests drive Debian's chromium (Playwright's own browser download needs the internet)
 if [ ! -x /usr/bin/chromium ]; then
   if [ "$(id -u)" = 0 ]; then
@@ -11,4 +12,4 @@ if [ ! -x /usr/bin/chromium ]; then
     echo "note: install Debian's chromium (sudo apt-get install chromium) to run the browser tests" >&2
   fi
 fi
-python -m pytest "$@"
+python -m pytest --durations=10 "$@"

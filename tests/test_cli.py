@@ -74,8 +74,8 @@ def test_verify_catches_a_flipped_byte(tmp_path, toy_export):
     copy = tmp_path / "export"
     shutil.copytree(toy_export, copy)
     assert "OK" in run("verify", str(copy), check_code=0).stdout
-    blob = bytearray((copy / "learner.pkl").read_bytes())
+    blob = bytearray((copy / "model.onnx").read_bytes())
     blob[len(blob) // 2] ^= 1
-    (copy / "learner.pkl").write_bytes(bytes(blob))
+    (copy / "model.onnx").write_bytes(bytes(blob))
     proc = run("verify", str(copy), check_code=1)
-    assert "learner.pkl" in proc.stdout and "does not match" in proc.stdout
+    assert "model.onnx" in proc.stdout and "does not match" in proc.stdout

@@ -1,8 +1,7 @@
-"""The fast engine: ONNX Runtime built from the verified weights, its cache, and parity with torch."""
+"""The fast engine: ONNX Runtime on the shipped graph, parity with torch, no torch when serving."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 
@@ -27,28 +26,24 @@ def test_onnx_matches_torch_on_varied_photos():
     assert np.allclose(singles, batched, atol=1e-5)
 
 
-def test_tampered_cache_is_rebuilt_not_used(tmp_path, monkeypatch):
-    import huskyai
-    from huskyai import engine
+def test_the_shipped_graph_is_the_network_of_the_shipped_weights():
+    """model.onnx ships in the export; it must be the very network model.safetensors holds."""
+    import torch
 
-    monkeypatch.setenv("HUSKYAI_CACHE", str(tmp_path))
-    model = huskyai.load(engine="onnx")
-    expected = model.predict(skimage_photo("chelsea")).probability
-    onnx_files = list(tmp_path.glob("*.onnx"))
-    assert len(onnx_files) == 1
-    sidecar = json.loads(onnx_files[0].with_suffix(".json").read_text())
-    assert sidecar["weights_sha256"] == model.model_sha256
-    # overwrite the cached graph with garbage: the next load must notice and rebuild
-    onnx_files[0].write_bytes(b"not an onnx graph")
-    again = huskyai.load(engine="onnx")
-    assert abs(again.predict(skimage_photo("chelsea")).probability - expected) < 1e-6
-    assert engine.sha256_of(onnx_files[0]) == sidecar["onnx_sha256"]
+    from huskyai import artifacts
+    from huskyai.engine import torch_network
+
+    export = artifacts.open_export()
+    net = torch_network(export.card["arch"], len(export.card["classes"]), export.files["model.safetensors"])
+    fast = __import__("huskyai").load(engine="onnx")
+    rng = np.random.default_rng(5)
+    batch = rng.normal(0, 1, (3, 3, fast.size, fast.size)).astype(np.float32)
+    with torch.inference_mode():
+        reference = net(torch.from_numpy(batch)).numpy()
+    assert np.abs(fast.probabilities(batch) - reference).max() < 1e-4
 
 
 def test_warm_serving_path_imports_no_torch_and_no_fastai():
-    import huskyai
-
-    huskyai.load(engine="onnx")  # make sure the cache is warm
     code = ("import sys, huskyai; m = huskyai.load(); m.predict(sys.argv[1]); "
             "print(sorted({k.split('.')[0] for k in sys.modules} & {'torch', 'fastai', 'timm'}))")
     out = subprocess.run([sys.executable, "-c", code, str(EXPORT / "confusion_matrix.png")], capture_output=True,
@@ -56,19 +51,5 @@ def test_warm_serving_path_imports_no_torch_and_no_fastai():
     assert out.strip() == "[]"
 
 
-def test_auto_falls_back_to_torch_when_onnx_cannot_be_built(tmp_path, monkeypatch):
-    import pytest
-
-    import huskyai
-    from huskyai import engine
-
-    def no_exporter(*args, **kwargs):
-        raise ImportError("No module named 'onnx'")
-
-    monkeypatch.setenv("HUSKYAI_CACHE", str(tmp_path))
-    monkeypatch.setattr(engine, "build_onnx", no_exporter)
-    with pytest.warns(UserWarning, match="torch engine instead"):
-        model = huskyai.load(engine="auto")
-    assert model.engine.name == "torch" and model.predict(skimage_photo("coffee")).label == "not_husky"
-    with pytest.raises(engine.EngineError, match="needs torch, timm and onnx"):
-        huskyai.load(engine="onnx")
+def test_the_export_size_stays_under_60_mb():
+    assert sum(p.stat().st_size for p in EXPORT.iterdir()) < 60e6

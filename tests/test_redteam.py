@@ -83,6 +83,8 @@ def test_tampered_copies_are_refused_and_the_payload_never_runs(tmp_path):
     assert result["all_refused"], result
     assert not result["pickle_payload"]["payload_ran"]
     assert "does not match" in result["bias_backdoor"]["load"]
+    assert "not signed and not pinned" in result["bias_backdoor_rehashed"]["load"]
+    assert "builtins.exec" in result["pickle_payload"]["verify"]
 
 
 def test_attack_cli_writes_json_markdown_and_pictures(tmp_path, toy_export, toy_data):
@@ -108,7 +110,7 @@ def test_attacks_needing_data_say_so(kind, tmp_path):
     assert proc.returncode == 2 and "needs --data" in proc.stderr
 
 
-def test_model_card_panel_shows_a_report_made_for_this_model(tmp_path, shipped):
+def test_model_card_panel_shows_only_a_report_the_card_hashes(tmp_path):
     from huskyai.ui import model_card_markdown
 
     export = tmp_path / "export"
@@ -116,13 +118,25 @@ def test_model_card_panel_shows_a_report_made_for_this_model(tmp_path, shipped):
     model = huskyai.load(export)
     assert "Red-team report" not in model_card_markdown(model)
     (tmp_path / "report").mkdir()
-    summary = {"model_sha256": model.model_sha256, "junk_false_positive_rate": 0.0, "clean_accuracy": 0.9,
+    summary = {"model_sha256": model.model_sha256, "weights_sha256": model.card["files"]["model.safetensors"],
+               "junk_false_positive_rate": 0.0, "clean_accuracy": 0.9,
                "pgd_accuracy": {"1/255": 0.1}, "query_success_rate": 0.5, "query_median_queries": 20,
                "scaling_attack_defeated": True, "tamper_all_refused": True}
-    (tmp_path / "report" / "summary.json").write_text(json.dumps(summary))
-    assert "Red-team report" in model_card_markdown(model) and "1/255: 0.10" in model_card_markdown(model)
-    (tmp_path / "report" / "summary.json").write_text(json.dumps(summary | {"model_sha256": "0" * 64}))
-    assert "Red-team report" not in model_card_markdown(model)  # a report on another model is not shown
+    forged = summary | {"clean_accuracy": 1.0, "note": "certified safe"}
+    (tmp_path / "report" / "summary.json").write_text(json.dumps(forged))  # beside the export, unlisted
+    assert "Red-team report" not in model_card_markdown(huskyai.load(export))
+    good = tmp_path / "summary.json"
+    good.write_text(json.dumps(summary))
+    proc = subprocess.run([sys.executable, "-m", "huskyai", "sign", str(export), "--report", str(good)],
+                          capture_output=True, text=True, env=python_env(), cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    shown = model_card_markdown(huskyai.load(export))
+    assert "Red-team report" in shown and "1/255: 0.10" in shown and "certified" not in shown
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(summary | {"weights_sha256": "0" * 64}))
+    proc = subprocess.run([sys.executable, "-m", "huskyai", "sign", str(export), "--report", str(other)],
+                          capture_output=True, text=True, env=python_env(), cwd=ROOT, timeout=300)
+    assert proc.returncode == 1 and "not made for the model" in proc.stderr
 
 
 def test_fgsm_and_pgd_match_the_closed_form_on_a_linear_model():

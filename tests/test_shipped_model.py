@@ -87,12 +87,10 @@ def _varied_photos() -> list:
 
 
 def test_shipped_predictor_matches_the_fastai_learner():
-    from fastai.vision.all import load_learner
-
     import huskyai
 
     model = huskyai.load()
-    learn = load_learner(EXPORT / "learner.pkl")
+    learn = huskyai.load_learner()
     for photo in _varied_photos():
         ours = model.predict(photo)
         with learn.no_bar():

@@ -15,8 +15,14 @@ from huskyai.data import DataError, scan
 
 def test_export_holds_every_artifact_hashed_in_the_card(toy_export):
     card = json.loads((toy_export / "model.json").read_text())
-    assert set(card["files"]) == {"learner.pkl", "model.safetensors", "confusion_matrix.png", "top_losses.png"}
-    assert artifacts.verify_all(toy_export) == []
+    assert set(card["files"]) == {"model.onnx", "model.safetensors", "confusion_matrix.png", "top_losses.png"}
+    assert artifacts.check_files(toy_export)[1] == []
+    assert card["signature"]["alg"] == "HMAC-SHA256"  # signed with this machine's key, made on first use
+    key = artifacts.key_path()
+    assert key.is_file() and key.stat().st_mode & 0o777 == 0o600
+    training = card["training"]
+    assert sum(training["counts"].values()) + sum(training["validation_counts"].values()) == 24
+    assert not list(toy_export.glob(".export-*"))  # the staging folder is gone
     for key in ("arch", "classes", "positive_class", "input_size", "resize", "normalization",
                 "decision_threshold", "metrics", "training", "versions", "format_version"):
         assert key in card, key
@@ -38,13 +44,11 @@ def test_toy_model_learned_its_two_classes(toy_export, toy_data):
 
 
 def test_predictor_matches_the_fastai_learner(toy_export, toy_data):
-    """Same probabilities as fastai's own learn.predict, from the no-pickle weights."""
-    from fastai.vision.all import load_learner
-
+    """Same probabilities as fastai's own learn.predict on the Learner rebuilt without a pickle."""
     import huskyai
 
     model = huskyai.load(toy_export)
-    learn = load_learner(toy_export / "learner.pkl")
+    learn = huskyai.load_learner(toy_export)
     photos = sorted(toy_data.glob("*/*.jpg"))[::4] + [skimage_photo("astronaut"), skimage_photo("rocket")]
     for photo in photos:
         ours = model.predict(photo)
@@ -117,4 +121,42 @@ def test_training_into_a_used_folder_touches_only_its_own_files(tmp_path):
     train(data, out, size=64, valid_pct=0.25, report=lambda m: None)
     assert (out / "notes.txt").read_text() == "my own file"
     card = json.loads((out / "model.json").read_text())
-    assert "notes.txt" not in card["files"] and artifacts.verify_all(out) == []
+    assert "notes.txt" not in card["files"] and artifacts.check_files(out)[1] == []
+
+
+def test_the_rebuilt_learner_fine_tunes_on_new_photos_and_exports_a_pickle_on_request(toy_export, tmp_path):
+    import huskyai
+    from huskyai.data import scan
+    from huskyai.training import make_dataloaders
+
+    learn = huskyai.load_learner(toy_export)
+    card = json.loads((toy_export / "model.json").read_text())
+    data = make_toy_dataset(tmp_path / "new", n_per_class=6, size=80)
+    photos = scan(data, report=lambda m: None)
+    learn.dls = make_dataloaders(photos.samples, photos.classes, 96, card["normalization"]["mean"],
+                                 card["normalization"]["std"], valid_pct=0.25, batch_size=4)
+    before = [p.detach().clone() for p in learn.model.backbone.parameters()]
+    with learn.no_bar(), learn.no_logging():
+        learn.fine_tune(1, base_lr=1e-4)
+    after = list(learn.model.backbone.parameters())
+    assert any(not torch_equal(a, b) for a, b in zip(before, after))  # the backbone did train
+    with learn.no_bar():
+        assert learn.predict(skimage_photo("coffee"))[0] == "not_husky"
+    learn.export(tmp_path / "for_plain_fastai.pkl")  # what a plain fastai user asks for
+    assert (tmp_path / "for_plain_fastai.pkl").stat().st_size > 1e6
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return torch.equal(a, b)
+
+
+def test_train_writes_a_pickle_only_when_asked(tmp_path):
+    from huskyai.training import train
+
+    data = make_toy_dataset(tmp_path / "data", n_per_class=4, size=64)
+    messages: list[str] = []
+    card = train(data, tmp_path / "out", size=64, valid_pct=0.25, pickle=True, report=messages.append)
+    assert "learner.pkl" in card["files"] and (tmp_path / "out" / "learner.pkl").is_file()
+    assert any("runs whatever it holds" in m for m in messages)

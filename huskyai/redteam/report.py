@@ -170,6 +170,7 @@ def run_all(model: Predictor, data: Path, out: Path, budget_seconds: float = 900
     results["perturb"] = run_perturb(model, data, out, limit=16 if left > 300 else 8, steps=10 if left > 200 else 5)
     summary = {
         "model_sha256": model.model_sha256,
+        "weights_sha256": model.card["files"]["model.safetensors"],  # survives adding this report to the card
         "junk_false_positive_rate": results["junk"]["false_positive_rate"],
         "clean_accuracy": results["perturb"]["clean_accuracy"],
         "pgd_accuracy": results["perturb"]["attacks"]["pgd"],
