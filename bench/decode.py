@@ -1,6 +1,7 @@
 """Bounded decoding: the worst files of 10 MB or less, each answered (predicted or refused) within the limits.
 
     python bench/decode.py [--only SUBSTRING] [--limit-s 2] [--limit-mb 400] [--pillow]
+    python bench/decode.py --quality N
 
 Every case runs in a fresh child process that loads the shipped model and predicts once on a small
 photo (warm-up); then the peak-RSS counter is reset (/proc/self/clear_refs), the case's bytes go
@@ -9,6 +10,10 @@ extra RSS over its RSS just before, and the outcome. The first case, a 12 MP pho
 the baseline: the ratio column is each case's time against it, in the same run (this VM's speed
 drifts, and 2 cores are shared). With ``--pillow`` each case is also decoded by plain Pillow
 (open, load) in a child of its own, to show what the limits stop (capped at 30 s).
+
+``--quality N`` checks that decoding large photos reduced changes no prediction beyond noise: skimage's
+photos and N husky photos from ../shared, upscaled to a 6000 px short side, predicted as served and
+through a full-size decode with the predictor's own centre crop and resize.
 """
 
 from __future__ import annotations
@@ -279,13 +284,61 @@ def run_pillow(path: Path) -> str:
         return "over 30 s (stopped)"
 
 
+def quality(n_shared: int) -> None:
+    """Does reduced decoding change predictions? Each photo, upscaled to a large JPEG (and PNG), is
+    predicted as served (draft or box reduction) and through a full-size decode with the predictor's
+    own centre crop and resize, the path before bounded decoding."""
+    import huskyai
+    from huskyai.predictor import centre_crop_resize
+
+    model = huskyai.load()
+
+    def full_size(data: bytes) -> float:
+        img = Image.open(io.BytesIO(data)).convert("RGB")
+        x = np.asarray(centre_crop_resize(img, model.size), np.float32).transpose(2, 0, 1) / 255.0
+        probs = model.probabilities(((x - model._mean) / model._std)[None])[0]
+        return float(probs[model.classes.index(model.positive)])
+
+    from skimage import data as skdata
+    sources = [(n, Image.fromarray(getattr(skdata, n)()).convert("RGB"))
+               for n in ("astronaut", "chelsea", "coffee", "rocket", "cat", "hubble_deep_field")]
+    shared = sorted((ROOT.parent / "shared" / "data" / "huskies-web" / "husky").glob("*.jpg"))
+    shared += sorted((ROOT.parent / "shared" / "data" / "huskies" / "husky").glob("*.jpg"))
+    step = max(1, len(shared) // max(1, n_shared))
+    sources += [(p.name, Image.open(p).convert("RGB")) for p in shared[::step][:n_shared]]
+    print(f"{'photo':28} {'large size':>11} {'decoded':>10} {'p full':>7} {'p served':>8} {'diff':>7}")
+    diffs = []
+    for name, img in sources:
+        scale = 6000 / min(img.size)  # upscaled so the short side is 6000 px: decoded at 1/4 (JPEG)
+        big = img.resize((round(img.size[0] * scale), round(img.size[1] * scale)), Image.BICUBIC)
+        if big.size[0] * big.size[1] > 64_000_000:
+            big = big.crop((0, 0, min(big.size[0], 10000), min(big.size[1], 6000)))
+        for fmt in ("JPEG", "PNG") if name in ("astronaut", "chelsea") else ("JPEG",):
+            data = jpeg_within(big) if fmt == "JPEG" else save(big, "PNG", compress_level=1)
+            if len(data) > 10 * MB:
+                continue
+            from huskyai.images import load_image
+            decoded = load_image(data).size
+            p_full, p_served = full_size(data), model.predict(data).probability
+            diffs.append(abs(p_full - p_served))
+            print(f"{name[:22] + ' ' + fmt:28} {big.size[0]:5}x{big.size[1]:<5} {decoded[0]:4}x{decoded[1]:<5} "
+                  f"{p_full:7.4f} {p_served:8.4f} {p_served - p_full:+7.4f}", flush=True)
+    print(f"\n{len(diffs)} large photos: |p served - p full| mean {np.mean(diffs):.4f}, max {np.max(diffs):.4f}; "
+          f"label flips at 0.5: see the table")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", default="", help="run only cases whose name contains this (and the baseline)")
     parser.add_argument("--limit-s", type=float, default=2.0)
     parser.add_argument("--limit-mb", type=float, default=400.0)
     parser.add_argument("--pillow", action="store_true", help="also decode each case with plain Pillow")
+    parser.add_argument("--quality", type=int, metavar="N", help="instead: compare predictions of reduced and "
+                        "full-size decoding on skimage photos and N shared husky photos, upscaled")
     args = parser.parse_args()
+    if args.quality is not None:
+        quality(args.quality)
+        return 0
     chosen = [c for i, c in enumerate(cases()) if i == 0 or args.only.lower() in c[0].lower()]
     failures, base = 0, None
     print(f"{'case':40} {'KB':>7} {'wall s':>7} {'cpu s':>6} {'x base':>6} {'peak MB':>8}  outcome")

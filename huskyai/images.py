@@ -45,6 +45,7 @@ JPEG_MAX_SCAN_BLOCKS = 24_000_000  # 8x8 blocks summed over all scans (a 48 MP p
 JPEG_MAX_SEGMENTS = 8192  # markers in the whole file, walked here
 PNG_MAX_CHUNKS = 256  # chunks other than image data (Pillow spends about 40 us on each)
 PNG_MAX_DATA_CHUNKS = 16384  # IDAT/fdAT chunks (libpng writes 8 KB ones: 1,280 in 10 MB)
+PNG_MAX_RAW_BYTES = 256 * 1024 * 1024  # samples to inflate and unfilter: 1.0 s of CPU here (16-bit RGBA: 32 MP)
 GIF_MAX_SUBBLOCKS = 4096  # extension sub-blocks before the first frame, read one by one in Python
 GIF_MAX_COMMENT = 65536  # comment bytes before the first frame (Pillow joins them in quadratic time)
 TIFF_MAX_ENTRIES = 256  # entries in an EXIF or MPF directory that Pillow parses on open
@@ -94,7 +95,7 @@ def decode_bytes(data: bytes, name: str = "image", max_pixels: int = MAX_PIXELS)
         raise InvalidImageError(f"{name}: the file is empty")
     if len(data) > MAX_FILE_BYTES:
         raise InvalidImageError(f"{name}: file is {len(data) / 1e6:.1f} MB, the limit is {MAX_FILE_BYTES / 1e6:.0f} MB")
-    header = inspect_header(data, name)  # refuses bombs from the header: nothing decoded yet
+    header = inspect_header(data, name, max_pixels)  # refuses bombs from the header: nothing decoded yet
     _check_header(header, name, max_pixels)
     try:
         with warnings.catch_warnings():
@@ -162,14 +163,14 @@ def _result_bytes(width: int, height: int) -> int:
 # Header walks: each reads only structure, with a cap on every loop, in time linear in the file.
 
 
-def inspect_header(data: bytes, name: str = "image") -> Header:
+def inspect_header(data: bytes, name: str = "image", max_pixels: int = MAX_PIXELS) -> Header:
     """Format, size and decoding cost from the file's structure alone; InvalidImageError for a file
     that is not an allowed format or whose structure would make decoding unbounded."""
     try:
         if data[:3] == b"\xff\xd8\xff":
-            return _jpeg_header(data, name)
+            return _jpeg_header(data, name, max_pixels)
         if data[:8] == b"\x89PNG\r\n\x1a\n":
-            return _png_header(data, name)
+            return _png_header(data, name, max_pixels)
         if data[:6] in (b"GIF87a", b"GIF89a"):
             return _gif_header(data, name)
         if data[:2] == b"BM":
@@ -188,7 +189,7 @@ _JPEG_SOF_ACCEPTED = {0xC0: "baseline JPEG", 0xC1: "JPEG", 0xC2: "progressive JP
 _JPEG_SOF_OTHER = {0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 
 
-def _jpeg_header(data: bytes, name: str) -> Header:
+def _jpeg_header(data: bytes, name: str, max_pixels: int) -> Header:
     n = len(data)
     pos, segments, junk, photoshop, scans, scan_blocks = 2, 0, 0, 0, 0, 0
     frame = None  # (kind, width, height, [(id, h, v)])
@@ -231,6 +232,7 @@ def _jpeg_header(data: bytes, name: str) -> Header:
             if precision != 8 or ncomp not in (1, 3, 4) or height == 0 or \
                     any(not (1 <= h <= 4 and 1 <= v <= 4) for _, h, v in comps):
                 raise InvalidImageError(f"{name}: unsupported JPEG ({precision}-bit, {ncomp} components)")
+            _check_size((width, height), name, max_pixels)  # before its scans are counted: the clearer message
             frame = (_JPEG_SOF_ACCEPTED[marker], width, height, comps)
         elif marker in _JPEG_SOF_OTHER:
             raise InvalidImageError(f"{name}: unsupported JPEG coding (lossless, hierarchical or arithmetic)")
@@ -244,8 +246,9 @@ def _jpeg_header(data: bytes, name: str) -> Header:
             ids = {body[1 + 2 * i] for i in range(body[0])}
             scan_blocks += sum(_jpeg_blocks(frame, c) for c in frame[3] if c[0] in ids)
             if scan_blocks > JPEG_MAX_SCAN_BLOCKS:
-                raise InvalidImageError(f"{name}: the JPEG's scans would decode {scan_blocks / 1e6:.0f} million "
-                                        f"blocks, the limit is {JPEG_MAX_SCAN_BLOCKS / 1e6:.0f} million")
+                raise InvalidImageError(f"{name}: the JPEG's scans would decode more than "
+                                        f"{JPEG_MAX_SCAN_BLOCKS / 1e6:.0f} million blocks of 8x8 pixels "
+                                        "(a progressive-JPEG decoding bomb)")
             found = _JPEG_NEXT_MARKER.search(data, pos)
             if found is None:
                 break
@@ -317,7 +320,7 @@ _PNG_MODES = {0: "L", 2: "RGB", 3: "P", 4: "LA", 6: "RGBA"}
 _PNG_DATA = (b"IDAT", b"fdAT")
 
 
-def _png_header(data: bytes, name: str) -> Header:
+def _png_header(data: bytes, name: str, max_pixels: int) -> Header:
     pos, chunks, data_chunks, ihdr = 8, 0, 0, None
     while pos + 8 <= len(data):
         length, tag = struct.unpack_from(">L4s", data, pos)
@@ -345,6 +348,13 @@ def _png_header(data: bytes, name: str) -> Header:
     elif mode == "L" and depth == 16:
         mode = "I;16"
     kind = f"{depth}-bit {mode if mode != 'I;16' else 'greyscale'} PNG" + (" (interlaced)" if interlace else "")
+    _check_size((width, height), name, max_pixels)
+    raw = width * height * {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}.get(colour, 4) * depth // 8
+    if raw > PNG_MAX_RAW_BYTES:
+        per_pixel = raw / (width * height)
+        raise InvalidImageError(f"{name}: image is {width}x{height} pixels, too large to decode safely as a {kind} "
+                                f"(the limit for this kind is about {PNG_MAX_RAW_BYTES / per_pixel / 1e6:.0f} "
+                                "megapixels)")
     return Header("PNG", width, height, kind, width * height * _BYTES_PER_PIXEL.get(mode, 4), mode)
 
 

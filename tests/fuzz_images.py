@@ -156,9 +156,9 @@ def tiff_directory(entries: int, data_size: int, orientation: int | None = None,
     return blob + b"\0" * max(0, blob_size - len(blob))
 
 
-def jpeg_with_size(width: int, height: int, progressive: bool = False) -> bytes:
+def jpeg_with_size(width: int, height: int, progressive: bool = False, subsampling: int = 2) -> bytes:
     """A 64x64 JPEG whose frame header claims ``width`` x ``height``."""
-    data = encode(Image.new("RGB", (64, 64), "grey"), "JPEG", progressive=progressive)
+    data = encode(Image.new("RGB", (64, 64), "grey"), "JPEG", progressive=progressive, subsampling=subsampling)
     sof = data.index(b"\xff\xc2" if progressive else b"\xff\xc0")
     return data[:sof + 5] + struct.pack(">HH", height, width) + data[sof + 9:]
 
@@ -207,7 +207,7 @@ def hostile_image(draw) -> bytes:
         body = payload.get(marker, b"")
         return jpeg_with_segments([(marker, body)] * min(draw(st.integers(1, 700)), 10_600_000 // (len(body) + 4)))
     if kind == "exif":  # orientation beside a directory bomb, in PNG (Pillow does not parse it on open)
-        exif = b"Exif\0\0" + tiff_directory(draw(st.integers(0, 3000)), 200_000, draw(st.integers(0, 9)), 200_000)
+        exif = tiff_directory(draw(st.integers(0, 3000)), 200_000, draw(st.integers(0, 9)), 200_000)
         return png_solid(draw(st.integers(16, 300)), draw(st.integers(16, 300)), exif=exif)
     if kind == "png_chunks":
         base = encode(Image.new("RGB", (32, 32), "red"), "PNG")

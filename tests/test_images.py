@@ -3,13 +3,27 @@
 from __future__ import annotations
 
 import io
+import re
+import tracemalloc
 
 import numpy as np
 import pytest
-from PIL import Image
+from fuzz_images import (
+    _gif_with_size,
+    gif_frames,
+    jpeg_scan_flood,
+    jpeg_with_segments,
+    jpeg_with_size,
+    png_chunk,
+    png_solid,
+    rle_bmp,
+    tiff_directory,
+    webp_with_size,
+)
+from PIL import Image, ImageFile
 
 from conftest import bad_files, jpeg_bytes, skimage_photo
-from huskyai.images import InvalidImageError, load_image
+from huskyai.images import MAX_FILE_BYTES, InvalidImageError, describe, load_image
 
 
 def encode(img: Image.Image, fmt: str, **kwargs) -> bytes:
@@ -99,3 +113,160 @@ def test_arrays_and_pil_images():
 def test_missing_file_is_a_clear_error(tmp_path):
     with pytest.raises(InvalidImageError, match="cannot read file"):
         load_image(tmp_path / "nope.jpg")
+
+
+# ---------------------------------------------------------------------------------------------
+# Bounded decoding: the bombs are refused before decoding, and what is decoded is decoded small.
+
+
+@pytest.fixture
+def pillow_spy(monkeypatch):
+    """Records every Image.open and ImageFile.load that reaches Pillow (they still run)."""
+    calls = []
+    real_open, real_load = Image.open, ImageFile.ImageFile.load
+
+    def spy_open(*args, **kwargs):
+        calls.append("open")
+        return real_open(*args, **kwargs)
+
+    def spy_load(self):
+        if self.tile:  # pixels still to decode
+            calls.append(f"load {self.format} {self.size[0]}x{self.size[1]}")
+        return real_load(self)
+
+    monkeypatch.setattr(Image, "open", spy_open)
+    monkeypatch.setattr(ImageFile.ImageFile, "load", spy_load)
+    return calls
+
+
+BOMBS = {
+    # name: (file, the refusal a person reads)
+    "RLE8 BMP 4000000x16": (lambda: rle_bmp(4_000_000, 16), "RLE8-compressed BMP is not accepted"),
+    "RLE4 BMP": (lambda: rle_bmp(640, 480, rle4=True), "RLE4-compressed BMP is not accepted"),
+    "PNG 4000000x16": (lambda: png_solid(4_000_000, 16, rows=2), "image is 4000000x16 pixels, the longest side"),
+    "PNG 20000x20000": (lambda: png_solid(20000, 20000, rows=2), "image is 20000x20000 pixels, the limit is 64"),
+    "PNG 12000x1000": (lambda: png_solid(12000, 1000, rows=2), "more than 10 times as long as it is wide"),
+    "PNG 16-bit RGBA 48 MP": (lambda: png_solid(8000, 6000, 16, 6, rows=2), "too large to decode safely as a "
+                                                                             "16-bit RGBA PNG"),
+    "PNG RGB 64 MP": (lambda: png_solid(8000, 8000, 8, 2, rows=2), "too large to decode safely as a 8-bit RGB PNG"),
+    "PNG chunk flood": (lambda: png_solid(64, 64)[:33] + png_chunk(b"abCd", b"") * 300 + png_solid(64, 64)[33:],
+                        "more than 256 chunks"),
+    "GIF 65535x65535": (lambda: _gif_with_size(65535, 65535), "image is 65535x65535 pixels"),
+    "GIF comment flood": (lambda: gif_frames((32, 32), 1, comment=1_000_000), "too much extension data"),
+    "JPEG 65500x65500": (lambda: jpeg_with_size(65500, 65500), "image is 65500x65500 pixels"),
+    "JPEG scan flood": (lambda: jpeg_scan_flood((1000, 1000), 70), "more than 64 scans"),
+    "JPEG scan blocks": (lambda: jpeg_scan_flood((6000, 6000), 40), "million blocks of 8x8 pixels"),
+    "JPEG EXIF directory": (lambda: jpeg_with_segments([(0xE1, b"Exif\0\0" + tiff_directory(4000, 60000))]),
+                            "EXIF data has 4000 entries"),
+    "JPEG MPF directory": (lambda: jpeg_with_segments([(0xE2, b"MPF\0" + tiff_directory(100, 60000))]),
+                           "MPF data is malformed"),
+    "JPEG Photoshop blocks": (lambda: jpeg_with_segments([(0xED, b"Photoshop 3.0\0" + b"8BIM\4\4\0\0\0\0\0\0" * 400)]
+                                                         * 3), "Photoshop resource blocks"),
+    "JPEG comment flood": (lambda: jpeg_with_segments([(0xFE, b"")] * 600), "too many segments"),
+    "JPEG fill bytes": (lambda: b"\xff\xd8" + b"\xff" * 5000 + jpeg_with_segments([])[2:], "padding or junk"),
+    "JPEG progressive 4:4:4 48 MP": (lambda: jpeg_with_size(8000, 6000, True, subsampling=0),
+                                     "too large to decode safely as a progressive JPEG (3 components)"),
+    "WebP 16384x16384": (lambda: webp_with_size(16384, 16384), "image is 16384x16384 pixels"),
+}
+
+
+@pytest.mark.parametrize("bomb", list(BOMBS))
+def test_the_bombs_are_refused_before_decoding(bomb, pillow_spy):
+    """Each of these once cost seconds or hundreds of MB inside Pillow (or would have); now the file's
+    structure is read first and Pillow never opens it."""
+    make, message = BOMBS[bomb]
+    data = make()
+    assert len(data) <= MAX_FILE_BYTES
+    with pytest.raises(InvalidImageError, match=re.escape(message)) as info:
+        load_image(data, "bomb.img")
+    assert str(info.value).startswith("bomb.img: ")
+    assert pillow_spy == [], f"Pillow was reached: {pillow_spy}"
+    assert describe(data)["image_format"] in (None, "JPEG", "PNG", "GIF", "BMP", "WEBP")  # logging it is safe too
+    assert pillow_spy == []
+
+
+def test_limits_leave_ordinary_and_large_photos_alone(pillow_spy):
+    """A 48 MP phone-size baseline JPEG and panorama-shaped PNGs within the caps decode."""
+    assert load_image(jpeg_with_segments([], image=Image.new("RGB", (8000, 6000), "grey"))).size == (2000, 1500)
+    assert load_image(png_solid(11000, 1100)).size == (11000, 1100)  # aspect 10, short side under 2x1152: kept
+    assert pillow_spy.count("open") == 2
+
+
+def test_large_jpegs_are_decoded_reduced_with_draft(pillow_spy):
+    photo = skimage_photo("astronaut").resize((4800, 3600), Image.BICUBIC)  # 17 MP
+    data = jpeg_bytes(photo)
+    pillow_spy.clear()
+    img = load_image(data)
+    assert pillow_spy == ["open", "load JPEG 2400x1800"]  # libjpeg decoded at half scale: never 4800x3600
+    assert img.size == (2400, 1800)
+    # the same picture as a full decode reduced afterwards, within JPEG's own noise
+    full = Image.open(io.BytesIO(data)).convert("RGB").reduce(2)
+    diff = np.abs(np.asarray(img, np.int16) - np.asarray(full, np.int16))
+    assert diff.mean() < 2.0, diff.mean()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # EXIF rotation still applies to the reduced image
+    assert load_image(jpeg_bytes(photo, exif=exif.tobytes())).size == (1800, 2400)
+
+
+def test_large_images_of_other_formats_are_reduced_by_a_box_filter():
+    photo = skimage_photo("coffee").resize((3600, 2400), Image.BICUBIC)  # short side 2400: factor 2
+    img = load_image(encode(photo, "PNG"))
+    assert img.size == (1800, 1200)
+    assert np.array_equal(np.asarray(img), np.asarray(photo.reduce(2)))
+    rgba = photo.convert("RGBA")
+    rgba.putalpha(128)
+    half = np.asarray(load_image(encode(rgba, "PNG")), np.int16)  # composited on white, then reduced
+    expected = (np.asarray(photo.reduce(2), np.int16) + 255 + 1) // 2
+    assert np.abs(half - expected).max() <= 2
+
+
+def test_normal_photos_decode_exactly_as_before():
+    """Below twice the working size nothing is reduced: the pixels are Pillow's own decode."""
+    for photo, fmt in ((skimage_photo("astronaut"), "JPEG"), (skimage_photo("coffee"), "PNG"),
+                       (skimage_photo("chelsea").resize((2000, 1500)), "JPEG"),
+                       (skimage_photo("rocket"), "WEBP")):
+        data = encode(photo, fmt)
+        expected = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+        assert np.array_equal(np.asarray(load_image(data)), expected), fmt
+
+
+def test_16_bit_images_convert_to_their_high_byte_without_float_copies():
+    ramp = (np.arange(256 * 64, dtype=np.uint32).reshape(64, 256) * 4).astype(np.uint16)  # 0..65532
+    ramp[0, :4] = (0, 255, 32768, 65535)
+    img = load_image(encode(Image.fromarray(ramp), "PNG"))
+    assert np.array_equal(np.asarray(img)[:, :, 0], (ramp >> 8).astype(np.uint8))
+    assert np.asarray(img)[0, :4, 1].tolist() == [0, 0, 128, 255]
+    big_endian = Image.frombytes("I;16B", (256, 64), ramp.astype(">u2").tobytes())
+    assert np.array_equal(np.asarray(load_image(big_endian))[:, :, 2], (ramp >> 8).astype(np.uint8))
+    # a 64 MP 16-bit PNG (the 124 KB file that once took 1.6 GB through float64): Python allocates
+    # no more than a strip, the image itself lives in Pillow's own memory
+    data = png_solid(8000, 8000, 16, 0)
+    tracemalloc.start()
+    try:
+        img = load_image(data)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert img.size == (1334, 1334)  # reduced by 6, strip by strip
+    assert peak < 40e6, peak
+
+
+def test_exif_orientation_is_read_with_bounded_work():
+    """Pillow's getexif() reads every entry of the directory and the data each points to: 300 entries
+    pointing at the same 500 KB would be 150 MB. The orientation reader looks at one entry."""
+    exif = tiff_directory(300, 500_000, orientation=8, blob_size=500_000)  # PNG's eXIf has no "Exif" prefix
+    data = png_solid(200, 100, exif=exif)
+    tracemalloc.start()
+    try:
+        img = load_image(data)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert img.size == (100, 200)  # rotated
+    assert peak < 20e6, peak
+
+
+def test_first_frame_only_of_a_many_frame_gif(pillow_spy):
+    data = gif_frames((400, 300), 3000)
+    assert load_image(data).size == (400, 300)
+    assert pillow_spy == ["open", "load GIF 400x300"]
