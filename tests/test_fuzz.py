@@ -1,8 +1,8 @@
-"""A fast slice of the image fuzzer (tests/fuzz_images.py runs the full 2,000)."""
+"""A fast slice of the image fuzzer (``python tests/fuzz_images.py N`` runs as many as asked)."""
 
 from __future__ import annotations
 
-from fuzz_images import _bmp_with_size, _gif_with_size, _png_with_size, check, malformed_image
+from fuzz_images import _bmp_with_size, _gif_with_size, _png_with_size, check, hostile_image, malformed_image, rle_bmp
 from hypothesis import HealthCheck, given, settings
 
 import huskyai
@@ -22,6 +22,13 @@ def test_malformed_images_get_a_prediction_or_the_documented_error(data):
     check(model(), data)
 
 
+@settings(max_examples=60, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+@given(hostile_image())
+def test_hostile_shapes_get_a_prediction_or_the_documented_error(data):
+    """RLE BMP, extreme aspect, big 16-bit/RGBA/palette PNGs, many-frame GIFs, scan and segment floods."""
+    check(model(), data)
+
+
 def test_huge_dimensions_in_small_files_are_refused():
-    for make in (_png_with_size, _gif_with_size, _bmp_with_size):
+    for make in (_png_with_size, _gif_with_size, _bmp_with_size, rle_bmp):
         assert check(model(), make(60000, 60000)) == "refused"
