@@ -167,6 +167,12 @@ def gif_comment_flood(limit: int = 10 * MB) -> bytes:
     return base[:at] + comment + base[at:]
 
 
+def gif_empty_extensions(limit: int = 10 * MB) -> bytes:
+    base = save(Image.new("P", (64, 64), 1), "GIF")
+    at = 13 + (3 << ((base[10] & 7) + 1) if base[10] & 0x80 else 0)
+    return base[:at] + b"!\xfe\x00" * ((limit - len(base)) // 3) + base[at:]
+
+
 def jpeg_scan_bomb(size: tuple[int, int], copies: int) -> bytes:
     """A flat progressive JPEG whose first AC scan is repeated ``copies`` times: libjpeg walks every
     block again for each copy (a few bytes each, thanks to end-of-band runs)."""
@@ -229,6 +235,8 @@ def cases() -> list[tuple[str, callable]]:
         ("JPEG header 65500x65500", lambda: jpeg_header_only(65500, 65500)),
         ("JPEG EXIF directory bomb", exif_directory_bomb),
         ("JPEG Photoshop-block flood", photoshop_flood),
+        ("JPEG 5M escaped 0xFF before SOS", lambda: b"\xff\xd8" + b"\xff\x00" * (5 * MB - 400)
+         + save(Image.new("RGB", (64, 64)), "JPEG")[2:]),
         ("JPEG 2.5M empty comments", lambda: save(Image.new("RGB", (64, 64)), "JPEG")[:2]
          + b"\xff\xfe\x00\x02" * (10 * MB // 4 - 200) + save(Image.new("RGB", (64, 64)), "JPEG")[2:]),
         ("PNG 8000x8000 16-bit grey", lambda: save(Image.new("I;16", (8000, 8000), 40000), "PNG")),
@@ -248,6 +256,7 @@ def cases() -> list[tuple[str, callable]]:
         ("GIF 64 MP first frame", lambda: save(Image.new("P", (8000, 8000), 5), "GIF")),
         ("GIF many frames, 10 MB", lambda: many_frame_gif((1200, 900))),
         ("GIF 10 MB comment", gif_comment_flood),
+        ("GIF 3.3M empty extensions", gif_empty_extensions),
         ("GIF header 65535x65535", lambda: save(Image.new("P", (64, 64), 1), "GIF")[:6] + b"\xff\xff\xff\xff"
          + save(Image.new("P", (64, 64), 1), "GIF")[10:]),
         ("BMP RLE8 4000000x16", lambda: rle_bmp(4_000_000, 16)),

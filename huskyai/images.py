@@ -183,42 +183,35 @@ def inspect_header(data: bytes, name: str = "image", max_pixels: int = MAX_PIXEL
 
 
 _JPEG_NEXT_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")  # skips entropy-coded data, in C
-_JPEG_FILL = re.compile(rb"\xff+")
 _JPEG_STANDALONE = {0x01, *range(0xD0, 0xD9)}
 _JPEG_SOF_ACCEPTED = {0xC0: "baseline JPEG", 0xC1: "JPEG", 0xC2: "progressive JPEG"}
 _JPEG_SOF_OTHER = {0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 
 
 def _jpeg_header(data: bytes, name: str, max_pixels: int) -> Header:
-    n = len(data)
     pos, segments, junk, photoshop, scans, scan_blocks = 2, 0, 0, 0, 0, 0
     frame = None  # (kind, width, height, [(id, h, v)])
     exif, mpf = b"", None
     while True:
-        ff = data.find(b"\xff", pos)
-        if ff < 0:
+        found = _JPEG_NEXT_MARKER.search(data, pos)  # in C: entropy data, fill bytes and junk alike
+        if found is None:
             break  # truncated: Pillow says so
-        marker_at = _JPEG_FILL.match(data, ff).end()
-        if scans == 0:
-            junk += (ff - pos) + (marker_at - ff - 1)
+        if scans == 0:  # Pillow's header parser steps over these bytes one at a time
+            junk += found.start() - pos
             if junk > JPEG_MAX_JUNK:
                 raise InvalidImageError(f"{name}: the JPEG has more than {JPEG_MAX_JUNK} bytes of padding or junk "
                                         "between its header segments")
-        if marker_at >= n:
-            break
+        marker_at = found.start() + 1
         marker = data[marker_at]
-        if marker == 0x00:  # an escaped 0xFF outside entropy data: junk Pillow skips byte by byte
-            pos = marker_at + 1
-            continue
-        if marker in _JPEG_STANDALONE:
-            pos = marker_at + 1
-            continue
         if marker == 0xD9:  # end of image; an MPO's further pictures follow and are never decoded
             break
         segments += 1
         if segments > (JPEG_MAX_HEADER_SEGMENTS if scans == 0 else JPEG_MAX_SEGMENTS):
             raise InvalidImageError(f"{name}: the JPEG has too many segments "
                                     f"(more than {JPEG_MAX_HEADER_SEGMENTS} before its image data)")
+        if marker in _JPEG_STANDALONE:
+            pos = marker_at + 1
+            continue
         (length,) = struct.unpack_from(">H", data, marker_at + 1)
         body = data[marker_at + 3:marker_at + 1 + length]
         if length < 2 or len(body) != length - 2:
@@ -366,11 +359,14 @@ def _gif_header(data: bytes, name: str) -> Header:
         block = data[pos]
         if block == 0x21:  # extension: label, then sub-blocks
             label, pos = data[pos + 1], pos + 2
-            while pos < len(data) and data[pos]:
-                subblocks += 1
-                comment += data[pos] if label == 0xFE else 0
+            subblocks += 1  # the extension itself counts: it may have no sub-blocks
+            while True:
                 if subblocks > GIF_MAX_SUBBLOCKS or comment > GIF_MAX_COMMENT:
                     raise InvalidImageError(f"{name}: the GIF has too much extension data before its first frame")
+                if pos >= len(data) or not data[pos]:
+                    break
+                subblocks += 1
+                comment += data[pos] if label == 0xFE else 0
                 pos += 1 + data[pos]
             pos += 1
         elif block == 0x2C:  # the first frame: it may extend the canvas, as Pillow does
@@ -556,9 +552,41 @@ def describe(data: bytes | None) -> dict:
         try:
             header = inspect_header(data)
             info.update(image_format=header.format, width=header.width, height=header.height)
+        except InvalidImageError:
+            info.update(_declared_size(data))  # a refused file is still described, as far as it can be
         except Exception:  # noqa: BLE001 - anything unreadable is simply described as unknown
             pass
     return info
+
+
+_JPEG_SOF = re.compile(rb"\xff[\xc0-\xc3\xc5-\xc7\xc9-\xcb\xcd-\xcf]..(.)(..)(..)", re.DOTALL)
+
+
+def _declared_size(data: bytes) -> dict:
+    """Format and size as the fixed part of the header declares them (for logs of refused files)."""
+    try:
+        if data[:3] == b"\xff\xd8\xff":
+            found = _JPEG_SOF.search(data)
+            height, width = (int.from_bytes(found.group(i), "big") for i in (2, 3)) if found else (None, None)
+            return dict(image_format="JPEG", width=width, height=height)
+        if data[:8] == b"\x89PNG\r\n\x1a\n":
+            return dict(image_format="PNG", width=struct.unpack_from(">L", data, 16)[0],
+                        height=struct.unpack_from(">L", data, 20)[0])
+        if data[:6] in (b"GIF87a", b"GIF89a"):
+            width, height = struct.unpack_from("<HH", data, 6)
+            return dict(image_format="GIF", width=width, height=height)
+        if data[:2] == b"BM":
+            if struct.unpack_from("<L", data, 14)[0] == 12:
+                width, height = struct.unpack_from("<HH", data, 18)
+            else:
+                width, height = struct.unpack_from("<ll", data, 18)
+            return dict(image_format="BMP", width=abs(width), height=abs(height))
+        if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+            header = _webp_header(data, "image")
+            return dict(image_format="WEBP", width=header.width, height=header.height)
+    except (struct.error, IndexError, InvalidImageError):
+        pass
+    return {}
 
 
 def load_image(source: ImageInput, name: str | None = None) -> Image.Image:

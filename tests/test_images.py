@@ -164,6 +164,12 @@ BOMBS = {
                                                          * 3), "Photoshop resource blocks"),
     "JPEG comment flood": (lambda: jpeg_with_segments([(0xFE, b"")] * 600), "too many segments"),
     "JPEG fill bytes": (lambda: b"\xff\xd8" + b"\xff" * 5000 + jpeg_with_segments([])[2:], "padding or junk"),
+    "JPEG escaped-FF junk": (lambda: b"\xff\xd8" + b"\xff\x00" * 2_000_000 + jpeg_with_segments([])[2:],
+                             "padding or junk"),
+    "JPEG standalone markers": (lambda: b"\xff\xd8" + b"\xff\x01" * 2_000_000 + jpeg_with_segments([])[2:],
+                                "too many segments"),
+    "GIF empty extensions": (lambda: (lambda g: g[:g.index(b"!")] + b"!\xfe\x00" * 3_000_000 + g[g.index(b"!"):])(
+        gif_frames((32, 32), 1)), "too much extension data"),
     "JPEG progressive 4:4:4 48 MP": (lambda: jpeg_with_size(8000, 6000, True, subsampling=0),
                                      "too large to decode safely as a progressive JPEG (3 components)"),
     "WebP 16384x16384": (lambda: webp_with_size(16384, 16384), "image is 16384x16384 pixels"),
@@ -181,8 +187,16 @@ def test_the_bombs_are_refused_before_decoding(bomb, pillow_spy):
         load_image(data, "bomb.img")
     assert str(info.value).startswith("bomb.img: ")
     assert pillow_spy == [], f"Pillow was reached: {pillow_spy}"
-    assert describe(data)["image_format"] in (None, "JPEG", "PNG", "GIF", "BMP", "WEBP")  # logging it is safe too
+    assert describe(data)["image_format"] in ("JPEG", "PNG", "GIF", "BMP", "WEBP")  # logging it is safe too
     assert pillow_spy == []
+
+
+def test_refused_files_are_still_described_for_the_audit_log():
+    assert describe(rle_bmp(4_000_000, 16)) == {"image_format": "BMP", "width": 4_000_000, "height": 16}
+    assert describe(png_solid(20000, 20000, rows=1)) == {"image_format": "PNG", "width": 20000, "height": 20000}
+    assert describe(jpeg_with_segments([(0xFE, b"")] * 600, size=(80, 60))) == \
+        {"image_format": "JPEG", "width": 80, "height": 60}
+    assert describe(b"not an image") == {"image_format": None, "width": None, "height": None}
 
 
 def test_limits_leave_ordinary_and_large_photos_alone(pillow_spy):
