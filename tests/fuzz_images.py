@@ -196,11 +196,16 @@ def hostile_image(draw) -> bytes:
     if kind == "gif_frames":
         return gif_frames((draw(st.integers(16, 400)), draw(st.integers(16, 400))), draw(st.integers(1, 3000)))
     if kind == "gif_comment":
-        return gif_frames((32, 32), 1, comment=draw(st.integers(0, 600_000)))
+        data = gif_frames((32, 32), 1, comment=draw(st.integers(0, 600_000)))
+        at = data.index(b"!")  # and empty extensions, which have no sub-blocks at all
+        return data[:at] + b"!\xfe\x00" * draw(st.integers(0, 20000)) + data[at:]
     if kind == "jpeg_scans":
         return jpeg_scan_flood((draw(st.integers(16, 1500)), draw(st.integers(16, 1500))), draw(st.integers(0, 300)))
     if kind == "jpeg_segments":
-        marker = draw(st.sampled_from([0xFE, 0xED, 0xE1, 0xE2, 0xE5]))
+        marker = draw(st.sampled_from([0xFE, 0xED, 0xE1, 0xE2, 0xE5, 0x00, 0x01]))
+        if marker in (0x00, 0x01):  # escaped 0xFF and standalone markers where segments belong
+            return b"\xff\xd8" + bytes([0xFF, marker]) * draw(st.integers(0, 200_000)) + \
+                jpeg_with_segments([])[2:]
         payload = {0xED: b"Photoshop 3.0\0" + b"8BIM\x04\x04\0\0\0\0\0\0" * draw(st.integers(0, 3000)),
                    0xE1: b"Exif\0\0" + tiff_directory(draw(st.integers(0, 600)), draw(st.integers(0, 60000))),
                    0xE2: b"MPF\0" + tiff_directory(draw(st.integers(0, 600)), draw(st.integers(0, 60000)))}
