@@ -176,6 +176,9 @@ def redteam_lines(model: Predictor) -> list[str]:
         return []
     try:
         s = json.loads(data)
+        weights = model.card.get("files", {}).get("model.safetensors")
+        if "weights_sha256" in s and s["weights_sha256"] != weights:
+            return []  # listed, but made for other weights
         pgd = ", ".join(f"{k}: {_number(v):.2f}" for k, v in s["pgd_accuracy"].items()
                         if re.fullmatch(r"\d{1,3}/\d{1,3}", str(k)))
         return [f"**Red-team report** (listed in the model card, hash checked): junk images called "
