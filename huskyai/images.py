@@ -31,7 +31,7 @@ MAX_PIXELS = 64_000_000  # a 48 MP phone photo (8000x6000) passes; a 20000x20000
 MAX_SIDE = 16384  # the longest side; beyond it are only panoramas and bombs (WebP itself stops at 16383)
 MAX_ASPECT = 10  # longest/shortest side: the model sees the centred square, a tenth of such a picture
 MIN_SIDE = 16  # smaller than this carries nothing a 224 px model can use
-MEMORY_BUDGET = 256 * 1024 * 1024  # decoded pixels + decoder buffers + the RGB result, from the header
+MEMORY_BUDGET = 192 * 1024 * 1024  # decoded pixels + decoder buffers + the RGB result, from the header
 # Decoded images are reduced while their shorter side stays at least this: twice the largest input
 # (576 px) a Husky AI model uses, so the centre crop the model sees keeps its detail.
 WORK_SIDE = 1152
