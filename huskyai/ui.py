@@ -274,8 +274,12 @@ def _queued_for(demo: gr.Blocks, trusted_hops: int) -> Callable[[str], int]:
     return count
 
 
-def launch(model: Predictor, settings: Settings | None = None) -> None:
-    """Serve ``model`` with the fairness middleware and the upload sweeper, until interrupted."""
+def launch(model: Predictor, settings: Settings | None = None, *, host: str | None = None,
+           port: int | None = None) -> None:
+    """Serve ``model`` with the fairness middleware and the upload sweeper, until interrupted.
+
+    Start-up goes through :func:`huskyai.serving.serve`; ``host`` and ``port`` remain for callers of
+    the earlier ``launch(host=..., port=..., model=...)``."""
     import signal
 
     from fastapi.middleware import Middleware
@@ -284,7 +288,7 @@ def launch(model: Predictor, settings: Settings | None = None) -> None:
     from .middleware import FairServing
     from .ratelimit import RateLimiter
 
-    settings = settings or Settings.from_env()
+    settings = settings or Settings.from_env(host=host, port=port)
     audit = AuditLog()
     uploads = UploadRegistry(get_upload_folder(), ttl=settings.upload_ttl,
                              unread_ttl=min(60.0, settings.upload_ttl))
