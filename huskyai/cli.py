@@ -16,7 +16,8 @@ def _err(msg: str) -> None:
 
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", required=True, help="folder with one sub-folder per label (husky/, not_husky/)")
+    p.add_argument("--data", required=True, nargs="+",
+                   help="folder(s) with one sub-folder per label (husky/, not_husky/); several are combined")
     p.add_argument("--out", default="export", help="export folder to write (default: export)")
     p.add_argument("--arch", default=DEFAULT_ARCH, choices=sorted(ARCHS), help=f"backbone (default {DEFAULT_ARCH})")
     p.add_argument("--weights", help="pretrained backbone weights file (e.g. for resnet34 offline)")
@@ -106,6 +107,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         print(json.dumps(result, indent=2))
     else:
         print(format_metrics(result))
+        for source, m in result.get("by_source", {}).items():
+            print(f"  {source}: {format_metrics(m)}")
         for e in result["errors"]:
             print(f"  wrong: {e['file']}  truth={e['truth']}  predicted={e['predicted']}  p={e['probability']:.3f}")
     return 0
@@ -259,17 +262,9 @@ def run_attack(args: argparse.Namespace) -> int:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    import os
+    from .serving import serve
 
-    from .predictor import load_in_background
-
-    os.environ.setdefault("MPLBACKEND", "Agg")  # as in app.py: a faster first request
-    model = load_in_background(args.model, sha256=args.sha256,
-                               trust_unsigned=args.trust_unsigned)  # loads while gradio is imported
-    from .ui import launch
-
-    launch(host=args.host, port=args.port, model=model.result())
-    return 0
+    return serve(args.model, args.host, args.port, sha256=args.sha256, trust_unsigned=args.trust_unsigned)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -287,7 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=run_predict)
 
     p = sub.add_parser("evaluate", help="score the model on a folder-per-label photo set")
-    p.add_argument("data")
+    p.add_argument("data", nargs="+", help="folder(s) with husky/ and not_husky/ (several: also scored by folder)")
     p.add_argument("--sheet", help="save a contact sheet (PNG) of the misclassified photos")
     p.add_argument("--json", action="store_true", help="print JSON")
     add_model_arguments(p)

@@ -19,6 +19,12 @@ class Sample:
     path: Path
     label: str
     sha256: str
+    source: str = ""  # the data folder's name when several are combined
+
+    @property
+    def key(self) -> str:
+        """A name for the photo that is the same on every machine: [source/]label/file."""
+        return f"{self.source + '/' if self.source else ''}{self.label}/{self.path.name}"
 
 
 @dataclass
@@ -34,8 +40,8 @@ class PhotoSet:
     def fingerprint(self) -> str:
         """sha256 over every used file's class, name and content hash: names the training data."""
         digest = hashlib.sha256()
-        for s in sorted(self.samples, key=lambda s: (s.label, s.path.name)):
-            digest.update(f"{s.label}/{s.path.name}\t{s.sha256}\n".encode())
+        for s in sorted(self.samples, key=lambda s: (s.label, s.path.name, s.source)):
+            digest.update(f"{s.key}\t{s.sha256}\n".encode())
         return digest.hexdigest()
 
 
@@ -69,9 +75,25 @@ def scan(root: str | Path, positive: str = "husky", report=print) -> PhotoSet:
     return photo_set
 
 
+def scan_many(roots: str | Path | list, positive: str = "husky", report=print) -> PhotoSet:
+    """Several photo folders as one set (e.g. dataset crops and web photos); each sample keeps its
+    folder's name as ``source`` so errors and metrics can be told apart by source."""
+    roots = [Path(r) for r in ([roots] if isinstance(roots, (str, Path)) else roots)]
+    sets = [scan(r, positive, report) for r in roots]
+    if len(sets) == 1:
+        return sets[0]
+    names = [r.resolve().name for r in roots]
+    if len(set(names)) < len(names):
+        raise DataError(f"data folders need distinct names to tell their photos apart: {', '.join(names)}")
+    negatives = sorted({c for ps in sets for c in ps.classes if c != positive})
+    samples = [Sample(s.path, s.label, s.sha256, name) for name, ps in zip(names, sets) for s in ps.samples]
+    skipped = [item for ps in sets for item in ps.skipped]
+    return PhotoSet(roots[0], [*negatives, positive], samples, skipped)
+
+
 def _bucket(sample: Sample, salt: str) -> float:
     """A stable number in [0, 1) per file, independent of machine and listing order."""
-    h = hashlib.sha256(f"{salt}:{sample.label}/{sample.path.name}".encode()).digest()
+    h = hashlib.sha256(f"{salt}:{sample.key}".encode()).digest()
     return int.from_bytes(h[:8], "big") / 2**64
 
 

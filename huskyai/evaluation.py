@@ -4,17 +4,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .data import scan
+from .data import scan_many
 from .metrics import binary_metrics
 from .predictor import Predictor
 
 
-def evaluate(model: Predictor, data_dir: str | Path, report=print) -> dict:
-    """Metrics for the model's positive class on ``data_dir``, plus every misclassified file."""
-    photos = scan(data_dir, model.positive, report)
+def evaluate(model: Predictor, data_dir: str | Path | list[str | Path], report=print) -> dict:
+    """Metrics for the model's positive class on ``data_dir`` (one folder or several, then also by
+    folder under "by_source"), plus every misclassified file."""
+    photos = scan_many(data_dir, model.positive, report)
     preds = model.predict_batch(s.path for s in photos.samples)
     truth = [s.label == model.positive for s in photos.samples]
-    result = binary_metrics(truth, [p.label == model.positive for p in preds])
+    said = [p.label == model.positive for p in preds]
+    result = binary_metrics(truth, said)
+    sources = sorted({s.source for s in photos.samples} - {""})
+    if sources:
+        result["by_source"] = {src: binary_metrics(*zip(*[(t, a) for s, t, a in zip(photos.samples, truth, said)
+                                                            if s.source == src])) for src in sources}
     result["errors"] = [
         {"file": str(s.path), "truth": s.label, "predicted": p.label, "probability": round(p.probability, 6)}
         for s, p, t in zip(photos.samples, preds, truth)

@@ -3,6 +3,9 @@
 Settings come from the environment (read here and nowhere else):
 
     HUSKYAI_MODEL           export folder to serve (default: the shipped model)
+    HUSKYAI_MODEL_SHA256    the sha256 of that export's model.json, to pin it where the signing key is not
+                            (read by huskyai.artifacts, so every load in the process honours it)
+    HUSKYAI_TRUST_UNSIGNED  1: serve an unsigned, unpinned export anyway (the model card and audit say so)
     HUSKYAI_RATE_LIMIT      predictions (and, separately, uploads) a minute per client (default 30; 0: off)
     HUSKYAI_MAX_IN_FLIGHT   requests one client may have uploading, queued or running at once (default 3)
     HUSKYAI_TRUST_PROXY     reverse-proxy hops in front of the app whose X-Forwarded-For is trusted
@@ -47,6 +50,7 @@ def _int_env(name: str, default: int, minimum: int = 0) -> int:
 @dataclass(frozen=True)
 class Settings:
     model_dir: str | None = None
+    trust_unsigned: bool = False
     rate_limit: int = DEFAULT_RATE_LIMIT
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
     trusted_proxy_hops: int = 0
@@ -61,6 +65,7 @@ class Settings:
         hops_default = 1 if os.environ.get("SPACE_ID") else 0  # Spaces: one proxy appends the caller's address
         return cls(
             model_dir=model_dir or os.environ.get("HUSKYAI_MODEL") or None,
+            trust_unsigned=os.environ.get("HUSKYAI_TRUST_UNSIGNED", "").strip() == "1",
             rate_limit=_int_env("HUSKYAI_RATE_LIMIT", DEFAULT_RATE_LIMIT),
             max_in_flight=_int_env("HUSKYAI_MAX_IN_FLIGHT", DEFAULT_MAX_IN_FLIGHT, minimum=1),
             trusted_proxy_hops=_int_env("HUSKYAI_TRUST_PROXY", hops_default),
@@ -109,7 +114,8 @@ def serve(model_dir: str | None = None, host: str | None = None, port: int | Non
     from .predictor import load_in_background
 
     # hashing and ONNX Runtime's start overlap the import of gradio below
-    model = load_in_background(settings.model_dir, sha256=sha256, trust_unsigned=trust_unsigned)
+    model = load_in_background(settings.model_dir, sha256=sha256,
+                               trust_unsigned=trust_unsigned or settings.trust_unsigned)
     from .artifacts import IntegrityError
     from .engine import EngineError
     from .ui import launch

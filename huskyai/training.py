@@ -50,7 +50,7 @@ from PIL import Image  # noqa: E402
 
 from . import artifacts  # noqa: E402
 from .backbones import DEFAULT_ARCH, get_arch, load_pretrained  # noqa: E402
-from .data import PhotoSet, Sample, scan, split_holdout, stratified_valid_indices  # noqa: E402
+from .data import PhotoSet, Sample, scan_many, split_holdout, stratified_valid_indices  # noqa: E402
 from .images import load_image  # noqa: E402
 from .metrics import binary_metrics, format_metrics  # noqa: E402
 from .model import HuskyNet  # noqa: E402
@@ -79,7 +79,7 @@ def data_block(classes: list[str], size: int, mean, std, valid_idx: list[int]) -
 def make_dataloaders(samples: list[Sample], classes: list[str], size: int, mean, std,
                      valid_pct: float = 0.2, seed: int = 42, batch_size: int = 32):
     """fastai DataLoaders over ``samples``, split stratified by class."""
-    valid_idx = stratified_valid_indices([s.label for s in samples], valid_pct, seed)
+    valid_idx = stratified_valid_indices([f"{s.label}|{s.source}" for s in samples], valid_pct, seed)
     items = [[str(s.path), s.label] for s in samples]  # lists: fastai maps transforms over tuples
     n_train = len(items) - len(valid_idx)
     batch_size = max(2, min(batch_size, n_train))  # fastai drops the last partial training batch
@@ -298,13 +298,13 @@ def _card(arch_info, photos: PhotoSet, positive: str, size: int, threshold: floa
         "threshold_folded_into_bias": threshold,
         "metrics": metrics,
         "training": {
-            "data": str(Path(data).resolve().name),
+            "data": ", ".join(Path(d).resolve().name for d in ([data] if isinstance(data, (str, Path)) else data)),
             "data_fingerprint": photos.fingerprint(),
             "counts": counts(label for _, label in dls.train.items),  # what the head was fitted on
             "validation_counts": counts(label for _, label in dls.valid.items),
             "holdout_counts": counts(s.label for s in held),
             "skipped": [why for _, why in photos.skipped],
-            "holdout_files": sorted(f"{s.label}/{s.path.name}" for s in held),
+            "holdout_files": sorted(s.key for s in held),
             **settings,
         },
         "versions": _versions(),
@@ -312,11 +312,12 @@ def _card(arch_info, photos: PhotoSet, positive: str, size: int, threshold: floa
     }
 
 
-def train(data: str | Path, out: str | Path = "export", arch: str = DEFAULT_ARCH, epochs: int = 0,
+def train(data: str | Path | list[str | Path], out: str | Path = "export", arch: str = DEFAULT_ARCH, epochs: int = 0,
           size: int | None = None, positive: str = "husky", holdout: float = 0.0, valid_pct: float = 0.2,
           seed: int = 42, lr: float = 1e-4, weights: str | Path | None = None, batch_size: int = 32,
           c: float = 0.01, junk: int = 0, pickle: bool = False, sign: bool = True, report=print) -> dict:
-    """Train on ``data`` (one folder per label) and export to ``out``; returns the model card.
+    """Train on ``data`` (a folder with one sub-folder per label, or several such folders) and export
+    to ``out``; returns the model card.
 
     ``pickle`` also writes fastai's learner.pkl (for plain fastai users; Husky AI never opens it).
     ``sign`` signs the card with this machine's key, created on first use (see huskyai.artifacts)."""
@@ -324,7 +325,7 @@ def train(data: str | Path, out: str | Path = "export", arch: str = DEFAULT_ARCH
     torch.manual_seed(seed)
     arch_info = get_arch(arch)
     size = size or arch_info.input_size
-    photos: PhotoSet = scan(data, positive, report)
+    photos: PhotoSet = scan_many(data, positive, report)
     kept, held = split_holdout(photos, holdout)
     report(f"{len(photos.samples)} photos {photos.counts()}, {len(photos.skipped)} skipped"
            + (f", {len(held)} held out for testing" if held else ""))

@@ -160,3 +160,24 @@ def test_train_writes_a_pickle_only_when_asked(tmp_path):
     card = train(data, tmp_path / "out", size=64, valid_pct=0.25, pickle=True, report=messages.append)
     assert "learner.pkl" in card["files"] and (tmp_path / "out" / "learner.pkl").is_file()
     assert any("runs whatever it holds" in m for m in messages)
+
+
+def test_several_data_folders_are_combined_and_scored_by_source(tmp_path, toy_export):
+    import huskyai
+    from huskyai.data import scan_many, split_holdout
+    from huskyai.evaluation import evaluate
+
+    crops = make_toy_dataset(tmp_path / "crops", n_per_class=4, size=64)
+    web = make_toy_dataset(tmp_path / "web", n_per_class=3, size=120)
+    photos = scan_many([crops, web], report=lambda m: None)
+    assert photos.counts() == {"not_husky": 7, "husky": 7}
+    assert {s.source for s in photos.samples} == {"crops", "web"}
+    # same file names in both folders stay distinct photos, in the fingerprint and the holdout
+    assert len({s.key for s in photos.samples}) == 14
+    kept, held = split_holdout(photos, 0.3)
+    assert len(kept) + len(held) == 14 and not {s.key for s in kept} & {s.key for s in held}
+    result = evaluate(huskyai.load(toy_export), [crops, web], report=lambda m: None)
+    assert result["n"] == 14 and set(result["by_source"]) == {"crops", "web"}
+    assert result["by_source"]["crops"]["n"] == 8 and result["by_source"]["web"]["n"] == 6
+    with pytest.raises(DataError, match="distinct names"):
+        scan_many([crops, tmp_path / "crops"], report=lambda m: None)
