@@ -289,3 +289,15 @@ def test_pickles_are_never_opened_by_the_package():
                 offenders.append(f"{path.name}: {needle}")
     assert offenders == []
     assert pickle  # the test module itself uses pickle only to prove a payload is live
+
+
+def test_the_app_refuses_an_unsigned_export_and_shows_it_when_trusted(export_copy):
+    from huskyai.ui import model_card_markdown
+
+    make_own(export_copy)
+    proc = subprocess.run([sys.executable, "app.py"], capture_output=True, text=True, cwd=ROOT, timeout=300,
+                          env=python_env() | {"HUSKYAI_MODEL": str(export_copy), "GRADIO_SERVER_PORT": "1"})
+    assert proc.returncode == 1 and "not signed and not pinned" in proc.stderr and "Traceback" not in proc.stderr
+    with pytest.warns(UserWarning):
+        trusted = huskyai.load(export_copy, trust_unsigned=True)
+    assert "UNSIGNED" in model_card_markdown(trusted)
