@@ -40,6 +40,7 @@ WORK_SIDE = 1152
 JPEG_MAX_HEADER_SEGMENTS = 512  # markers before the first scan (a phone photo has about 15)
 JPEG_MAX_JUNK = 1024  # bytes of fill or junk between those markers, skipped one by one
 JPEG_MAX_PHOTOSHOP_BLOCKS = 1024  # 8BIM resource blocks, parsed in Python on open
+JPEG_MAX_EXIF_SEGMENTS = 8  # the standard has one; Pillow concatenates each further one to the last
 JPEG_MAX_SCANS = 64  # libjpeg's progressive script has 10; each scan walks every block it covers
 JPEG_MAX_SCAN_BLOCKS = 16_000_000  # 8x8 blocks summed over all scans, ~30 ns each (a 48 MP progressive photo: ~6M)
 JPEG_MAX_SEGMENTS = 8192  # markers in the whole file, walked here
@@ -189,7 +190,7 @@ _JPEG_SOF_OTHER = {0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 
 
 def _jpeg_header(data: bytes, name: str, max_pixels: int) -> Header:
-    pos, segments, junk, photoshop, scans, scan_blocks = 2, 0, 0, 0, 0, 0
+    pos, segments, junk, photoshop, scans, scan_blocks, exif_segments = 2, 0, 0, 0, 0, 0, 0
     frame = None  # (kind, width, height, [(id, h, v)])
     exif, mpf = b"", None
     while True:
@@ -252,6 +253,9 @@ def _jpeg_header(data: bytes, name: str, max_pixels: int) -> Header:
                 raise InvalidImageError(f"{name}: the JPEG has more than {JPEG_MAX_PHOTOSHOP_BLOCKS} "
                                         "Photoshop resource blocks")
         elif scans == 0 and marker == 0xE1 and body.startswith(b"Exif\0\0"):
+            exif_segments += 1  # Pillow joins them one by one: quadratic time (152 took 0.4-1 s of CPU)
+            if exif_segments > JPEG_MAX_EXIF_SEGMENTS:
+                raise InvalidImageError(f"{name}: the JPEG has more than {JPEG_MAX_EXIF_SEGMENTS} EXIF segments")
             exif = exif + body[6:] if exif else body  # as Pillow joins them
         elif scans == 0 and marker == 0xE2 and body.startswith(b"MPF\0"):
             mpf = body[4:]

@@ -158,6 +158,8 @@ BOMBS = {
     "JPEG scan blocks": (lambda: jpeg_scan_flood((6000, 6000), 40), "million blocks of 8x8 pixels"),
     "JPEG EXIF directory": (lambda: jpeg_with_segments([(0xE1, b"Exif\0\0" + tiff_directory(4000, 60000))]),
                             "EXIF data has 4000 entries"),
+    "JPEG EXIF segments": (lambda: jpeg_with_segments([(0xE1, b"Exif\0\0" + tiff_directory(0, 0))] * 20),
+                           "more than 8 EXIF segments"),
     "JPEG MPF directory": (lambda: jpeg_with_segments([(0xE2, b"MPF\0" + tiff_directory(100, 60000))]),
                            "MPF data is malformed"),
     "JPEG Photoshop blocks": (lambda: jpeg_with_segments([(0xED, b"Photoshop 3.0\0" + b"8BIM\4\4\0\0\0\0\0\0" * 400)]
