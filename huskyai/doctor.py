@@ -51,7 +51,7 @@ def out_of_fold_probabilities(x_views: np.ndarray, y: np.ndarray, n_classes: int
     ``groups`` (e.g. content hashes) keeps identical photos in one fold, so a copy cannot vouch for itself."""
     from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
-    from .training import _fit_logistic
+    from .head import fit_logistic as _fit_logistic
 
     y = np.asarray(y)
     smallest = int(np.bincount(y, minlength=n_classes)[np.unique(y)].min())
@@ -152,8 +152,9 @@ def find_suspects(data: str | Path | list, arch: str = "tf_efficientnet_lite0", 
     import torch
 
     from .backbones import get_arch, load_pretrained
+    from .head import extract_features
     from .model import HuskyNet
-    from .training import extract_features, make_dataloaders
+    from .training import make_dataloaders
 
     if filter_by not in FILTERS:  # before minutes of feature extraction, not after
         raise ValueError(f"filter_by must be one of {', '.join(FILTERS)}, not {filter_by!r}")

@@ -20,11 +20,9 @@ def torch_network(arch: str, n_classes: int, weights: bytes, with_softmax: bool 
     import torch
     from safetensors.torch import load as load_safetensors
 
-    from .model import build_model
+    from .model import model_for_weights
 
-    net = build_model(arch, n_classes)
-    net.load_state_dict(load_safetensors(weights), strict=True)
-    net.eval()
+    net = model_for_weights(arch, n_classes, load_safetensors(weights))
     return torch.nn.Sequential(net, torch.nn.Softmax(dim=1)).eval() if with_softmax else net
 
 

@@ -11,7 +11,6 @@ The recipe, chosen by measurement on the shared husky set (see the README):
 
 from __future__ import annotations
 
-import math
 import os
 import platform
 import shutil
@@ -45,12 +44,12 @@ from fastai.vision.all import (  # noqa: E402
     aug_transforms,
     params,
 )
-from fastprogress.fastprogress import progress_bar  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from . import artifacts  # noqa: E402
 from .backbones import DEFAULT_ARCH, get_arch, load_pretrained  # noqa: E402
 from .data import PhotoSet, Sample, scan_many, split_holdout, stratified_valid_indices  # noqa: E402
+from .head import extract_features, fit_head  # noqa: E402
 from .images import load_image  # noqa: E402
 from .metrics import binary_metrics, format_metrics  # noqa: E402
 from .model import HuskyNet  # noqa: E402
@@ -94,16 +93,14 @@ def learner_from_card(card: dict, weights: bytes) -> Learner:
     for ``learn.fine_tune`` on new photos set ``learn.dls`` (e.g. to ``make_dataloaders(...)``)."""
     from safetensors.torch import load as load_safetensors
 
-    from .model import build_model
+    from .model import model_for_weights
 
     classes, size = list(card["classes"]), int(card["input_size"])
     norm = card["normalization"]
     blank = np.zeros((size, size, 3), np.uint8)  # two stand-in items fix the pipelines, then are dropped
     dls = data_block(classes, size, norm["mean"], norm["std"], valid_idx=[1]).dataloaders(
         [[blank, classes[0]], [blank, classes[-1]]], bs=1, num_workers=0)
-    model = build_model(card["arch"], len(classes))
-    model.load_state_dict(load_safetensors(weights), strict=True)
-    model.eval()
+    model = model_for_weights(card["arch"], len(classes), load_safetensors(weights))
     return Learner(dls.new_empty(), model, loss_func=CrossEntropyLossFlat(), metrics=[accuracy],
                    splitter=backbone_and_head, path=Path(tempfile.gettempdir()))
 
@@ -134,74 +131,6 @@ def _junk_samples(n: int, folder: Path, label: str, seed: int) -> list[Sample]:
 
 def backbone_and_head(model: HuskyNet) -> list:
     return [params(model.backbone), params(model.head)]
-
-
-@torch.no_grad()
-def extract_features(model: HuskyNet, dl, views: int = 2, label: str = "features") -> tuple[np.ndarray, np.ndarray]:
-    """Head-input features and targets for every item of ``dl`` (view 2 = mirrored)."""
-    model.eval()
-    feats, targets = [[] for _ in range(views)], []
-    print(label, flush=True)
-    for xb, yb in progress_bar(dl):
-        for v in range(views):
-            feats[v].append(model.features(xb.flip(3) if v else xb).float().numpy())
-        targets.append(yb.numpy())
-    return np.stack([np.concatenate(f) for f in feats]), np.concatenate(targets)
-
-
-def _fit_logistic(x: np.ndarray, y: np.ndarray, c: float):
-    from sklearn.linear_model import LogisticRegression
-
-    return LogisticRegression(C=c, class_weight="balanced", max_iter=3000).fit(x, y)
-
-
-def choose_threshold(x_views: np.ndarray, y: np.ndarray, positive: int, c: float, seed: int) -> float:
-    """The threshold on P(positive) that maximises F1 over out-of-fold predictions."""
-    from sklearn.model_selection import StratifiedKFold
-
-    is_pos = y == positive
-    folds = min(5, int(is_pos.sum()), int((~is_pos).sum()))
-    if folds < 2:
-        return 0.5
-    oof = np.zeros(len(y))
-    for train_idx, test_idx in StratifiedKFold(folds, shuffle=True, random_state=seed).split(x_views[0], is_pos):
-        xs = np.concatenate([v[train_idx] for v in x_views])
-        mean, std = xs.mean(0), xs.std(0) + 1e-6
-        clf = _fit_logistic((xs - mean) / std, np.tile(is_pos[train_idx], len(x_views)), c)
-        oof[test_idx] = clf.predict_proba((x_views[0][test_idx] - mean) / std)[:, 1]
-    best, best_f1 = 0.5, -1.0
-    for t in np.round(np.arange(0.2, 0.951, 0.025), 3):
-        f1 = binary_metrics(is_pos, oof >= t)["f1"]
-        if f1 > best_f1 + 1e-9 or (abs(f1 - best_f1) <= 1e-9 and abs(t - 0.5) < abs(best - 0.5)):
-            best, best_f1 = float(t), f1
-    return best
-
-
-def fit_head(model: HuskyNet, x_views: np.ndarray, y: np.ndarray, n_classes: int, positive: int,
-             c: float = 0.01, seed: int = 42, report=print) -> float:
-    """Fit the linear head by logistic regression; returns the threshold folded into its bias."""
-    xs = np.concatenate(list(x_views))
-    ys = np.tile(y, len(x_views))
-    mean, std = xs.mean(0), xs.std(0) + 1e-6
-    model.feature_mean.copy_(torch.from_numpy(mean))
-    model.feature_std.copy_(torch.from_numpy(std))
-    clf = _fit_logistic((xs - mean) / std, ys, c)
-    weight = torch.zeros_like(model.head.weight)
-    bias = torch.zeros_like(model.head.bias)
-    threshold = 0.5
-    if n_classes == 2:
-        threshold = choose_threshold(x_views, y, positive, c, seed)
-        # softmax over [0, z] is sigmoid(z); shifting z by logit(t) moves the 0.5 point to t
-        weight[positive] = torch.from_numpy(clf.coef_[0])
-        bias[positive] = float(clf.intercept_[0]) - math.log(threshold / (1 - threshold))
-    else:
-        weight[torch.as_tensor(clf.classes_)] = torch.from_numpy(clf.coef_).float()
-        bias[torch.as_tensor(clf.classes_)] = torch.from_numpy(clf.intercept_).float()
-    model.head.weight.data.copy_(weight)
-    model.head.bias.data.copy_(bias)
-    report(f"head fitted by logistic regression on {len(ys)} feature vectors; "
-           f"cross-validated threshold {threshold:.3f} folded into the bias")
-    return threshold
 
 
 def _predict_items(learn: Learner, samples: list[Sample]) -> np.ndarray:
@@ -315,10 +244,12 @@ def _card(arch_info, photos: PhotoSet, positive: str, size: int, threshold: floa
 def train(data: str | Path | list[str | Path], out: str | Path = "export", arch: str = DEFAULT_ARCH, epochs: int = 0,
           size: int | None = None, positive: str = "husky", holdout: float = 0.0, valid_pct: float = 0.2,
           seed: int = 42, lr: float = 1e-4, weights: str | Path | None = None, batch_size: int = 32,
-          c: float = 0.01, junk: int = 0, pickle: bool = False, sign: bool = True, report=print) -> dict:
+          c: float = 0.01, junk: int = 0, zero_shot: bool = True, pickle: bool = False, sign: bool = True,
+          report=print) -> dict:
     """Train on ``data`` (a folder with one sub-folder per label, or several such folders) and export
     to ``out``; returns the model card.
 
+    ``zero_shot`` (two classes only) adds ImageNet's husky scores and a second stage on its margins.
     ``pickle`` also writes fastai's learner.pkl (for plain fastai users; Husky AI never opens it).
     ``sign`` signs the card with this machine's key, created on first use (see huskyai.artifacts)."""
     started = time.time()
@@ -330,7 +261,7 @@ def train(data: str | Path | list[str | Path], out: str | Path = "export", arch:
     report(f"{len(photos.samples)} photos {photos.counts()}, {len(photos.skipped)} skipped"
            + (f", {len(held)} held out for testing" if held else ""))
     backbone = load_pretrained(arch_info, weights)
-    model = HuskyNet(backbone, n_classes=len(photos.classes))
+    model = HuskyNet(backbone, n_classes=len(photos.classes), zero_shot=zero_shot and len(photos.classes) == 2)
     positive_idx = len(photos.classes) - 1
     with tempfile.TemporaryDirectory() as work:
         if junk:  # the junk attack's own images, as negatives: white, noise, patterns are not huskies
@@ -372,7 +303,7 @@ def train(data: str | Path | list[str | Path], out: str | Path = "export", arch:
             save_weights_and_graph(model, size, stage)
             card = _card(arch_info, photos, positive, size, threshold, metrics, data, held, dls,
                          dict(holdout_fraction=holdout, valid_pct=valid_pct, seed=seed, epochs=epochs, lr=lr,
-                              head_c=c, junk_negatives=junk,
+                              head_c=c, junk_negatives=junk, zero_shot_stage=model.zero_shot,
                               pretrained_weights=str(weights) if weights else "default",
                               seconds=round(time.time() - started, 1)))
             card = artifacts.write_card(stage, card, artifacts.signing_key(create=True) if sign else None)

@@ -181,3 +181,32 @@ def test_several_data_folders_are_combined_and_scored_by_source(tmp_path, toy_ex
     assert result["by_source"]["crops"]["n"] == 8 and result["by_source"]["web"]["n"] == 6
     with pytest.raises(DataError, match="distinct names"):
         scan_many([crops, tmp_path / "crops"], report=lambda m: None)
+
+
+def test_the_zero_shot_stage_is_trained_and_exported_identically(toy_export):
+    """The second stage lives inside the network: torch, ONNX and fastai give one answer."""
+    import huskyai
+    from huskyai import artifacts
+    from huskyai.engine import torch_network
+
+    card = json.loads((toy_export / "model.json").read_text())
+    assert card["training"]["zero_shot_stage"] is True
+    export = artifacts.open_export(toy_export)
+    net = torch_network(card["arch"], 2, export.files["model.safetensors"], with_softmax=False)
+    assert net.zero_shot and net.stage2.weight.abs().sum() > 0
+    fast, slow = huskyai.load(toy_export, engine="onnx"), huskyai.load(toy_export, engine="torch")
+    for name in ("chelsea", "coffee", "astronaut", "rocket"):
+        assert abs(fast.predict(skimage_photo(name)).probability - slow.predict(skimage_photo(name)).probability) < 1e-4
+
+
+def test_zero_shot_margins_read_imagenets_husky_classes():
+    import torch
+
+    from huskyai.model import ESKIMO_DOG, MALAMUTE, SIBERIAN_HUSKY, zero_shot_margins, zero_shot_scores
+
+    lp = torch.full((1, 1000), -20.0)
+    lp[0, SIBERIAN_HUSKY], lp[0, MALAMUTE], lp[0, 7] = -0.5, -2.0, -3.0
+    over_malamute, over_others = zero_shot_margins(lp)[0].tolist()
+    assert abs(over_malamute - 1.5) < 1e-3 and abs(over_others - 2.5) < 1e-3
+    scores = zero_shot_scores(lp)[0]
+    assert abs(scores[3] - torch.logaddexp(lp[0, SIBERIAN_HUSKY], lp[0, ESKIMO_DOG])) < 1e-5

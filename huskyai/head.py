@@ -1,0 +1,122 @@
+"""The husky head: features of every training photo, a class-balanced logistic regression on them,
+out-of-fold scores, the decision threshold, and (for the zero-shot stage) the second-level fit.
+
+Everything is folded into the network's own parameters (standardisation buffers, head, stage2,
+threshold in the bias), so fastai's ``learn.predict``, the ONNX graph and the app all agree.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from fastprogress.fastprogress import progress_bar
+
+from .metrics import binary_metrics
+from .model import N_ZERO_SHOT, HuskyNet
+
+ZERO_SHOT_WEIGHT = 10.0  # the zero-shot scores enter 10x larger after standardising: a weaker L2 penalty
+THRESHOLDS = np.round(np.arange(0.2, 0.951, 0.025), 3)
+
+
+@torch.no_grad()
+def extract_features(model: HuskyNet, dl, views: int = 2, label: str = "features") -> tuple[np.ndarray, np.ndarray]:
+    """Head-input features and targets for every item of ``dl`` (view 2 = mirrored)."""
+    model.eval()
+    feats, targets = [[] for _ in range(views)], []
+    print(label, flush=True)
+    for xb, yb in progress_bar(dl):
+        for v in range(views):
+            feats[v].append(model.features(xb.flip(3) if v else xb).float().numpy())
+        targets.append(yb.numpy())
+    return np.stack([np.concatenate(f) for f in feats]), np.concatenate(targets)
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, c: float):
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(C=c, class_weight="balanced", max_iter=3000).fit(x, y)
+
+
+def standardisation(xs: np.ndarray, zero_shot: bool) -> tuple[np.ndarray, np.ndarray]:
+    mean, std = xs.mean(0), xs.std(0) + 1e-6
+    if zero_shot:
+        std[-N_ZERO_SHOT:] /= ZERO_SHOT_WEIGHT
+    return mean, std
+
+
+def out_of_fold_scores(x_views: np.ndarray, is_pos: np.ndarray, c: float, seed: int, zero_shot: bool = False,
+                       folds: int = 5) -> np.ndarray | None:
+    """The head's decision score for each photo (first view) from a fit that never saw it; None when a
+    class has fewer than two photos. Each fold fits on every view of its training photos."""
+    from sklearn.model_selection import StratifiedKFold
+
+    folds = min(folds, int(is_pos.sum()), int((~is_pos).sum()))
+    if folds < 2:
+        return None
+    oof = np.zeros(len(is_pos))
+    for train_idx, test_idx in StratifiedKFold(folds, shuffle=True, random_state=seed).split(x_views[0], is_pos):
+        xs = np.concatenate([v[train_idx] for v in x_views])
+        mean, std = standardisation(xs, zero_shot)
+        clf = fit_logistic((xs - mean) / std, np.tile(is_pos[train_idx], len(x_views)), c)
+        oof[test_idx] = clf.decision_function((x_views[0][test_idx] - mean) / std)
+    return oof
+
+
+def best_f1_threshold(probabilities: np.ndarray, is_pos: np.ndarray) -> float:
+    """The threshold on P(positive) with the best F1 (ties: the one nearest 0.5)."""
+    best, best_f1 = 0.5, -1.0
+    for t in THRESHOLDS:
+        f1 = binary_metrics(is_pos, probabilities >= t)["f1"]
+        if f1 > best_f1 + 1e-9 or (abs(f1 - best_f1) <= 1e-9 and abs(t - 0.5) < abs(best - 0.5)):
+            best, best_f1 = float(t), f1
+    return best
+
+
+def _margins(model: HuskyNet, x_first_view: np.ndarray) -> np.ndarray:
+    from .model import zero_shot_margins
+
+    start = model.backbone.num_features
+    return zero_shot_margins(torch.from_numpy(x_first_view[:, start:start + model.backbone.num_classes])).numpy()
+
+
+def fit_head(model: HuskyNet, x_views: np.ndarray, y: np.ndarray, n_classes: int, positive: int,
+             c: float = 0.01, seed: int = 42, report=print) -> float:
+    """Fit the head (and the zero-shot stage) by logistic regression; returns the threshold folded in."""
+    xs = np.concatenate(list(x_views))
+    ys = np.tile(y, len(x_views))
+    mean, std = standardisation(xs, model.zero_shot)
+    model.feature_mean.copy_(torch.from_numpy(mean))
+    model.feature_std.copy_(torch.from_numpy(std))
+    clf = fit_logistic((xs - mean) / std, ys, c)
+    weight, bias = torch.zeros_like(model.head.weight), torch.zeros_like(model.head.bias)
+    if n_classes != 2:
+        weight[torch.as_tensor(clf.classes_)] = torch.from_numpy(clf.coef_).float()
+        bias[torch.as_tensor(clf.classes_)] = torch.from_numpy(clf.intercept_).float()
+        model.head.weight.data.copy_(weight)
+        model.head.bias.data.copy_(bias)
+        report(f"head fitted by logistic regression on {len(ys)} feature vectors")
+        return 0.5
+    is_pos = y == positive
+    weight[positive] = torch.from_numpy(clf.coef_[0])
+    bias[positive] = float(clf.intercept_[0])
+    oof = out_of_fold_scores(x_views, is_pos, c, seed, model.zero_shot)
+    if model.zero_shot:  # second level: the head's out-of-fold logit and ImageNet's two margins
+        z = np.column_stack([oof if oof is not None else clf.decision_function((x_views[0] - mean) / std),
+                             _margins(model, x_views[0])])
+        stage = fit_logistic(z, is_pos, 1.0)
+        score = stage.decision_function(z)
+        threshold = best_f1_threshold(1 / (1 + np.exp(-score)), is_pos)
+        model.stage2.weight.data.copy_(torch.from_numpy(stage.coef_).float())
+        # softmax over [0, z] is sigmoid(z); shifting z by logit(t) moves the 0.5 point to t
+        model.stage2.bias.data.fill_(float(stage.intercept_[0]) - math.log(threshold / (1 - threshold)))
+    else:
+        threshold = 0.5 if oof is None else best_f1_threshold(1 / (1 + np.exp(-oof)), is_pos)
+        bias[positive] -= math.log(threshold / (1 - threshold))
+    model.head.weight.data.copy_(weight)
+    model.head.bias.data.copy_(bias)
+    report(f"head fitted by logistic regression on {len(ys)} feature vectors"
+           + ("; zero-shot stage on its out-of-fold logits" if model.zero_shot else "")
+           + f"; cross-validated threshold {threshold:.3f} folded into the bias")
+    return threshold
