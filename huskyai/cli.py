@@ -32,6 +32,10 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--junk", type=int, default=0,
                    help="add N generated junk images (noise, solid colours, patterns) to the negatives")
+    p.add_argument("--cv", type=int, default=0,
+                   help="repeat a 5-fold cross-validation of the head N times; metrics with 95%% intervals on the card")
+    p.add_argument("--plain-head", action="store_true",
+                   help="no zero-shot stage (ImageNet's husky scores and margins) in the head")
     p.add_argument("--pickle", action="store_true",
                    help="also write fastai's learner.pkl (anyone loading it with fastai runs what it holds)")
 
@@ -51,7 +55,8 @@ def run_train(args: argparse.Namespace) -> int:
     try:
         train(args.data, args.out, arch=args.arch, epochs=args.epochs, size=args.size, positive=args.positive,
               holdout=args.holdout, valid_pct=args.valid_pct, seed=args.seed, lr=args.lr, weights=args.weights,
-              junk=args.junk, pickle=args.pickle)
+              junk=args.junk, cv=args.cv, zero_shot=not args.plain_head,
+              pickle=args.pickle)
     except (DataError, BackboneError) as err:
         _err(str(err))
         return 1

@@ -8,6 +8,7 @@ threshold in the bias), so fastai's ``learn.predict``, the ONNX graph and the ap
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -74,49 +75,79 @@ def best_f1_threshold(probabilities: np.ndarray, is_pos: np.ndarray) -> float:
     return best
 
 
-def _margins(model: HuskyNet, x_first_view: np.ndarray) -> np.ndarray:
+def margins(model: HuskyNet, x_first_view: np.ndarray) -> np.ndarray:
+    """ImageNet's husky margins (see huskyai.model) from features as ``extract_features`` returns them."""
     from .model import zero_shot_margins
 
     start = model.backbone.num_features
     return zero_shot_margins(torch.from_numpy(x_first_view[:, start:start + model.backbone.num_classes])).numpy()
 
 
+@dataclass
+class FittedHead:
+    """A fitted head on arrays: standardisation, the logistic head, and the optional zero-shot stage."""
+    mean: np.ndarray
+    std: np.ndarray
+    clf: object
+    stage: object | None
+    threshold: float
+
+    def decision(self, x: np.ndarray, margins: np.ndarray | None) -> np.ndarray:
+        """The positive class's logit, before the threshold."""
+        z = self.clf.decision_function((x - self.mean) / self.std)
+        return z if self.stage is None else self.stage.decision_function(np.column_stack([z, margins]))
+
+    def predict(self, x: np.ndarray, margins: np.ndarray | None) -> np.ndarray:
+        return 1 / (1 + np.exp(-self.decision(x, margins))) >= self.threshold
+
+
+def fit_binary_head(x_views: np.ndarray, is_pos: np.ndarray, margins: np.ndarray | None, c: float = 0.01,
+                    seed: int = 42) -> FittedHead:
+    """The two-class recipe on arrays: the head on every view, then (with ``margins``, ImageNet's husky
+    margins of the first view) the zero-shot stage on its out-of-fold logits; best-F1 threshold."""
+    zero_shot = margins is not None
+    xs = np.concatenate(list(x_views))
+    mean, std = standardisation(xs, zero_shot)
+    clf = fit_logistic((xs - mean) / std, np.tile(is_pos, len(x_views)), c)
+    oof = out_of_fold_scores(x_views, is_pos, c, seed, zero_shot)
+    stage = None
+    if zero_shot:
+        z = np.column_stack([oof if oof is not None else clf.decision_function((x_views[0] - mean) / std), margins])
+        stage = fit_logistic(z, is_pos, 1.0)
+        oof = stage.decision_function(z)
+    threshold = 0.5 if oof is None else best_f1_threshold(1 / (1 + np.exp(-oof)), is_pos)
+    return FittedHead(mean, std, clf, stage, threshold)
+
+
 def fit_head(model: HuskyNet, x_views: np.ndarray, y: np.ndarray, n_classes: int, positive: int,
              c: float = 0.01, seed: int = 42, report=print) -> float:
-    """Fit the head (and the zero-shot stage) by logistic regression; returns the threshold folded in."""
-    xs = np.concatenate(list(x_views))
-    ys = np.tile(y, len(x_views))
-    mean, std = standardisation(xs, model.zero_shot)
-    model.feature_mean.copy_(torch.from_numpy(mean))
-    model.feature_std.copy_(torch.from_numpy(std))
-    clf = fit_logistic((xs - mean) / std, ys, c)
+    """Fit the head (and the zero-shot stage) into ``model``; returns the threshold folded into its bias."""
     weight, bias = torch.zeros_like(model.head.weight), torch.zeros_like(model.head.bias)
     if n_classes != 2:
+        xs = np.concatenate(list(x_views))
+        mean, std = standardisation(xs, False)
+        clf = fit_logistic((xs - mean) / std, np.tile(y, len(x_views)), c)
         weight[torch.as_tensor(clf.classes_)] = torch.from_numpy(clf.coef_).float()
         bias[torch.as_tensor(clf.classes_)] = torch.from_numpy(clf.intercept_).float()
-        model.head.weight.data.copy_(weight)
-        model.head.bias.data.copy_(bias)
-        report(f"head fitted by logistic regression on {len(ys)} feature vectors")
-        return 0.5
-    is_pos = y == positive
-    weight[positive] = torch.from_numpy(clf.coef_[0])
-    bias[positive] = float(clf.intercept_[0])
-    oof = out_of_fold_scores(x_views, is_pos, c, seed, model.zero_shot)
-    if model.zero_shot:  # second level: the head's out-of-fold logit and ImageNet's two margins
-        z = np.column_stack([oof if oof is not None else clf.decision_function((x_views[0] - mean) / std),
-                             _margins(model, x_views[0])])
-        stage = fit_logistic(z, is_pos, 1.0)
-        score = stage.decision_function(z)
-        threshold = best_f1_threshold(1 / (1 + np.exp(-score)), is_pos)
-        model.stage2.weight.data.copy_(torch.from_numpy(stage.coef_).float())
-        # softmax over [0, z] is sigmoid(z); shifting z by logit(t) moves the 0.5 point to t
-        model.stage2.bias.data.fill_(float(stage.intercept_[0]) - math.log(threshold / (1 - threshold)))
+        threshold = 0.5
     else:
-        threshold = 0.5 if oof is None else best_f1_threshold(1 / (1 + np.exp(-oof)), is_pos)
-        bias[positive] -= math.log(threshold / (1 - threshold))
+        fitted = fit_binary_head(x_views, y == positive, margins(model, x_views[0]) if model.zero_shot else None,
+                                 c, seed)
+        mean, std, threshold = fitted.mean, fitted.std, fitted.threshold
+        weight[positive] = torch.from_numpy(fitted.clf.coef_[0])
+        bias[positive] = float(fitted.clf.intercept_[0])
+        # softmax over [0, z] is sigmoid(z); shifting z by logit(t) moves the 0.5 point to t
+        shift = math.log(threshold / (1 - threshold))
+        if fitted.stage is not None:
+            model.stage2.weight.data.copy_(torch.from_numpy(fitted.stage.coef_).float())
+            model.stage2.bias.data.fill_(float(fitted.stage.intercept_[0]) - shift)
+        else:
+            bias[positive] -= shift
+    model.feature_mean.copy_(torch.from_numpy(mean))
+    model.feature_std.copy_(torch.from_numpy(std))
     model.head.weight.data.copy_(weight)
     model.head.bias.data.copy_(bias)
-    report(f"head fitted by logistic regression on {len(ys)} feature vectors"
+    report(f"head fitted by logistic regression on {x_views.shape[0] * x_views.shape[1]} feature vectors"
            + ("; zero-shot stage on its out-of-fold logits" if model.zero_shot else "")
            + f"; cross-validated threshold {threshold:.3f} folded into the bias")
     return threshold

@@ -105,7 +105,7 @@ def toy_export(tmp_path_factory, toy_data) -> Path:
     from huskyai.training import train
 
     out = tmp_path_factory.mktemp("toy_export")
-    train(toy_data, out, epochs=1, size=96, valid_pct=0.25, report=lambda msg: None)
+    train(toy_data, out, epochs=1, size=96, valid_pct=0.25, cv=1, report=lambda msg: None)
     return out
 
 

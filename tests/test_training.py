@@ -205,8 +205,31 @@ def test_zero_shot_margins_read_imagenets_husky_classes():
     from huskyai.model import ESKIMO_DOG, MALAMUTE, SIBERIAN_HUSKY, zero_shot_margins, zero_shot_scores
 
     lp = torch.full((1, 1000), -20.0)
-    lp[0, SIBERIAN_HUSKY], lp[0, MALAMUTE], lp[0, 7] = -0.5, -2.0, -3.0
+    lp[0, SIBERIAN_HUSKY], lp[0, MALAMUTE], lp[0, 7] = -0.5, -4.0, -3.0
     over_malamute, over_others = zero_shot_margins(lp)[0].tolist()
-    assert abs(over_malamute - 1.5) < 1e-3 and abs(over_others - 2.5) < 1e-3
+    assert abs(over_malamute - 3.5) < 1e-3 and abs(over_others - 2.5) < 1e-3
     scores = zero_shot_scores(lp)[0]
     assert abs(scores[3] - torch.logaddexp(lp[0, SIBERIAN_HUSKY], lp[0, ESKIMO_DOG])) < 1e-5
+
+
+def test_the_card_carries_repeated_cross_validation_with_intervals(toy_export):
+    card = json.loads((toy_export / "model.json").read_text())
+    cv = card["metrics"]["cv"]
+    assert cv["repeats"] == 1 and cv["folds"] == 5 and cv["all"]["n"] == 18
+    for metric in ("accuracy", "precision", "recall", "f1"):
+        lo, hi = cv["all"][metric]["ci95"]
+        assert 0 <= lo <= cv["all"][metric]["mean"] <= hi <= 1
+
+
+def test_bootstrap_intervals_narrow_with_more_photos():
+    from huskyai.validation import summarise
+
+    rng = np.random.default_rng(0)
+    widths = []
+    for n in (50, 2000):
+        truth = rng.random(n) < 0.3
+        decisions = np.where(rng.random((3, n)) < 0.9, truth, ~truth)  # 90% right
+        m = summarise(decisions, truth)
+        assert abs(m["accuracy"]["mean"] - 0.9) < 0.1
+        widths.append(m["accuracy"]["ci95"][1] - m["accuracy"]["ci95"][0])
+    assert widths[1] < widths[0] / 3
