@@ -347,6 +347,7 @@ def _png_header(data: bytes, name: str, max_pixels: int) -> Header:
     kind = f"{depth}-bit {mode if mode != 'I;16' else 'greyscale'} PNG" + (" (interlaced)" if interlace else "")
     _check_size((width, height), name, max_pixels)
     raw = width * height * {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}.get(colour, 4) * depth // 8
+    raw = raw * 2 if interlace else raw  # Adam7 took twice as long per sample (bench/decode.py)
     if raw > PNG_MAX_RAW_BYTES:
         per_pixel = raw / (width * height)
         raise InvalidImageError(f"{name}: image is {width}x{height} pixels, too large to decode safely as a {kind} "
