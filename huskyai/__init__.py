@@ -2,7 +2,7 @@
 
     import huskyai
     model = huskyai.load()                  # the shipped model in export/
-    print(model.predict("photo.jpg"))       # Prediction(label='husky', probability=0.97, scores={...})
+    print(model.predict("photo.jpg"))       # Prediction(label='husky', positive_probability=0.97, scores={...})
 
 Every export is verified before use: the shipped one against the card hash pinned in this package,
 others by signature, by a sha256 you pin, or by an explicit trust_unsigned=True.

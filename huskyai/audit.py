@@ -84,7 +84,7 @@ class AuditLog:
             "image_bytes": len(data) if data is not None else None,
             **describe(data),
             "label": prediction.label if prediction else None,
-            "probability": round(prediction.probability, 6) if prediction else None,
+            "probability": round(prediction.positive_probability, 6) if prediction else None,
             "refused": refused,
             "latency_ms": round(latency_ms, 2),
             "model_sha256": model_sha256,

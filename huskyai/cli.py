@@ -89,10 +89,10 @@ def run_predict(args: argparse.Namespace) -> int:
             if not args.json:
                 _err(str(err))
             continue
-        results.append({"file": f, "label": p.label, "probability": round(p.probability, 6),
+        results.append({"file": f, "label": p.label, "probability": round(p.positive_probability, 6),
                         "scores": {k: round(v, 6) for k, v in p.scores.items()}})
         if not args.json:
-            print(f"{f}\t{p.label}\t{p.probability:.3f}")
+            print(f"{f}\t{p.label}\t{p.positive_probability:.3f}")
     if args.json:
         print(json.dumps(results, indent=2))
     return 1 if failed else 0

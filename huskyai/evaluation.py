@@ -22,7 +22,7 @@ def evaluate(model: Predictor, data_dir: str | Path | list[str | Path], report=p
         result["by_source"] = {src: binary_metrics(*zip(*[(t, a) for s, t, a in zip(photos.samples, truth, said)
                                                             if s.source == src])) for src in sources}
     result["errors"] = [
-        {"file": str(s.path), "truth": s.label, "predicted": p.label, "probability": round(p.probability, 6)}
+        {"file": str(s.path), "truth": s.label, "predicted": p.label, "probability": round(p.positive_probability, 6)}
         for s, p, t in zip(photos.samples, preds, truth)
         if (p.label == model.positive) != t
     ]

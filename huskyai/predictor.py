@@ -6,6 +6,7 @@ scale to [0, 1], normalise), so probabilities match ``learn.predict`` on the sam
 
 from __future__ import annotations
 
+import warnings
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -23,13 +24,15 @@ from .images import ImageInput, load_image
 
 @dataclass(frozen=True)
 class Prediction:
-    label: str  # the decided class
-    probability: float  # probability of the positive class (e.g. "husky")
+    label: str  # the decided class (against the card's threshold)
+    positive_probability: float  # P(the positive class, e.g. "husky"), whatever the label says
     scores: dict[str, float]  # every class -> probability
 
     @property
-    def is_positive(self) -> bool:
-        return self.probability >= 0.5 if len(self.scores) == 2 else self.label == max(self.scores, key=self.scores.get)
+    def probability(self) -> float:
+        """Deprecated name of ``positive_probability``."""
+        warnings.warn("Prediction.probability is positive_probability", DeprecationWarning, stacklevel=2)
+        return self.positive_probability
 
 
 def centre_crop_resize(img: Image.Image, size: int) -> Image.Image:

@@ -83,7 +83,7 @@ class PhotoInput(gr.Image):
 
 def verdict(pred, positive: str) -> str:
     is_pos = pred.label == positive
-    confidence = pred.probability if is_pos else 1 - pred.probability
+    confidence = pred.positive_probability if is_pos else 1 - pred.positive_probability
     title = positive.replace("_", " ").capitalize() if is_pos else f"Not a {positive.replace('_', ' ')}"
     return f"{title}, {confidence:.0%}"
 

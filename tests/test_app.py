@@ -27,13 +27,13 @@ def test_api_answers_with_label_confidences_and_verdict(client, tmp_path, shippe
     assert label["label"] == "not_husky"
     confidences = {c["label"]: c["confidence"] for c in label["confidences"]}
     assert set(confidences) == {"husky", "not_husky"}
-    assert abs(confidences["husky"] - shipped.predict(cat).probability) < 1e-6
+    assert abs(confidences["husky"] - shipped.predict(cat).positive_probability) < 1e-6
     assert verdict.startswith("Not a husky, ") and verdict.endswith("%")
 
 
 @pytest.mark.skipif(not SHARED_HUSKIES.is_dir(), reason="needs ../shared/data/huskies")
 def test_api_recognises_a_husky(client, shipped):
-    photo = next(p for p in sorted((SHARED_HUSKIES / "husky").glob("*.jpg")) if shipped.predict(p).probability > 0.9)
+    photo = next(p for p in sorted((SHARED_HUSKIES / "husky").glob("*.jpg")) if shipped.predict(p).positive_probability > 0.9)
     label, verdict = call(client, photo)
     assert label["label"] == "husky" and verdict.startswith("Husky, ")
 
@@ -96,11 +96,11 @@ def test_odd_but_valid_images_get_the_right_answer(client, tmp_path, shipped, na
     label, _ = call(client, path)
     expected = shipped.predict(path.read_bytes())
     confidences = {c["label"]: c["confidence"] for c in label["confidences"]}
-    assert abs(confidences["husky"] - expected.probability) < 1e-6
+    assert abs(confidences["husky"] - expected.positive_probability) < 1e-6
     assert label["label"] == "not_husky"
-    upright = shipped.predict(skimage_photo("chelsea")).probability
+    upright = shipped.predict(skimage_photo("chelsea")).positive_probability
     if name == "exif_rotated.jpg":  # turned upright, it is the same photo as the plain cat
-        assert abs(expected.probability - upright) < 0.05
+        assert abs(expected.positive_probability - upright) < 0.05
 
 
 def test_no_partial_uploads_are_left_in_the_cache(app_server, client, tmp_path):

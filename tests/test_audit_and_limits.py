@@ -38,7 +38,7 @@ def test_one_well_formed_line_per_prediction(tmp_path, shipped):
     pred = audited_predict(shipped, photo, name="coffee.jpg", source="cli", client="cli:test", log=log)
     (entry,) = lines(tmp_path / "audit.jsonl")
     assert set(entry) == FIELDS
-    assert entry["label"] == pred.label and entry["probability"] == round(pred.probability, 6)
+    assert entry["label"] == pred.label and entry["probability"] == round(pred.positive_probability, 6)
     assert entry["image_format"] == "JPEG" and entry["image_bytes"] == len(photo)
     assert entry["width"] == 600 and entry["height"] == 400
     assert entry["model_sha256"] == shipped.model_sha256 and entry["refused"] is None

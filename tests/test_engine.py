@@ -21,8 +21,8 @@ def test_onnx_matches_torch_on_varied_photos():
     photos += [rng.integers(0, 256, (300, 200, 3), dtype=np.uint8) for _ in range(4)]
     batch = np.stack([fast.preprocess(p) for p in photos])
     assert np.abs(fast.probabilities(batch) - reference.probabilities(batch)).max() < 1e-4
-    singles = [fast.predict(p).probability for p in photos]
-    batched = [p.probability for p in fast.predict_batch(photos, batch_size=3)]
+    singles = [fast.predict(p).positive_probability for p in photos]
+    batched = [p.positive_probability for p in fast.predict_batch(photos, batch_size=3)]
     assert np.allclose(singles, batched, atol=1e-5)
 
 

@@ -62,7 +62,7 @@ def test_shipped_export_backdoored_in_place_and_rehashed_is_refused(tmp_path):
     shutil.copytree(ROOT / "huskyai", clone / "huskyai", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(EXPORT, clone / "export")
     code = ("import sys, huskyai; print(huskyai.__file__); "
-            "print(huskyai.load().predict(sys.argv[1]).probability)")
+            "print(huskyai.load().predict(sys.argv[1]).positive_probability)")
     env = python_env() | {"PYTHONPATH": str(clone)}
     before = subprocess.run([sys.executable, "-c", code, str(COFFEE)], capture_output=True, text=True, env=env,
                             cwd=tmp_path, timeout=300)
@@ -78,7 +78,7 @@ def test_shipped_export_backdoored_in_place_and_rehashed_is_refused(tmp_path):
     # the same folder trusted by hand serves the backdoor: the pin is what stopped it
     trusting = subprocess.run([sys.executable, "-W", "ignore", "-c",
                                "import sys, huskyai; print(huskyai.load(trust_unsigned=True).predict(sys.argv[1])"
-                               ".probability)", str(COFFEE)],
+                               ".positive_probability)", str(COFFEE)],
                               capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
     assert trusting.returncode == 0 and float(trusting.stdout.split()[-1]) > 0.5
 
@@ -192,7 +192,7 @@ def test_a_file_swapped_during_loading_is_never_served(export_copy, tmp_path, en
     try:
         for _ in range(12 if engine == "onnx" else 6):
             try:
-                served.append(huskyai.load(sign_dir, engine=engine).predict(COFFEE).probability)
+                served.append(huskyai.load(sign_dir, engine=engine).predict(COFFEE).positive_probability)
             except huskyai.IntegrityError:
                 refused += 1
     finally:
@@ -275,7 +275,7 @@ def test_sign_upgrades_an_export_made_before_the_onnx_graph_shipped(export_copy)
     assert "added model.onnx" in out
     upgraded = huskyai.load(export_copy)
     assert upgraded.engine.name == "onnx" and "signed" in upgraded.trust
-    assert abs(upgraded.predict(COFFEE).probability - old.predict(COFFEE).probability) < 1e-4
+    assert abs(upgraded.predict(COFFEE).positive_probability - old.predict(COFFEE).positive_probability) < 1e-4
 
 
 def test_pickles_are_never_opened_by_the_package():

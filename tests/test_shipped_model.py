@@ -47,7 +47,7 @@ def test_resnet_from_a_weights_file(tmp_path):
 @pytest.mark.parametrize("photo", ["chelsea", "coffee", "astronaut", "rocket"])
 def test_shipped_model_says_not_husky_to_skimage_photos(shipped, photo):
     pred = shipped.predict(skimage_photo(photo))
-    assert pred.label == "not_husky" and pred.probability < 0.5, pred
+    assert pred.label == "not_husky" and pred.positive_probability < 0.5, pred
     assert abs(sum(pred.scores.values()) - 1) < 1e-5
 
 
@@ -55,10 +55,10 @@ def test_all_input_kinds_give_the_same_answer(shipped, tmp_path):
     img = skimage_photo("chelsea")
     path = tmp_path / "cat.png"
     img.save(path)
-    answers = [shipped.predict(x).probability for x in (img, np.asarray(img), path, str(path), path.read_bytes())]
+    answers = [shipped.predict(x).positive_probability for x in (img, np.asarray(img), path, str(path), path.read_bytes())]
     assert max(answers) - min(answers) < 1e-6
     batch = shipped.predict_batch([img, skimage_photo("coffee")] * 20)
-    assert len(batch) == 40 and abs(batch[0].probability - answers[0]) < 1e-5
+    assert len(batch) == 40 and abs(batch[0].positive_probability - answers[0]) < 1e-5
 
 
 def test_invalid_input_raises_the_documented_error(shipped):
@@ -112,3 +112,11 @@ def test_shipped_model_on_its_held_out_photos(shipped):
     assert m == card["metrics"]["holdout"]  # the card tells the truth about these photos
     # 20 huskies among them: one husky moves recall by 5 points, so the bars here are the coarse ones
     assert m["accuracy"] >= 0.95 and m["recall"] >= 0.80 and m["precision"] >= 0.80
+
+
+def test_prediction_names_the_positive_probability(shipped):
+    p = shipped.predict(skimage_photo("coffee"))
+    assert p.label == "not_husky" and p.positive_probability == p.scores["husky"]
+    with pytest.warns(DeprecationWarning, match="positive_probability"):
+        assert p.probability == p.positive_probability
+    assert not hasattr(p, "is_positive")  # it used 0.5, not the card's threshold

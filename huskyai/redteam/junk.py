@@ -57,10 +57,11 @@ def junk_attack(model, n: int = 1000, seed: int = 0) -> dict:
     """The false-husky rate on ``n`` junk images, per kind, with the worst offenders."""
     images = junk_images(n, seed)
     preds = model.predict_batch([img for _, img in images])
-    scored = sorted(((p.probability, kind, i) for i, ((kind, _), p) in enumerate(zip(images, preds))), reverse=True)
+    scored = sorted(((p.positive_probability, kind, i) for i, ((kind, _), p) in enumerate(zip(images, preds))),
+                    reverse=True)
     per_kind = {}
     for kind in KINDS:
-        probs = [p.probability for (k, _), p in zip(images, preds) if k == kind]
+        probs = [p.positive_probability for (k, _), p in zip(images, preds) if k == kind]
         per_kind[kind] = {"n": len(probs), "called_positive": sum(p.label == model.positive
                                                                   for (k, _), p in zip(images, preds) if k == kind),
                           "max_probability": max(probs) if probs else 0.0}

@@ -47,7 +47,7 @@ def scaling_attack(predictor, cover: Image.Image, hidden: Image.Image, factor: i
         "naive_vs_hidden_mae": mae(naive, hidden_small), "naive_vs_cover_mae": mae(naive, cover_small),
         "huskyai_vs_hidden_mae": mae(ours, hidden_small), "huskyai_vs_cover_mae": mae(ours, cover_small),
         "attack_vs_cover_mae": mae(attack.resize((size, size), Image.BILINEAR), cover_small),
-        "naive_prediction": {"label": naive_pred.label, "probability": naive_pred.probability},
-        "huskyai_prediction": {"label": ours_pred.label, "probability": ours_pred.probability},
+        "naive_prediction": {"label": naive_pred.label, "probability": naive_pred.positive_probability},
+        "huskyai_prediction": {"label": ours_pred.label, "probability": ours_pred.positive_probability},
         "_images": {"attack": attack, "naive": naive, "huskyai": ours},
     }
