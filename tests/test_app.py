@@ -33,7 +33,8 @@ def test_api_answers_with_label_confidences_and_verdict(client, tmp_path, shippe
 
 @pytest.mark.skipif(not SHARED_HUSKIES.is_dir(), reason="needs ../shared/data/huskies")
 def test_api_recognises_a_husky(client, shipped):
-    photo = next(p for p in sorted((SHARED_HUSKIES / "husky").glob("*.jpg")) if shipped.predict(p).positive_probability > 0.9)
+    photo = next(p for p in sorted((SHARED_HUSKIES / "husky").glob("*.jpg"))
+                 if shipped.predict(p).positive_probability > 0.9)
     label, verdict = call(client, photo)
     assert label["label"] == "husky" and verdict.startswith("Husky, ")
 

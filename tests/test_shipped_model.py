@@ -55,7 +55,8 @@ def test_all_input_kinds_give_the_same_answer(shipped, tmp_path):
     img = skimage_photo("chelsea")
     path = tmp_path / "cat.png"
     img.save(path)
-    answers = [shipped.predict(x).positive_probability for x in (img, np.asarray(img), path, str(path), path.read_bytes())]
+    sources = (img, np.asarray(img), path, str(path), path.read_bytes())
+    answers = [shipped.predict(x).positive_probability for x in sources]
     assert max(answers) - min(answers) < 1e-6
     batch = shipped.predict_batch([img, skimage_photo("coffee")] * 20)
     assert len(batch) == 40 and abs(batch[0].positive_probability - answers[0]) < 1e-5

@@ -196,7 +196,8 @@ def test_the_zero_shot_stage_is_trained_and_exported_identically(toy_export):
     assert net.zero_shot and net.stage2.weight.abs().sum() > 0
     fast, slow = huskyai.load(toy_export, engine="onnx"), huskyai.load(toy_export, engine="torch")
     for name in ("chelsea", "coffee", "astronaut", "rocket"):
-        assert abs(fast.predict(skimage_photo(name)).positive_probability - slow.predict(skimage_photo(name)).positive_probability) < 1e-4
+        photo = skimage_photo(name)
+        assert abs(fast.predict(photo).positive_probability - slow.predict(photo).positive_probability) < 1e-4
 
 
 def test_zero_shot_margins_read_imagenets_husky_classes():
