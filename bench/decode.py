@@ -55,7 +55,7 @@ before = status("VmRSS")
 cpu0, t0 = time.process_time(), time.perf_counter()
 try:
     pred = model.predict(data, "case")
-    outcome = f"predicted {{pred.label}} {{pred.probability:.3f}}"
+    outcome = f"predicted {{pred.label}} {{pred.positive_probability:.3f}}"
 except InvalidImageError as err:
     outcome = "refused: " + str(err).removeprefix("case: ")
 seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
@@ -333,7 +333,7 @@ def quality(n_shared: int) -> None:
                 continue
             from huskyai.images import load_image
             decoded = load_image(data).size
-            p_full, p_served = full_size(data), model.predict(data).probability
+            p_full, p_served = full_size(data), model.predict(data).positive_probability
             diffs.append(abs(p_full - p_served))
             print(f"{name[:22] + ' ' + fmt:28} {big.size[0]:5}x{big.size[1]:<5} {decoded[0]:4}x{decoded[1]:<5} "
                   f"{p_full:7.4f} {p_served:8.4f} {p_served - p_full:+7.4f}", flush=True)

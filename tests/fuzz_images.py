@@ -266,7 +266,8 @@ def check(model, data: bytes, decode_only: bool = False) -> str:
         pred = model.predict(data)
     except InvalidImageError:
         return "refused"
-    assert math.isfinite(pred.probability) and 0.0 <= pred.probability <= 1.0, pred
+    p = pred.positive_probability
+    assert math.isfinite(p) and 0.0 <= p <= 1.0, pred
     assert abs(sum(pred.scores.values()) - 1.0) < 1e-4, pred
     return "ok"
 
