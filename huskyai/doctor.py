@@ -1,6 +1,6 @@
 """Label doctor: rank the photos whose labels look wrong, for a person to look at.
 
-The same features training fits its head on (huskyai.training.extract_features), the same
+The same features training fits its head on (huskyai.head.extract_features), the same
 class-balanced logistic-regression head, fitted k times so that every photo gets a probability from
 a head that never saw it (out of fold); then cleanlab's confident learning
 (``cleanlab.filter.find_label_issues``) picks the photos whose given label disagrees with those
@@ -152,9 +152,9 @@ def find_suspects(data: str | Path | list, arch: str = "tf_efficientnet_lite0", 
     import torch
 
     from .backbones import get_arch, load_pretrained
+    from .dataloaders import make_dataloaders
     from .head import extract_features
     from .model import HuskyNet
-    from .training import make_dataloaders
 
     if filter_by not in FILTERS:  # before minutes of feature extraction, not after
         raise ValueError(f"filter_by must be one of {', '.join(FILTERS)}, not {filter_by!r}")

@@ -24,6 +24,6 @@ def load_learner(export_dir: str | Path | None = None, sha256: str | None = None
     export = artifacts.open_export(export_dir, sha256=sha256, trust_unsigned=trust_unsigned)
     if artifacts.WEIGHTS_NAME not in export.files:
         raise artifacts.IntegrityError(f"{export.folder}: the model card lists no {artifacts.WEIGHTS_NAME}")
-    from .training import learner_from_card
+    from .dataloaders import learner_from_card
 
     return learner_from_card(export.card, export.files[artifacts.WEIGHTS_NAME])

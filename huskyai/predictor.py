@@ -61,8 +61,8 @@ class Predictor:
         self.threshold: float = float(self.card.get("decision_threshold", 0.5))
         self.size: int = int(self.card["input_size"])
         norm = self.card["normalization"]
-        self._mean = np.array(norm["mean"], dtype=np.float32).reshape(3, 1, 1)
-        self._std = np.array(norm["std"], dtype=np.float32).reshape(3, 1, 1)
+        self.mean = np.array(norm["mean"], dtype=np.float32).reshape(3, 1, 1)
+        self.std = np.array(norm["std"], dtype=np.float32).reshape(3, 1, 1)
         # built from the very bytes that were hashed; the big ones are not kept
         self.engine = create_engine(engine, self.card["arch"], len(self.classes), export.files[artifacts.WEIGHTS_NAME],
                                     export.files.get(artifacts.ONNX_NAME))
@@ -84,7 +84,7 @@ class Predictor:
         """A CHW float32 array ready for the network; InvalidImageError for anything unreadable."""
         img = centre_crop_resize(load_image(source, name), self.size)
         x = np.asarray(img, dtype=np.float32).transpose(2, 0, 1) / 255.0
-        return (x - self._mean) / self._std
+        return (x - self.mean) / self.std
 
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
         """Class probabilities for a preprocessed NCHW float32 batch."""

@@ -1,108 +1,35 @@
-"""Fine-tuning with fastai: data -> learner -> head fitted on features -> optional fine-tune -> export/.
+"""Training with fastai, top to bottom: photos -> DataLoaders -> features -> head -> (fine-tune) -> export/.
 
-The recipe, chosen by measurement on the shared husky set (see the README):
-1. a pretrained backbone, its pooled features and its 1000 ImageNet log-probabilities;
-2. a linear head fitted by class-balanced logistic regression on those features (two views of
-   every training photo: as is and mirrored), its decision threshold picked by cross-validation
-   and folded into the bias, so argmax, fastai's ``learn.predict`` and the predictor all agree;
+The recipe, chosen by measurement (docs/model-quality.md):
+1. a pretrained backbone, its pooled features, its 1000 ImageNet log-probabilities and five zero-shot
+   husky scores (huskyai.model);
+2. a head fitted by class-balanced logistic regression on two views of every training photo (as is
+   and mirrored), a zero-shot stage on its out-of-fold logits, and the threshold folded into the
+   bias (huskyai.head);
 3. optionally ``--epochs N`` of fastai ``fit_one_cycle`` over the whole network, at a low rate;
-4. validation metrics and plots, then export/ (see huskyai.artifacts).
+4. validation metrics, optional repeated cross-validation (huskyai.validation), plots, export.
 """
 
 from __future__ import annotations
 
-import os
-import platform
 import shutil
 import tempfile
 import time
-from datetime import datetime, timezone
-from operator import itemgetter
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import torch
+from fastai.vision.all import Callback, CrossEntropyLossFlat, Learner, TrainEvalCallback, accuracy
 
-matplotlib.use("Agg")  # plots go to files; no display on servers and CI
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from fastai.vision.all import (  # noqa: E402
-    Callback,
-    CategoryBlock,
-    ClassificationInterpretation,
-    CrossEntropyLossFlat,
-    DataBlock,
-    ImageBlock,
-    IndexSplitter,
-    Learner,
-    Normalize,
-    PILImage,
-    Resize,
-    TrainEvalCallback,
-    accuracy,
-    aug_transforms,
-    params,
-)
-from PIL import Image  # noqa: E402
-
-from . import artifacts  # noqa: E402
-from .backbones import DEFAULT_ARCH, get_arch, load_pretrained  # noqa: E402
-from .data import PhotoSet, Sample, scan_many, split_holdout, stratified_valid_indices  # noqa: E402
-from .head import extract_features, fit_head  # noqa: E402
-from .images import load_image  # noqa: E402
-from .metrics import binary_metrics, format_metrics  # noqa: E402
-from .model import HuskyNet  # noqa: E402
-
-
-class HuskyPILImage(PILImage):
-    """fastai's PILImage, decoded by huskyai.images so training sees photos exactly as serving does."""
-
-    @classmethod
-    def create(cls, fn: Path | str | bytes | np.ndarray | Image.Image, **kwargs):  # types guide fastai's test_dl
-        return cls(load_image(fn))
-
-
-def data_block(classes: list[str], size: int, mean, std, valid_idx: list[int]) -> DataBlock:
-    """Crop-resize to ``size`` (centre crop when validating), augment the training side, normalise."""
-    return DataBlock(
-        blocks=(ImageBlock(cls=HuskyPILImage), CategoryBlock(vocab=classes, sort=False)),
-        get_x=itemgetter(0),
-        get_y=itemgetter(1),
-        splitter=IndexSplitter(valid_idx),
-        item_tfms=Resize(size),
-        batch_tfms=[*aug_transforms(max_rotate=10.0, max_zoom=1.2), Normalize.from_stats(list(mean), list(std))],
-    )
-
-
-def make_dataloaders(samples: list[Sample], classes: list[str], size: int, mean, std,
-                     valid_pct: float = 0.2, seed: int = 42, batch_size: int = 32):
-    """fastai DataLoaders over ``samples``, split stratified by class."""
-    valid_idx = stratified_valid_indices([f"{s.label}|{s.source}" for s in samples], valid_pct, seed)
-    items = [[str(s.path), s.label] for s in samples]  # lists: fastai maps transforms over tuples
-    n_train = len(items) - len(valid_idx)
-    batch_size = max(2, min(batch_size, n_train))  # fastai drops the last partial training batch
-    return data_block(classes, size, mean, std, valid_idx).dataloaders(items, bs=batch_size, num_workers=0,
-                                                                       seed=seed)
-
-
-def learner_from_card(card: dict, weights: bytes) -> Learner:
-    """fastai's Learner rebuilt from code, the card and safetensors bytes: nothing is unpickled.
-
-    Its DataLoaders are empty, as after fastai's ``load_learner``: ``learn.predict`` works at once;
-    for ``learn.fine_tune`` on new photos set ``learn.dls`` (e.g. to ``make_dataloaders(...)``)."""
-    from safetensors.torch import load as load_safetensors
-
-    from .model import model_for_weights
-
-    classes, size = list(card["classes"]), int(card["input_size"])
-    norm = card["normalization"]
-    blank = np.zeros((size, size, 3), np.uint8)  # two stand-in items fix the pipelines, then are dropped
-    dls = data_block(classes, size, norm["mean"], norm["std"], valid_idx=[1]).dataloaders(
-        [[blank, classes[0]], [blank, classes[-1]]], bs=1, num_workers=0)
-    model = model_for_weights(card["arch"], len(classes), load_safetensors(weights))
-    return Learner(dls.new_empty(), model, loss_func=CrossEntropyLossFlat(), metrics=[accuracy],
-                   splitter=backbone_and_head, path=Path(tempfile.gettempdir()))
+from . import artifacts
+from .backbones import DEFAULT_ARCH, get_arch, load_pretrained
+from .data import PhotoSet, Sample, scan_many, split_holdout
+from .dataloaders import backbone_and_head, make_dataloaders
+from .export import model_card, move_into_place, save_weights_and_graph
+from .head import extract_features, fit_head
+from .metrics import binary_metrics, format_metrics
+from .model import HuskyNet
+from .plots import save_confusion_matrix, save_top_losses
 
 
 class FrozenBatchNorm(Callback):
@@ -118,7 +45,7 @@ class FrozenBatchNorm(Callback):
 
 
 def _junk_samples(n: int, folder: Path, label: str, seed: int) -> list[Sample]:
-    from .redteam.junk import junk_images
+    from .junk import junk_images
 
     folder.mkdir(parents=True)
     samples = []
@@ -127,10 +54,6 @@ def _junk_samples(n: int, folder: Path, label: str, seed: int) -> list[Sample]:
         img.save(path)
         samples.append(Sample(path, label, f"junk-{seed + 1}-{i}"))
     return samples
-
-
-def backbone_and_head(model: HuskyNet) -> list:
-    return [params(model.backbone), params(model.head)]
 
 
 def _cross_validate(model: HuskyNet, x_views, is_pos, kept: list[Sample], dls, repeats: int, c: float, seed: int,
@@ -162,103 +85,6 @@ def _predict_items(learn: Learner, samples: list[Sample]) -> np.ndarray:
 def _metrics_for(probs: np.ndarray, labels: list[str], classes: list[str]) -> dict:
     positive = len(classes) - 1
     return binary_metrics([lab == classes[positive] for lab in labels], list(probs.argmax(1) == positive))
-
-
-def save_confusion_matrix(m: dict, classes: list[str], path: Path, title: str) -> None:
-    c = m["confusion"]
-    neg, pos = "not " + classes[-1] if len(classes) > 2 else classes[0], classes[-1]
-    grid = np.array([[c["tn"], c["fp"]], [c["fn"], c["tp"]]])
-    fig, ax = plt.subplots(figsize=(4.2, 4))
-    ax.imshow(grid, cmap="Blues")
-    for (i, j), v in np.ndenumerate(grid):
-        ax.text(j, i, str(v), ha="center", va="center", fontsize=14,
-                color="white" if v > grid.max() / 2 else "black")
-    ax.set_xticks([0, 1], [neg, pos])
-    ax.set_yticks([0, 1], [neg, pos])
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("actual")
-    ax.set_title(f"{title}\naccuracy {m['accuracy']:.3f}, precision {m['precision']:.2f}, recall {m['recall']:.2f}",
-                 fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-def save_top_losses(learn: Learner, probs: np.ndarray, path: Path, k: int = 9) -> None:
-    """fastai's top-losses grid (prediction / actual / loss / probability) from validation."""
-    dl = learn.dls.valid.new(shuffle=False, drop_last=False)
-    targets = torch.tensor([learn.dls.vocab.o2i[label] for _, label in dl.items])
-    losses = torch.nn.functional.nll_loss(torch.log(torch.from_numpy(probs).clamp_min(1e-12)), targets,
-                                          reduction="none")
-    interp = ClassificationInterpretation(learn, dl, losses)
-    interp.plot_top_losses(min(k, len(losses)), nrows=3, figsize=(9, 9))
-    plt.gcf().savefig(path, dpi=80)
-    plt.close("all")
-
-
-def _versions() -> dict[str, str]:
-    import fastai
-    import PIL
-    import timm
-
-    return {"python": platform.python_version(), "torch": torch.__version__, "fastai": fastai.__version__,
-            "timm": timm.__version__, "pillow": PIL.__version__}
-
-
-def save_weights_and_graph(model: HuskyNet, size: int, folder: Path) -> None:
-    """model.safetensors, and the same network with its softmax as model.onnx (what serving runs)."""
-    from safetensors.torch import save_file
-
-    from .engine import onnx_bytes
-
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / artifacts.WEIGHTS_NAME))
-    graph = onnx_bytes(torch.nn.Sequential(model, torch.nn.Softmax(dim=1)).eval(), size)
-    (folder / artifacts.ONNX_NAME).write_bytes(graph)
-
-
-def _move_into_place(stage: Path, out: Path) -> None:
-    """Replace the export in ``out`` by the staged one; only the export's own files are touched.
-    The old card goes first and the new one last, so a crash half-way leaves no loadable mix."""
-    (out / artifacts.CARD_NAME).unlink(missing_ok=True)
-    for name in artifacts.EXPORT_NAMES:
-        if (stage / name).is_file():
-            os.replace(stage / name, out / name)
-        else:
-            (out / name).unlink(missing_ok=True)  # no file of an older model may linger
-    os.replace(stage / artifacts.CARD_NAME, out / artifacts.CARD_NAME)
-
-
-def _card(arch_info, photos: PhotoSet, positive: str, size: int, threshold: float, metrics: dict, data,
-          held: list[Sample], dls, settings: dict) -> dict:
-    def counts(labels) -> dict[str, int]:
-        labels = list(labels)
-        return {c: labels.count(c) for c in photos.classes}
-
-    return {
-        "name": "Husky AI",
-        "arch": arch_info.name,
-        "classes": photos.classes,
-        "positive_class": positive,
-        "input_size": size,
-        "resize": {"method": "crop", "resample": "bilinear",
-                   "description": "centre crop to a square, then resize (fastai Resize, validation mode)"},
-        "normalization": {"mean": list(arch_info.mean), "std": list(arch_info.std)},
-        "decision_threshold": 0.5,
-        "threshold_folded_into_bias": threshold,
-        "metrics": metrics,
-        "training": {
-            "data": ", ".join(Path(d).resolve().name for d in ([data] if isinstance(data, (str, Path)) else data)),
-            "data_fingerprint": photos.fingerprint(),
-            "counts": counts(label for _, label in dls.train.items),  # what the head was fitted on
-            "validation_counts": counts(label for _, label in dls.valid.items),
-            "holdout_counts": counts(s.label for s in held),
-            "skipped": [why for _, why in photos.skipped],
-            "holdout_files": sorted(s.key for s in held),
-            **settings,
-        },
-        "versions": _versions(),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
 
 
 def train(data: str | Path | list[str | Path], out: str | Path = "export", arch: str = DEFAULT_ARCH, epochs: int = 0,
@@ -324,13 +150,13 @@ def train(data: str | Path | list[str | Path], out: str | Path = "export", arch:
                        "whatever it holds; share model.safetensors and model.json instead")
                 learn.export(stage / artifacts.LEARNER_NAME)
             save_weights_and_graph(model, size, stage)
-            card = _card(arch_info, photos, positive, size, threshold, metrics, data, held, dls,
+            card = model_card(arch_info, photos, positive, size, threshold, metrics, data, held, dls,
                          dict(holdout_fraction=holdout, valid_pct=valid_pct, seed=seed, epochs=epochs, lr=lr,
                               head_c=c, junk_negatives=junk, zero_shot_stage=model.zero_shot,
                               pretrained_weights=str(weights) if weights else "default",
                               seconds=round(time.time() - started, 1)))
             card = artifacts.write_card(stage, card, artifacts.signing_key(create=True) if sign else None)
-            _move_into_place(stage, out)
+            move_into_place(stage, out)
         finally:
             shutil.rmtree(stage, ignore_errors=True)
     report(f"exported to {out} in {card['training']['seconds']} s: " + ", ".join(card["files"]))

@@ -12,8 +12,9 @@ import pytest
 
 import huskyai
 from conftest import EXPORT, ROOT, python_env, skimage_photo
+from huskyai.junk import KINDS, junk_images
 from huskyai.redteam.blackbox import square_attack
-from huskyai.redteam.junk import KINDS, junk_attack, junk_images
+from huskyai.redteam.junk import junk_attack
 from huskyai.redteam.scaling import scaling_attack
 from huskyai.redteam.tamper import tamper_attack
 from huskyai.redteam.whitebox import perturb_attack

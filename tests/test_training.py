@@ -127,7 +127,7 @@ def test_training_into_a_used_folder_touches_only_its_own_files(tmp_path):
 def test_the_rebuilt_learner_fine_tunes_on_new_photos_and_exports_a_pickle_on_request(toy_export, tmp_path):
     import huskyai
     from huskyai.data import scan
-    from huskyai.training import make_dataloaders
+    from huskyai.dataloaders import make_dataloaders
 
     learn = huskyai.load_learner(toy_export)
     card = json.loads((toy_export / "model.json").read_text())

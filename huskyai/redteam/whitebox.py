@@ -33,12 +33,12 @@ class PixelModel:
         self.net = predictor.torch_network(with_softmax=False)
         for p in self.net.parameters():
             p.requires_grad_(False)
-        self.mean = torch.tensor(predictor._mean).reshape(1, 3, 1, 1)
-        self.std = torch.tensor(predictor._std).reshape(1, 3, 1, 1)
+        self.mean = torch.tensor(predictor.mean).reshape(1, 3, 1, 1)
+        self.std = torch.tensor(predictor.std).reshape(1, 3, 1, 1)
 
     def pixels(self, source) -> np.ndarray:
         """Preprocessed photo as CHW pixels in [0, 1] (before normalisation)."""
-        return self.predictor.preprocess(source) * self.predictor._std + self.predictor._mean
+        return self.predictor.preprocess(source) * self.predictor.std + self.predictor.mean
 
     def logits(self, x):
         return self.net((x - self.mean) / self.std)
