@@ -42,7 +42,7 @@ SIGNING_KEY_ENV = "HUSKYAI_SIGNING_KEY"
 MODEL_SHA256_ENV = "HUSKYAI_MODEL_SHA256"
 DEFAULT_EXPORT = Path(__file__).resolve().parent.parent / "export"
 # the root of trust for the shipped model: sha256 of export/model.json, which hashes every other file
-SHIPPED_CARD_SHA256 = "ca703b4346ee993a0f12b44c2a231fecaae694187b509a54e3d1afca5029f840"
+SHIPPED_CARD_SHA256 = "48eb0d40a3a9fa78a4c332c2e7addc4b0f507cf4ce9ea17f3788f33d38b553e7"
 MAX_FILE_BYTES = 512 * 1024 * 1024
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 

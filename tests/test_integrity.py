@@ -69,7 +69,7 @@ def test_shipped_export_backdoored_in_place_and_rehashed_is_refused(tmp_path):
     assert before.returncode == 0, before.stderr
     assert before.stdout.startswith(str(clone)) and float(before.stdout.split()[-1]) < 0.05
 
-    edit_bias(clone / "export", positive_index=1, shift=8.0)
+    edit_bias(clone / "export", positive_index=1, shift=20.0)
     rehash_card(clone / "export")
     assert artifacts.check_files(clone / "export")[1] == []  # the hashes are consistent again
     after = subprocess.run([sys.executable, "-c", code, str(COFFEE)], capture_output=True, text=True, env=env,
@@ -174,7 +174,7 @@ def test_a_file_swapped_during_loading_is_never_served(export_copy, tmp_path, en
     genuine = (sign_dir / target).read_bytes()
     evil_dir = tmp_path / "evil"
     shutil.copytree(sign_dir, evil_dir)
-    edit_bias(evil_dir, positive_index=1, shift=12.0)
+    edit_bias(evil_dir, positive_index=1, shift=20.0)
     (tmp_path / "genuine").write_bytes(genuine)
     stop = threading.Event()
 

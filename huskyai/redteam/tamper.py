@@ -22,16 +22,20 @@ def edit_bias(export_dir: Path, positive_index: int, shift: float = 5.0) -> None
 
     path = export_dir / artifacts.WEIGHTS_NAME
     weights = load_file(str(path))
-    weights["head.bias"][positive_index] += shift
+    # the last layer: the zero-shot stage's single output where there is one, else the head's row
+    name, index = ("stage2.bias", 0) if "stage2.bias" in weights else ("head.bias", positive_index)
+    weights[name][index] += shift
     save_file(weights, str(path))
     graph_path = export_dir / artifacts.ONNX_NAME
     if graph_path.is_file():
         graph = onnx.load_from_string(graph_path.read_bytes())
-        for init in graph.graph.initializer:
-            if init.name.endswith("head.bias"):
-                bias = numpy_helper.to_array(init).copy()
-                bias[positive_index] += shift
-                init.CopyFrom(numpy_helper.from_array(bias, init.name))
+        found = [init for init in graph.graph.initializer if init.name.endswith(name)]
+        if not found:
+            raise RuntimeError(f"{graph_path}: no initializer named like {name}")
+        for init in found:
+            bias = numpy_helper.to_array(init).copy()
+            bias[index] += shift
+            init.CopyFrom(numpy_helper.from_array(bias, init.name))
         graph_path.write_bytes(graph.SerializeToString())
 
 
