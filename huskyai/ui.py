@@ -145,14 +145,34 @@ def model_card_markdown(model: Predictor) -> str:
         "ImageNet-pretrained, with a husky head.",
         *training_lines(card.get("training", {})),
     ]
-    for split, m in card.get("metrics", {}).items():
+    metrics = dict(card.get("metrics", {}))
+    cv = metrics.pop("cv", None)
+    for split, m in metrics.items():
         lines.append(f"**{_text(split.capitalize())}** ({int(m['n'])} photos): accuracy {m['accuracy']:.3f}, "
                      f"precision {m['precision']:.3f}, recall {m['recall']:.3f}, F1 {m['f1']:.3f}.")
+    if isinstance(cv, dict):
+        lines += cv_lines(cv)
     lines += redteam_lines(model)
     lines.append(f"**Model sha256:** `{_text(model.model_sha256)}`")
     lines.append(f"**Verified:** {_text(model_trust(model))}.")
     lines.append(f"**Created:** {_text(card.get('created', '?'))}.")
     return "\n\n".join(lines)
+
+
+def cv_lines(cv: dict) -> list[str]:
+    """Repeated cross-validation from the card, with its 95% intervals, one line per source."""
+    out = []
+    for part, m in cv.items():
+        if not isinstance(m, dict):
+            continue
+        try:
+            cells = ", ".join(f"{k} {_number(m[k]['mean']):.3f} [{_number(m[k]['ci95'][0]):.3f}, "
+                              f"{_number(m[k]['ci95'][1]):.3f}]" for k in ("accuracy", "precision", "recall", "f1"))
+            out.append(f"**Cross-validation, {_text(part)}** ({int(_number(m['n']))} photos, "
+                       f"{int(_number(cv.get('repeats', 1)))} x 5 folds, 95% intervals): {cells}.")
+        except (KeyError, TypeError, IndexError):
+            continue
+    return out
 
 
 def _number(value) -> float:

@@ -300,4 +300,5 @@ def test_the_app_refuses_an_unsigned_export_and_shows_it_when_trusted(export_cop
     assert proc.returncode == 1 and "not signed and not pinned" in proc.stderr and "Traceback" not in proc.stderr
     with pytest.warns(UserWarning):
         trusted = huskyai.load(export_copy, trust_unsigned=True)
-    assert "UNSIGNED" in model_card_markdown(trusted)
+    card = model_card_markdown(trusted)
+    assert "UNSIGNED" in card and "Cross-validation, huskies-web" in card  # the card's intervals shown
