@@ -53,10 +53,6 @@ class AuditLog:
         self._logger.propagate = False
         self._salt = self._load_salt()
 
-    @property
-    def enabled(self) -> bool:
-        return self._logger is not None
-
     def _load_salt(self) -> bytes:
         if os.environ.get("HUSKYAI_AUDIT_SALT"):
             return os.environ["HUSKYAI_AUDIT_SALT"].encode()
