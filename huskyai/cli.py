@@ -104,10 +104,13 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     model = _load(args)
     result = evaluate(model, args.data, report=lambda msg: print(msg, file=sys.stderr))
-    if args.sheet:
+    if args.sheet and not result["errors"]:
+        print(f"no misclassified photos: no contact sheet written to {args.sheet}", file=sys.stderr)
+    elif args.sheet:
         from .evaluation import save_contact_sheet
 
         save_contact_sheet(result["errors"], args.sheet)
+        print(f"contact sheet of {len(result['errors'])} misclassified photos: {args.sheet}", file=sys.stderr)
     if args.json:
         print(json.dumps(result, indent=2))
     else:

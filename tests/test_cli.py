@@ -41,7 +41,8 @@ def test_evaluate_json(tmp_path, toy_export):
     sheet = tmp_path / "errors.png"
     proc = run("evaluate", str(data), "--json", "--model", str(toy_export), "--sheet", str(sheet), check_code=0)
     result = json.loads(proc.stdout)
-    assert sheet.read_bytes()[:4] == b"\x89PNG"
+    if not result["errors"]:  # a perfect score draws no blank sheet, and says so
+        assert not sheet.exists() and "no misclassified photos" in proc.stderr
     assert result["n"] == 6
     for key in ("accuracy", "precision", "recall", "f1"):
         assert 0 <= result[key] <= 1
@@ -49,6 +50,11 @@ def test_evaluate_json(tmp_path, toy_export):
     assert result["accuracy"] == (result["confusion"]["tp"] + result["confusion"]["tn"]) / 6
     assert len(result["errors"]) == result["confusion"]["fp"] + result["confusion"]["fn"]
     assert "broken.jpg" in proc.stderr
+    # a cat crop filed under not_husky is an error the sheet must show
+    (data / "not_husky" / "planted.jpg").write_bytes((data / "husky" / "husky_00.jpg").read_bytes())
+    proc = run("evaluate", str(data), "--json", "--model", str(toy_export), "--sheet", str(sheet), check_code=0)
+    assert any(e["file"].endswith("planted.jpg") for e in json.loads(proc.stdout)["errors"])
+    assert sheet.read_bytes()[:4] == b"\x89PNG" and "contact sheet of" in proc.stderr
 
 
 def test_bad_model_folder_and_bad_data_exit_non_zero(tmp_path):
