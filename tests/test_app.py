@@ -13,6 +13,8 @@ from PIL import Image
 
 from conftest import ROOT, SHARED_HUSKIES, bad_files, jpeg_bytes, skimage_photo
 
+pytestmark = pytest.mark.slow  # trains, serves or attacks: the full run only
+
 
 def call(client, path: Path):
     from gradio_client import handle_file

@@ -15,6 +15,8 @@ from huskyai.audit import AuditLog, audited_predict
 from huskyai.images import InvalidImageError
 from huskyai.ratelimit import RateLimiter
 
+pytestmark = pytest.mark.slow  # trains, serves or attacks: the full run only
+
 sys.path.insert(0, str(ROOT / "bench"))
 FIELDS = {"time", "source", "client", "image_sha256", "image_bytes", "image_format", "width", "height", "label",
           "probability", "refused", "latency_ms", "model_sha256", "trust"}

@@ -12,10 +12,10 @@ from conftest import ROOT, bad_files, jpeg_bytes, skimage_photo
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = ROOT / "test-artifacts"
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(
     not os.path.exists(CHROMIUM) and os.environ.get("CI") != "true",
     reason="needs Debian's chromium (apt-get install chromium); tests/run.sh installs it",
-)
+)]
 
 
 @pytest.fixture(scope="module")

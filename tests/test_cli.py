@@ -6,7 +6,11 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from conftest import ROOT, bad_files, jpeg_bytes, make_toy_dataset, python_env, skimage_photo
+
+pytestmark = pytest.mark.slow  # trains the toy model and runs the CLI as subprocesses
 
 
 def run(*args: str, check_code: int | None = None) -> subprocess.CompletedProcess:

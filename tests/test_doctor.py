@@ -14,6 +14,8 @@ from conftest import ROOT, bad_files, make_toy_dataset, python_env
 from huskyai.data import DataError
 from huskyai.doctor import Suspect, find_suspects, format_table, out_of_fold_probabilities, suspects_to_drop
 
+pytestmark = pytest.mark.slow  # trains, serves or attacks: the full run only
+
 SIZE = 96  # at 64 px confident learning flags only the worst of the three on so few photos
 PLANTED = ("husky_00.jpg", "husky_05.jpg", "husky_10.jpg")  # cat crops filed under not_husky/
 

@@ -56,6 +56,7 @@ def test_the_shipped_card_is_the_one_pinned_in_the_package():
     assert "learner.pkl" not in model.card["files"]  # the shipped export carries no pickle
 
 
+@pytest.mark.slow
 def test_shipped_export_backdoored_in_place_and_rehashed_is_refused(tmp_path):
     """The series' attack on a fresh clone: shift the bias towards husky, rewrite the card's hashes."""
     clone = tmp_path / "clone"
@@ -87,6 +88,7 @@ def test_a_copy_of_the_shipped_export_elsewhere_is_still_the_shipped_model(expor
     assert "pinned in the huskyai package" in huskyai.load(export_copy).trust
 
 
+@pytest.mark.slow
 def test_unsigned_export_is_refused_unless_pinned_or_trusted(export_copy):
     make_own(export_copy)
     digest = artifacts.sha256((export_copy / "model.json").read_bytes())
@@ -105,6 +107,7 @@ def test_unsigned_export_is_refused_unless_pinned_or_trusted(export_copy):
                ).returncode == 0
 
 
+@pytest.mark.slow
 def test_signing_key_is_made_once_private_and_a_signed_export_loads(export_copy, tmp_path):
     make_own(export_copy)
     config = tmp_path / "config"
@@ -123,6 +126,7 @@ def test_signing_key_is_made_once_private_and_a_signed_export_loads(export_copy,
     assert nokey.returncode == 1 and "no signing key here" in nokey.stderr
 
 
+@pytest.mark.slow
 def test_a_consistent_forgery_of_a_signed_export_is_refused(export_copy):
     make_own(export_copy)
     sign(export_copy)
@@ -164,6 +168,7 @@ def test_a_symlinked_model_file_is_refused(export_copy, tmp_path):
 
 # ---- hash once: what was checked is what is served ---------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("engine,target", [("onnx", "model.onnx"), ("torch", "model.safetensors")])
 def test_a_file_swapped_during_loading_is_never_served(export_copy, tmp_path, engine, target):
     """The race that beat the signature: swap the genuine file and a backdoored one while loading."""
@@ -222,6 +227,7 @@ class _CloudpickledPayload:
         return payload, ()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("route", ["fickling", "cloudpickle"])
 def test_a_crafted_pickle_never_runs_through_any_entry_point(export_copy, tmp_path, route):
     import cloudpickle
@@ -262,6 +268,7 @@ def test_verify_reports_the_shipped_export_as_pinned():
     assert "pinned in the huskyai package" in proc.stdout
 
 
+@pytest.mark.slow
 def test_sign_upgrades_an_export_made_before_the_onnx_graph_shipped(export_copy):
     card = json.loads((export_copy / "model.json").read_text())
     (export_copy / "model.onnx").unlink()
@@ -291,6 +298,7 @@ def test_pickles_are_never_opened_by_the_package():
     assert pickle  # the test module itself uses pickle only to prove a payload is live
 
 
+@pytest.mark.slow
 def test_the_app_refuses_an_unsigned_export_and_shows_it_when_trusted(export_copy):
     from huskyai.ui import model_card_markdown
 

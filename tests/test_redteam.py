@@ -19,6 +19,8 @@ from huskyai.redteam.scaling import scaling_attack
 from huskyai.redteam.tamper import tamper_attack
 from huskyai.redteam.whitebox import perturb_attack
 
+pytestmark = pytest.mark.slow  # trains, serves or attacks: the full run only
+
 
 def test_junk_generator_covers_every_kind():
     images = junk_images(len(KINDS) * 2, seed=3)

@@ -12,6 +12,8 @@ from conftest import bad_files, make_toy_dataset, skimage_photo
 from huskyai import artifacts
 from huskyai.data import DataError, scan
 
+pytestmark = pytest.mark.slow  # trains, serves or attacks: the full run only
+
 
 def test_export_holds_every_artifact_hashed_in_the_card(toy_export):
     card = json.loads((toy_export / "model.json").read_text())
