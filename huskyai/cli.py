@@ -48,6 +48,7 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from .artifacts import IntegrityError
     from .backbones import BackboneError
     from .data import DataError
     from .training import train
@@ -57,7 +58,7 @@ def run_train(args: argparse.Namespace) -> int:
               holdout=args.holdout, valid_pct=args.valid_pct, seed=args.seed, lr=args.lr, weights=args.weights,
               junk=args.junk, cv=args.cv, zero_shot=not args.plain_head,
               pickle=args.pickle)
-    except (DataError, BackboneError) as err:
+    except (DataError, BackboneError, IntegrityError) as err:  # train.py calls this directly, not via main()
         _err(str(err))
         return 1
     return 0

@@ -246,6 +246,15 @@ def test_normal_photos_decode_exactly_as_before():
         assert np.array_equal(np.asarray(load_image(data)), expected), fmt
 
 
+def load_with_peak_memory(data: bytes):
+    """load_image(data) and the peak of Python-level allocations while it ran."""
+    tracemalloc.start()
+    try:
+        return load_image(data), tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
 def test_16_bit_images_convert_to_their_high_byte_without_float_copies():
     ramp = (np.arange(256 * 64, dtype=np.uint32).reshape(64, 256) * 4).astype(np.uint16)  # 0..65532
     ramp[0, :4] = (0, 255, 32768, 65535)
@@ -256,13 +265,7 @@ def test_16_bit_images_convert_to_their_high_byte_without_float_copies():
     assert np.array_equal(np.asarray(load_image(big_endian))[:, :, 2], (ramp >> 8).astype(np.uint8))
     # a 64 MP 16-bit PNG (the 124 KB file that once took 1.6 GB through float64): Python allocates
     # no more than a strip, the image itself lives in Pillow's own memory
-    data = png_solid(8000, 8000, 16, 0)
-    tracemalloc.start()
-    try:
-        img = load_image(data)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    img, peak = load_with_peak_memory(png_solid(8000, 8000, 16, 0))
     assert img.size == (1334, 1334)  # reduced by 6, strip by strip
     assert peak < 40e6, peak
 
@@ -271,13 +274,7 @@ def test_exif_orientation_is_read_with_bounded_work():
     """Pillow's getexif() reads every entry of the directory and the data each points to: 300 entries
     pointing at the same 500 KB would be 150 MB. The orientation reader looks at one entry."""
     exif = tiff_directory(300, 500_000, orientation=8, blob_size=500_000)  # PNG's eXIf has no "Exif" prefix
-    data = png_solid(200, 100, exif=exif)
-    tracemalloc.start()
-    try:
-        img = load_image(data)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    img, peak = load_with_peak_memory(png_solid(200, 100, exif=exif))
     assert img.size == (100, 200)  # rotated
     assert peak < 20e6, peak
 
