@@ -19,16 +19,17 @@ a file swapped after the check is never what gets loaded.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 import os
 import re
-import secrets
 import stat
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from .errors import IntegrityError
+from .keys import SIGNING_KEY_ENV, card_signature, key_path, signature_ok, signing_key
 
 CARD_NAME = "model.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -38,63 +39,27 @@ PLOT_NAMES = ("confusion_matrix.png", "top_losses.png")
 REDTEAM_NAME = "redteam.json"
 EXPORT_NAMES = (WEIGHTS_NAME, ONNX_NAME, LEARNER_NAME, *PLOT_NAMES, REDTEAM_NAME)  # nothing else is read or touched
 FORMAT_VERSION = 2
-SIGNING_KEY_ENV = "HUSKYAI_SIGNING_KEY"
 MODEL_SHA256_ENV = "HUSKYAI_MODEL_SHA256"
-DEFAULT_EXPORT = Path(__file__).resolve().parent.parent / "export"
+
+
+def _shipped_folder() -> Path:
+    """export/ inside an installed wheel (mapped in as huskyai/export), else beside the source tree."""
+    package = Path(__file__).resolve().parent
+    inside = package / "export"
+    return inside if (inside / CARD_NAME).is_file() else package.parent / "export"
+
+
+DEFAULT_EXPORT = _shipped_folder()
+SHIPPED_NAMES = ("husky",)  # huskyai.load("husky") is the shipped model wherever the package is installed
 # the root of trust for the shipped model: sha256 of export/model.json, which hashes every other file
 SHIPPED_CARD_SHA256 = "48eb0d40a3a9fa78a4c332c2e7addc4b0f507cf4ce9ea17f3788f33d38b553e7"
 MAX_FILE_BYTES = 512 * 1024 * 1024
 _HEX64 = re.compile(r"[0-9a-f]{64}")
-
-
-class IntegrityError(RuntimeError):
-    """A model file is missing, untrusted, or its content does not match the model card."""
+__all__ = ["IntegrityError", "SIGNING_KEY_ENV", "card_signature", "key_path", "signing_key"]  # re-exported
 
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-# ---- signing key -------------------------------------------------------------------------------
-
-def key_path() -> Path:
-    config = os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config"
-    return Path(config) / "huskyai" / "signing.key"
-
-
-def signing_key(create: bool = False) -> bytes | None:
-    """$HUSKYAI_SIGNING_KEY, else the key file (made on first use when ``create``), else None."""
-    if os.environ.get(SIGNING_KEY_ENV):
-        return os.environ[SIGNING_KEY_ENV].encode()
-    path = key_path()
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except FileNotFoundError:
-        if not create:
-            return None
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        key = secrets.token_hex(32).encode()
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(key)
-        return key
-    with os.fdopen(fd, "rb") as f:
-        if os.fstat(f.fileno()).st_mode & 0o077:
-            raise IntegrityError(f"{path}: the signing key is readable by other users; chmod 600 it")
-        return f.read().strip()
-
-
-def card_signature(card: dict[str, Any], key: bytes) -> str:
-    """HMAC-SHA256 over the card's canonical JSON, the signature itself left out."""
-    body = {k: v for k, v in card.items() if k != "signature"}
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
-    return hmac.new(key, canonical, hashlib.sha256).hexdigest()
-
-
-def _signature_ok(card: dict[str, Any], key: bytes) -> bool:
-    sig = card.get("signature")
-    return (isinstance(sig, dict) and sig.get("alg") == "HMAC-SHA256" and isinstance(sig.get("value"), str)
-            and hmac.compare_digest(sig["value"], card_signature(card, key)))
 
 
 # ---- reading files once -----------------------------------------------------------------------
@@ -170,7 +135,7 @@ def _trust(card: dict[str, Any], digest: str, folder: Path, pin: str | None, tru
         if key is None:
             raise IntegrityError(f"{path}: the card is signed, but there is no signing key here ({key_path()} or "
                                  f"${SIGNING_KEY_ENV}); pin it with sha256= / ${MODEL_SHA256_ENV} instead")
-        if not _signature_ok(card, key):
+        if not signature_ok(card, key):
             raise IntegrityError(f"{path}: the model card's signature is wrong (edited, or signed with another "
                                  "key); refusing to load it")
         return "signed with this machine's key (HMAC-SHA256)"
@@ -187,24 +152,47 @@ def _trust(card: dict[str, Any], digest: str, folder: Path, pin: str | None, tru
                          "trust_unsigned=True / --trust-unsigned")
 
 
+def resolve(name_or_folder: str | Path | None) -> Path:
+    """The export folder meant by a shipped model's name ("husky"), a folder path, or None (the shipped one).
+    A name wins over a folder of that name in the working directory: write ./husky for the folder."""
+    if name_or_folder is None or str(name_or_folder) in SHIPPED_NAMES:
+        return DEFAULT_EXPORT
+    return Path(name_or_folder)
+
+
+def _read_listed(dir_fd: int, card: dict[str, Any], folder: Path, strict: bool) -> tuple[dict[str, bytes], list[str]]:
+    """The bytes of every file the card lists that matches its hash, and a line per file that does not.
+    ``strict``: raise IntegrityError at the first problem instead."""
+    files: dict[str, bytes] = {}
+    problems: list[str] = []
+    for name, expected in card["files"].items():
+        try:
+            data = _read_at(dir_fd, name, folder)
+            actual = hashlib.sha256(data).hexdigest()
+            if actual != expected:
+                raise IntegrityError(f"{folder / name}: sha256 {actual[:16]}... does not match the model card "
+                                     f"({expected[:16]}...); the file was changed after export, refusing to load it")
+        except IntegrityError as err:
+            if strict:
+                raise
+            problems.append(str(err))
+            continue
+        files[name] = data
+    return files, problems
+
+
 def open_export(folder: str | Path | None = None, sha256: str | None = None,
                 trust_unsigned: bool = False) -> VerifiedExport:
-    """Read, trust-check and hash an export folder; IntegrityError with one clear line otherwise."""
-    folder = Path(folder) if folder else DEFAULT_EXPORT
+    """Read, trust-check and hash an export folder (or a shipped model by name); IntegrityError with one
+    clear line otherwise."""
+    folder = resolve(folder)
     dir_fd = _open_folder(folder)
     try:
         card_bytes = _read_at(dir_fd, CARD_NAME, folder, max_bytes=1 << 20)
         card = parse_card(card_bytes, folder / CARD_NAME)
         digest = hashlib.sha256(card_bytes).hexdigest()
         trust = _trust(card, digest, folder, sha256 or os.environ.get(MODEL_SHA256_ENV), trust_unsigned)
-        files = {}
-        for name, expected in card["files"].items():
-            data = _read_at(dir_fd, name, folder)
-            actual = hashlib.sha256(data).hexdigest()
-            if actual != expected:
-                raise IntegrityError(f"{folder / name}: sha256 {actual[:16]}... does not match the model card "
-                                     f"({expected[:16]}...); the file was changed after export, refusing to load it")
-            files[name] = data
+        files, _ = _read_listed(dir_fd, card, folder, strict=True)
     finally:
         os.close(dir_fd)
     return VerifiedExport(folder, card, digest, trust, files)
@@ -213,27 +201,16 @@ def open_export(folder: str | Path | None = None, sha256: str | None = None,
 def check_files(folder: str | Path) -> tuple[dict[str, Any] | None, list[str], dict[str, bytes]]:
     """The card, every problem with the files it lists (empty when all match) and the bytes that
     matched, trust aside: what `verify` reports and `sign` demands before it signs."""
-    folder = Path(folder)
-    problems: list[str] = []
-    files: dict[str, bytes] = {}
+    folder = resolve(folder)
     try:
         dir_fd = _open_folder(folder)
     except IntegrityError as err:
-        return None, [str(err)], files
+        return None, [str(err)], {}
     try:
         card = parse_card(_read_at(dir_fd, CARD_NAME, folder, max_bytes=1 << 20), folder / CARD_NAME)
-        for name, expected in card["files"].items():
-            try:
-                data = _read_at(dir_fd, name, folder)
-            except IntegrityError as err:
-                problems.append(str(err))
-                continue
-            if hashlib.sha256(data).hexdigest() == expected:
-                files[name] = data
-            else:
-                problems.append(f"{folder / name}: sha256 does not match the model card (changed after export)")
+        files, problems = _read_listed(dir_fd, card, folder, strict=False)
     except IntegrityError as err:
-        return None, [str(err)], files
+        return None, [str(err)], {}
     finally:
         os.close(dir_fd)
     return card, problems, files
