@@ -53,12 +53,15 @@ class TorchEngine:
 class OnnxEngine:
     name = "onnx"
 
-    def __init__(self, graph: bytes):
+    def __init__(self, graph: bytes, threads: int | None = None):
         import onnxruntime as ort
 
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
+        if threads:  # a pool of worker processes wants one thread each, not one per core each
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
         self.session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name
 
@@ -67,8 +70,9 @@ class OnnxEngine:
 
 
 def create_engine(kind: str, arch: str, n_classes: int, weights: bytes,
-                  graph: bytes | None) -> OnnxEngine | TorchEngine:
-    """``kind``: "onnx", "torch" or "auto" (ONNX Runtime on ``graph`` when both exist, else torch)."""
+                  graph: bytes | None, threads: int | None = None) -> OnnxEngine | TorchEngine:
+    """``kind``: "onnx", "torch" or "auto" (ONNX Runtime on ``graph`` when both exist, else torch).
+    ``threads``: ONNX Runtime's intra-op threads (default: one per core)."""
     if kind not in ("auto", "onnx", "torch"):
         raise EngineError(f"unknown engine {kind!r}: use 'auto', 'onnx' or 'torch'")
     if kind in ("auto", "onnx"):
@@ -80,7 +84,7 @@ def create_engine(kind: str, arch: str, n_classes: int, weights: bytes,
             problem = None if graph else "this export has no model.onnx (made before 2026-11-28: " \
                                          "`python -m huskyai sign DIR` adds it)"
         if problem is None:
-            return OnnxEngine(graph)
+            return OnnxEngine(graph, threads)
         if kind == "onnx":
             raise EngineError(problem)
         warnings.warn(f"{problem}; serving with the slower torch engine instead", stacklevel=3)
