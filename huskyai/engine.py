@@ -91,4 +91,5 @@ def create_engine(kind: str, arch: str, n_classes: int, weights: bytes,
     try:
         return TorchEngine(arch, n_classes, weights)
     except ImportError as err:
-        raise EngineError(f"the torch engine needs torch, timm and safetensors ({err})") from None
+        raise EngineError(f"the torch engine needs torch, timm and safetensors ({err}): "
+                          "pip install 'huskyai[explain]'") from None
