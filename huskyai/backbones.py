@@ -13,9 +13,11 @@ import importlib
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
+if TYPE_CHECKING:  # torch is imported where weights are loaded: the CLI and serving read ARCHS without it
+    import torch
+    from torch import nn
 
 
 class BackboneError(RuntimeError):
@@ -105,6 +107,8 @@ def _map_by_position(source: dict[str, torch.Tensor], target: nn.Module) -> Orde
 
 def load_pretrained(arch: str | Arch, weights: str | Path | None = None) -> nn.Module:
     """A backbone with ImageNet weights, or a BackboneError that says how to get them."""
+    import torch
+
     arch = get_arch(arch) if isinstance(arch, str) else arch
     model = create_backbone(arch)
     if weights is None and arch.package:
@@ -129,6 +133,7 @@ def load_pretrained(arch: str | Arch, weights: str | Path | None = None) -> nn.M
 
 def _torchvision_resnet_state(arch: Arch) -> dict[str, torch.Tensor]:
     """torchvision's ImageNet weights (its cache, or a download where a network exists)."""
+    import torch
     import torchvision.models as tvm
 
     weights_enum = tvm.get_model_weights(arch.name).DEFAULT

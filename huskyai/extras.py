@@ -25,7 +25,14 @@ class MissingExtraError(ImportError):
 
 def missing(extra: str) -> list[str]:
     """The modules of ``extra`` that are not installed (cheap: nothing is imported)."""
-    return [m for m in EXTRAS[extra] if importlib.util.find_spec(m) is None]
+    return [m for m in EXTRAS[extra] if not _installed(m)]
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ImportError:  # a broken or blocked installation counts as missing
+        return False
 
 
 def require(extra: str, what: str) -> None:

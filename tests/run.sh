@@ -2,8 +2,7 @@
 # Install everything the tests need, then run them: bash tests/run.sh [pytest options]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
-python -m pip install --quiet --disable-pip-version-check --no-deps -e .  # how the tests find huskyai
+python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt  # -e .[dev]
 # the browser tests drive Debian's chromium (Playwright's own browser download needs the internet)
 if [ ! -x /usr/bin/chromium ]; then
   if [ "$(id -u)" = 0 ]; then

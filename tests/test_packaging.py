@@ -1,0 +1,135 @@
+"""Husky AI as a package: serving installs without torch, the wheel carries the shipped model, one line per
+missing extra."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+import tomllib
+
+from conftest import EXPORT, ROOT, python_env, running_app, skimage_photo
+
+# What a serving install (requirements.txt, or `pip install huskyai`) lacks: serving must never need them.
+TRAINING_ONLY = ("torch", "torchvision", "fastai", "timm", "safetensors", "onnx", "sklearn", "matplotlib")
+
+BLOCKER = f'''
+import sys
+
+class RefuseTrainingPackages:
+    """Make the training stack unimportable, as on a machine that installed only requirements.txt."""
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {TRAINING_ONLY!r}:
+            raise ModuleNotFoundError(f"No module named {{name!r}} (a serving install has none)", name=name)
+        return None
+
+sys.meta_path.insert(0, RefuseTrainingPackages())
+'''
+
+
+@pytest.fixture(scope="module")
+def serving_only_env(tmp_path_factory) -> dict[str, str]:
+    """An environment whose python cannot import torch, fastai, timm, ... (a sitecustomize refuses them)."""
+    site = tmp_path_factory.mktemp("serving-only")
+    (site / "sitecustomize.py").write_text(BLOCKER)
+    return python_env() | {"PYTHONPATH": f"{site}{os.pathsep}{ROOT}"}
+
+
+def run_cli(env: dict[str, str], *args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "huskyai", *args], capture_output=True, text=True, env=env,
+                          cwd=cwd, timeout=300)
+
+
+def test_the_blocker_really_blocks_torch(serving_only_env):
+    """Guards the tests below: without it they would prove nothing."""
+    out = subprocess.run([sys.executable, "-c", "import torch"], capture_output=True, text=True,
+                         env=serving_only_env, timeout=60)
+    assert out.returncode != 0 and "a serving install has none" in out.stderr
+
+
+def test_predict_evaluate_and_verify_run_without_the_training_stack(serving_only_env, tmp_path):
+    photo = tmp_path / "cat.jpg"
+    skimage_photo("chelsea").save(photo)
+    for label, names in {"husky": ["astronaut"], "not_husky": ["chelsea", "coffee"]}.items():
+        (tmp_path / "set" / label).mkdir(parents=True)
+        for name in names:
+            skimage_photo(name).save(tmp_path / "set" / label / f"{name}.jpg")
+
+    predicted = run_cli(serving_only_env, "predict", str(photo), cwd=tmp_path)
+    assert predicted.returncode == 0, predicted.stderr
+    assert predicted.stdout.split("\t")[1] == "not_husky"
+    evaluated = run_cli(serving_only_env, "evaluate", str(tmp_path / "set"), "--json", cwd=tmp_path)
+    assert evaluated.returncode == 0, evaluated.stderr
+    result = json.loads(evaluated.stdout)
+    assert result["n"] == 3 and result["confusion"]["tn"] >= 1  # the cat and the coffee are not huskies
+    verified = run_cli(serving_only_env, "verify", cwd=tmp_path)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert "trusted: the shipped model" in verified.stdout
+
+
+def test_training_without_its_extra_says_which_to_install(serving_only_env, tmp_path):
+    (tmp_path / "husky").mkdir()
+    (tmp_path / "not_husky").mkdir()
+    for i, name in enumerate(["chelsea", "coffee", "astronaut", "rocket"]):
+        skimage_photo(name).save(tmp_path / ("husky" if i % 2 else "not_husky") / f"{name}.jpg")
+    out = run_cli(serving_only_env, "train", "--data", str(tmp_path), "--out", str(tmp_path / "out"))
+    assert out.returncode == 1
+    assert "pip install 'huskyai[train]'" in out.stderr
+    assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
+
+
+def test_requirements_txt_is_the_packages_serving_dependencies():
+    """Spaces installs requirements.txt, pip installs pyproject's list: they must be the same, and torch-free."""
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    lines = [ln.split("#")[0].strip() for ln in (ROOT / "requirements.txt").read_text().splitlines()]
+    assert sorted(ln for ln in lines if ln) == sorted(declared)
+    assert not any(name in " ".join(declared) for name in ("torch", "fastai", "timm"))
+
+
+@pytest.mark.slow
+def test_the_app_serves_without_the_training_stack(serving_only_env, tmp_path):
+    from gradio_client import Client, handle_file
+
+    photo = tmp_path / "coffee.png"
+    skimage_photo("coffee").save(photo)
+    with running_app(tmp_path, PYTHONPATH=serving_only_env["PYTHONPATH"]) as app:
+        verdict = Client(app["url"], verbose=False).predict(handle_file(str(photo)), api_name="/predict")
+    assert "Not a husky" in str(verdict)
+
+
+@pytest.mark.slow
+def test_the_wheel_carries_the_shipped_model_and_runs_from_anywhere(tmp_path):
+    """`pip install .` elsewhere: the model is package data, found without the source tree; no pickle ships."""
+    wheels = tmp_path / "wheels"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
+                    str(wheels), str(ROOT)], check=True, timeout=600, cwd=tmp_path)
+    (wheel,) = wheels.glob("huskyai-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    shipped = {p.name for p in EXPORT.iterdir() if p.is_file()} - {"learner.pkl"}
+    assert {f"huskyai/export/{n}" for n in shipped} <= set(names)
+    assert not any(n.endswith((".pkl", ".pyi")) for n in names)
+    assert "huskyai/redteam/__init__.py" in names
+
+    site = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site), str(wheel)],
+                   check=True, timeout=600)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    skimage_photo("chelsea").save(elsewhere / "photo.jpg")
+    env = dict(os.environ, PYTHONPATH=str(site))
+    code = ("import huskyai; m = huskyai.load('husky'); print(huskyai.__file__); print(m.export_dir); "
+            "print(m.trust); print(m.predict('photo.jpg').label)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=elsewhere,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    module, folder, trust, label = out.stdout.strip().splitlines()
+    assert module.startswith(str(site)) and folder == str(site / "huskyai" / "export")
+    assert trust.startswith("the shipped model") and label == "not_husky"
+    script = subprocess.run([sys.executable, str(site / "bin" / "huskyai"), "predict", "photo.jpg"],
+                            capture_output=True, text=True, env=env, cwd=elsewhere, timeout=300)
+    assert script.returncode == 0 and script.stdout.split("\t")[1] == "not_husky", script.stderr
