@@ -13,7 +13,7 @@ import importlib.util
 EXTRAS: dict[str, tuple[str, ...]] = {
     "train": ("torch", "timm", "safetensors", "onnx", "fastai", "sklearn", "matplotlib"),
     "redteam": ("torch", "timm", "safetensors", "sklearn", "matplotlib", "skimage"),
-    "explain": ("torch", "timm", "safetensors", "matplotlib"),
+    "explain": ("torch", "timm", "safetensors", "matplotlib", "pytorch_grad_cam"),
     "score": ("pyarrow",),
     "ray": ("ray", "pyarrow"),
 }
