@@ -6,20 +6,43 @@
 
 Every export is verified before use: the shipped one against the card hash pinned in this package,
 others by signature, by a sha256 you pin, or by an explicit trust_unsigned=True.
+
+train, evaluate, verify, sign and load_learner (huskyai.api) are what the CLI calls; they are imported
+on first use, so ``import huskyai`` stays light (no torch, no fastai).
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from .artifacts import IntegrityError
 from .images import InvalidImageError
 from .predictor import Prediction, Predictor, load
 
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports them on first use
+    from .api import (
+        DoctorConfig,
+        SignResult,
+        TrainConfig,
+        TrainResult,
+        VerifyResult,
+        evaluate,
+        load_learner,
+        sign,
+        train,
+        verify,
+    )
 
-def load_learner(export_dir=None, sha256: str | None = None, trust_unsigned: bool = False):
-    """fastai's Learner for an export, rebuilt from its verified weights: nothing is unpickled.
-    (fastai is imported only when this is called.)"""
-    from .learner import load_learner as _load_learner
-
-    return _load_learner(export_dir, sha256=sha256, trust_unsigned=trust_unsigned)
+__all__ = ["load", "Predictor", "Prediction", "InvalidImageError", "IntegrityError",
+           "train", "TrainResult", "TrainConfig", "DoctorConfig", "evaluate", "verify", "VerifyResult", "sign",
+           "SignResult", "load_learner"]
 
 
-__all__ = ["load", "load_learner", "Predictor", "Prediction", "InvalidImageError", "IntegrityError"]
+def __getattr__(name: str):
+    """The API's names that are not imported above (huskyai.api), imported on first use."""
+    if name in __all__:
+        from . import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'huskyai' has no attribute {name!r}")
 __version__ = "0.1.0"

@@ -22,7 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .config import FILTERS, DoctorConfig
 from .data import DataError, PhotoSet, Sample, scan
+from .extras import require
 
 
 @dataclass
@@ -69,9 +71,6 @@ def out_of_fold_probabilities(x_views: np.ndarray, y: np.ndarray, n_classes: int
         clf = _fit_logistic((xs - mean) / std, np.tile(y[train_idx], len(x_views)), c)
         probs[np.ix_(test_idx, clf.classes_)] = clf.predict_proba((x_views[0][test_idx] - mean) / std)
     return probs
-
-
-FILTERS = ("prune_by_noise_rate", "prune_by_class", "both", "confident_learning", "predicted_neq_given")
 
 
 def rank_label_issues(y: np.ndarray, pred_probs: np.ndarray, filter_by: str = "prune_by_noise_rate") -> np.ndarray:
@@ -143,39 +142,44 @@ def scan_folders(data: str | Path | list, positive: str = "husky",
     return samples, classes, names, skipped, fine
 
 
-def find_suspects(data: str | Path | list, arch: str = "tf_efficientnet_lite0", size: int | None = 224,
-                  folds: int = 5, seed: int = 42, positive: str = "husky", c: float = 0.01,
-                  weights: str | Path | None = None, batch_size: int = 32,
-                  filter_by: str = "prune_by_noise_rate", report=print) -> list[Suspect]:
+def find_suspects(data: str | Path | list, report=print, **options) -> list[Suspect]:
     """Photos under ``data`` (a folder per label, or a list of such folders) whose labels look wrong,
-    most suspicious first. Unreadable files are reported and skipped, as in training."""
+    most suspicious first. Unreadable files are reported and skipped, as in training. ``options`` are
+    DoctorConfig's fields (``folds=5``, ``filter_by=...``, the backbone's)."""
+    config = DoctorConfig(**options)
+    require("train", "the label doctor")
+    if config.filter_by not in FILTERS:  # before minutes of feature extraction, not after
+        raise ValueError(f"filter_by must be one of {', '.join(FILTERS)}, not {config.filter_by!r}")
+    started = time.time()
+    samples, classes, names, skipped, fine = scan_folders(data, config.positive, report)  # before torch loads
+    counts = {c: sum(s.label == c for s in samples) for c in classes}
+    report(f"{len(samples)} photos {counts}, {len(skipped)} skipped")
+    x_views, y = _features(samples, classes, config)
+    print(flush=True)  # fastprogress leaves its bar's line open
+    suspects = suspects_from_features(x_views, y, samples, classes, names, config.folds, config.seed, config.c, fine,
+                                      config.filter_by)
+    report(f"{len(suspects)} of {len(samples)} photos flagged as possibly mislabelled "
+           f"({min(config.folds, min(counts.values()))}-fold out-of-fold probabilities, cleanlab), "
+           f"in {time.time() - started:.0f} s")
+    return suspects
+
+
+def _features(samples: list[Sample], classes: list[str], config: DoctorConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Every photo through the pretrained backbone in the plain (validation-mode) pipeline, in sample order."""
     import torch
 
-    from .backbones import get_arch, load_pretrained
+    from .backbones import load_pretrained
     from .dataloaders import make_dataloaders
     from .head import extract_features
     from .model import HuskyNet
 
-    if filter_by not in FILTERS:  # before minutes of feature extraction, not after
-        raise ValueError(f"filter_by must be one of {', '.join(FILTERS)}, not {filter_by!r}")
-    started = time.time()
-    torch.manual_seed(seed)
-    samples, classes, names, skipped, fine = scan_folders(data, positive, report)
-    counts = {c: sum(s.label == c for s in samples) for c in classes}
-    report(f"{len(samples)} photos {counts}, {len(skipped)} skipped")
-    arch_info = get_arch(arch)
-    size = size or arch_info.input_size
-    model = HuskyNet(load_pretrained(arch_info, weights), n_classes=len(classes))
-    dls = make_dataloaders(samples, classes, size, arch_info.mean, arch_info.std, seed=seed, batch_size=batch_size)
-    # every photo in the plain (validation-mode) pipeline, in sample order
+    torch.manual_seed(config.seed)
+    arch, size = config.backbone()
+    model = HuskyNet(load_pretrained(arch, config.weights), n_classes=len(classes))
+    dls = make_dataloaders(samples, classes, size, arch.mean, arch.std, seed=config.seed,
+                           batch_size=config.batch_size)
     plain = dls.test_dl([[str(s.path), s.label] for s in samples], with_labels=True)
-    x_views, y = extract_features(model, plain, label=f"features of {len(samples)} photos at {size} px")
-    print(flush=True)  # fastprogress leaves its bar's line open
-    suspects = suspects_from_features(x_views, y, samples, classes, names, folds, seed, c, fine, filter_by)
-    report(f"{len(suspects)} of {len(samples)} photos flagged as possibly mislabelled "
-           f"({min(folds, min(counts.values()))}-fold out-of-fold probabilities, cleanlab), "
-           f"in {time.time() - started:.0f} s")
-    return suspects
+    return extract_features(model, plain, label=f"features of {len(samples)} photos at {size} px")
 
 
 def suspects_to_drop(suspects: list[Suspect], n_photos: int, max_fraction: float = 0.05) -> list[Suspect]:
@@ -203,47 +207,16 @@ def format_table(suspects: list[Suspect]) -> str:
     return "\n".join(lines)
 
 
-def _fit(draw, text: str, font, width: int) -> str:
-    """``text`` shortened from the left (file names end in what matters) to fit ``width`` pixels."""
-    if draw.textlength(text, font=font) <= width:
-        return text
-    while text and draw.textlength("..." + text, font=font) > width:
-        text = text[1:]
-    return "..." + text
+SHEET_LIMIT = 60  # photos on the doctor's contact sheet
 
 
-def save_suspect_sheet(suspects: list[Suspect], path: str | Path, limit: int = 60, thumb: int = 200,
-                       cols: int = 6) -> Path:
+def save_suspect_sheet(suspects: list[Suspect], path: str | Path, limit: int = SHEET_LIMIT) -> Path:
     """A contact sheet of the top ``limit`` suspects: photo, rank, name, given label and p(given)."""
-    from PIL import Image, ImageDraw, ImageFont
+    from .sheets import contact_sheet
 
-    from .images import InvalidImageError, load_image
-
-    shown = suspects[:limit]
-    try:
-        font = ImageFont.load_default(size=12)
-    except TypeError:  # Pillow < 10.1 has one bitmap size
-        font = ImageFont.load_default()
-    caption = 48
-    rows = max(1, -(-len(shown) // cols))
-    sheet = Image.new("RGB", (cols * thumb, 26 + rows * (thumb + caption)), "white")
-    draw = ImageDraw.Draw(sheet)
     title = (f"{len(suspects)} photos whose labels look wrong (out-of-fold p(given label), cleanlab), "
              f"most suspicious first" + (f"; top {limit} shown" if len(suspects) > limit else ""))
-    draw.text((6, 6), title if shown else "no label issues found", fill="black", font=font)
-    for i, s in enumerate(shown):
-        x, y = (i % cols) * thumb, 26 + (i // cols) * (thumb + caption)
-        try:
-            img = load_image(s.path)
-            img.thumbnail((thumb - 6, thumb - 6))
-            sheet.paste(img, (x + 3 + (thumb - 6 - img.width) // 2, y + 3 + (thumb - 6 - img.height) // 2))
-        except (InvalidImageError, OSError):  # changed on disk since the scan: keep its caption
-            draw.rectangle((x + 3, y + 3, x + thumb - 3, y + thumb - 3), outline="grey")
-        rank = f"#{s.rank} "
-        lines = [(rank + _fit(draw, s.name, font, thumb - 8 - int(draw.textlength(rank, font=font))), "black"),
-                 (f"given {s.label}  p={s.self_confidence:.3f}", "firebrick"), (s.fine_class or "", "dimgray")]
-        for k, (text, colour) in enumerate(lines):
-            draw.text((x + 4, y + thumb + 15 * k), _fit(draw, text, font, thumb - 8), fill=colour, font=font)
-    path = Path(path)
-    sheet.save(path)
-    return path
+    tiles = [(s.path, [(f"#{s.rank} ", s.name, "black"), ("", f"given {s.label}  p={s.self_confidence:.3f}",
+                                                                 "firebrick"), ("", s.fine_class or "", "dimgray")])
+             for s in suspects[:limit]]
+    return contact_sheet(tiles, path, title if tiles else "no label issues found")

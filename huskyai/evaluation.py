@@ -6,13 +6,19 @@ from pathlib import Path
 
 from .data import scan_many
 from .metrics import binary_metrics
-from .predictor import Predictor
+from .predictor import Predictor, load
 
 
-def evaluate(model: Predictor, data_dir: str | Path | list[str | Path], report=print) -> dict:
-    """Metrics for the model's positive class on ``data_dir`` (one folder or several, then also by
-    folder under "by_source"), plus every misclassified file."""
-    photos = scan_many(data_dir, model.positive, report)
+def evaluate(model: Predictor | str | Path | None, data: str | Path | list[str | Path], sheet: str | Path | None = None,
+             sha256: str | None = None, trust_unsigned: bool = False, report=print) -> dict:
+    """Metrics for the model's positive class on ``data`` (one folder per label, or several such folders,
+    then also by folder under "by_source"), every misclassified file under "errors" and every unreadable
+    one under "skipped". ``model`` is a loaded Predictor, or an export folder or name that is loaded
+    (None: the shipped model; ``sha256`` and ``trust_unsigned`` as for ``huskyai.load``). ``sheet``: a PNG
+    contact sheet of the misclassified photos is written there, when there are any."""
+    if not isinstance(model, Predictor):
+        model = load(model, sha256=sha256, trust_unsigned=trust_unsigned)
+    photos = scan_many(data, model.positive, report)
     preds = model.predict_batch(s.path for s in photos.samples)
     truth = [s.label == model.positive for s in photos.samples]
     said = [p.label == model.positive for p in preds]
@@ -27,23 +33,18 @@ def evaluate(model: Predictor, data_dir: str | Path | list[str | Path], report=p
         if (p.label == model.positive) != t
     ]
     result["skipped"] = [{"file": str(path), "reason": why} for path, why in photos.skipped]
+    if sheet and result["errors"]:
+        save_contact_sheet(result["errors"], sheet)
+        report(f"contact sheet of {len(result['errors'])} misclassified photos: {sheet}")
+    elif sheet:
+        report(f"no misclassified photos: no contact sheet written to {sheet}")
     return result
 
 
-def save_contact_sheet(errors: list[dict], path: str | Path, thumb: int = 160, cols: int = 6) -> None:
-    """The misclassified photos in one PNG, each captioned with truth, answer and probability."""
-    from PIL import Image, ImageDraw
+def save_contact_sheet(errors: list[dict], path: str | Path) -> Path:
+    """The misclassified photos in one PNG, each captioned with its name, truth, answer and probability."""
+    from .sheets import contact_sheet
 
-    from .images import load_image
-
-    rows = max(1, (len(errors) + cols - 1) // cols)
-    sheet = Image.new("RGB", (cols * thumb, rows * (thumb + 30)), "white")
-    draw = ImageDraw.Draw(sheet)
-    for i, e in enumerate(errors):
-        x, y = (i % cols) * thumb, (i // cols) * (thumb + 30)
-        img = load_image(e["file"])
-        img.thumbnail((thumb - 4, thumb - 4))
-        sheet.paste(img, (x + 2, y + 2))
-        draw.text((x + 3, y + thumb), f"{Path(e['file']).name} truth {e['truth']}", fill="black")
-        draw.text((x + 3, y + thumb + 13), f"said {e['predicted']} p={e['probability']:.2f}", fill="firebrick")
-    sheet.save(path)
+    tiles = [(e["file"], [("", Path(e["file"]).name, "black"), ("", f"truth {e['truth']}", "black"),
+                          ("", f"said {e['predicted']} p={e['probability']:.2f}", "firebrick")]) for e in errors]
+    return contact_sheet(tiles, path, f"{len(errors)} misclassified photos")

@@ -1,4 +1,4 @@
-"""Writing an export: weights and ONNX graph, the model card, and the move into place.
+"""Writing an export: plots, weights and ONNX graph, the model card, and the move into place.
 
 The export is staged in a hidden folder inside ``out`` and moved in file by file, the old card
 removed first and the new one written last, so a crash half-way never leaves a loadable mix.
@@ -8,14 +8,20 @@ from __future__ import annotations
 
 import os
 import platform
+import shutil
+import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 import torch
+from fastai.learner import Learner
 
 from . import artifacts
+from .config import TrainConfig
 from .data import PhotoSet, Sample
 from .model import HuskyNet
+from .plots import save_confusion_matrix, save_top_losses
 
 
 def versions() -> dict[str, str]:
@@ -50,34 +56,64 @@ def move_into_place(stage: Path, out: Path) -> None:
     os.replace(stage / artifacts.CARD_NAME, out / artifacts.CARD_NAME)
 
 
-def model_card(arch_info, photos: PhotoSet, positive: str, size: int, threshold: float, metrics: dict, data,
-          held: list[Sample], dls, settings: dict) -> dict:
+def model_card(learn: Learner, photos: PhotoSet, data, held: list[Sample], config: TrainConfig, threshold: float,
+               metrics: dict, seconds: float) -> dict:
+    """The card of a trained Learner: what it is, how it preprocesses, how it did, what it learnt from."""
+    arch, size = config.backbone()
+
     def counts(labels) -> dict[str, int]:
         labels = list(labels)
         return {c: labels.count(c) for c in photos.classes}
 
     return {
         "name": "Husky AI",
-        "arch": arch_info.name,
+        "arch": arch.name,
         "classes": photos.classes,
-        "positive_class": positive,
+        "positive_class": config.positive,
         "input_size": size,
         "resize": {"method": "crop", "resample": "bilinear",
                    "description": "centre crop to a square, then resize (fastai Resize, validation mode)"},
-        "normalization": {"mean": list(arch_info.mean), "std": list(arch_info.std)},
+        "normalization": {"mean": list(arch.mean), "std": list(arch.std)},
         "decision_threshold": 0.5,
         "threshold_folded_into_bias": threshold,
         "metrics": metrics,
         "training": {
             "data": ", ".join(Path(d).resolve().name for d in ([data] if isinstance(data, (str, Path)) else data)),
             "data_fingerprint": photos.fingerprint(),
-            "counts": counts(label for _, label in dls.train.items),  # what the head was fitted on
-            "validation_counts": counts(label for _, label in dls.valid.items),
+            "counts": counts(label for _, label in learn.dls.train.items),  # what the head was fitted on
+            "validation_counts": counts(label for _, label in learn.dls.valid.items),
             "holdout_counts": counts(s.label for s in held),
             "skipped": [why for _, why in photos.skipped],
             "holdout_files": sorted(s.key for s in held),
-            **settings,
+            "holdout_fraction": config.holdout, "valid_pct": config.valid_pct, "seed": config.seed,
+            "epochs": config.epochs, "lr": config.lr, "head_c": config.c, "junk_negatives": config.junk,
+            "zero_shot_stage": learn.model.zero_shot,
+            "pretrained_weights": str(config.weights) if config.weights else "default",
+            "seconds": round(seconds, 1),
         },
         "versions": versions(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def write_export(out: str | Path, learn: Learner, card: dict, valid_probs: np.ndarray, config: TrainConfig,
+                 report=print) -> dict:
+    """Plots, weights, graph (and the pickle if asked) staged beside ``out``, the card signed, then all moved
+    into place; returns the card as written."""
+    out = Path(out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=".export-", dir=out))  # same file system: files move atomically
+    try:
+        save_confusion_matrix(card["metrics"]["validation"], card["classes"], stage / "confusion_matrix.png",
+                              "validation")
+        save_top_losses(learn, valid_probs, stage / "top_losses.png")
+        if config.pickle:
+            report("warning: learner.pkl is a pickle: whoever loads it with fastai.load_learner runs "
+                   "whatever it holds; share model.safetensors and model.json instead")
+            learn.export(stage / artifacts.LEARNER_NAME)
+        save_weights_and_graph(learn.model, card["input_size"], stage)
+        card = artifacts.write_card(stage, card, artifacts.signing_key(create=True) if config.sign else None)
+        move_into_place(stage, out)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return card

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import artifacts
+from .extras import require
 
 if TYPE_CHECKING:
     from fastai.learner import Learner
@@ -21,6 +22,7 @@ def load_learner(export_dir: str | Path | None = None, sha256: str | None = None
 
     ``learn.predict(photo)`` agrees with ``huskyai.load().predict``; ``learn.export(path)`` writes a
     pickle for plain fastai users (who then run whatever that file holds when they load it)."""
+    require("train", "huskyai.load_learner")
     export = artifacts.open_export(export_dir, sha256=sha256, trust_unsigned=trust_unsigned)
     if artifacts.WEIGHTS_NAME not in export.files:
         raise artifacts.IntegrityError(f"{export.folder}: the model card lists no {artifacts.WEIGHTS_NAME}")

@@ -29,3 +29,12 @@ def format_metrics(m: dict) -> str:
     c = m["confusion"]
     return (f"n={m['n']}  accuracy={m['accuracy']:.3f}  precision={m['precision']:.3f}  "
             f"recall={m['recall']:.3f}  f1={m['f1']:.3f}  (tp={c['tp']} fp={c['fp']} tn={c['tn']} fn={c['fn']})")
+
+
+def format_evaluation(result: dict) -> str:
+    """What `huskyai evaluate` prints: the metrics, by source when there are several, and every error."""
+    lines = [format_metrics(result)]
+    lines += [f"  {source}: {format_metrics(m)}" for source, m in result.get("by_source", {}).items()]
+    lines += [f"  wrong: {e['file']}  truth={e['truth']}  predicted={e['predicted']}  p={e['probability']:.3f}"
+              for e in result["errors"]]
+    return "\n".join(lines)

@@ -1,4 +1,5 @@
-"""Honest validation of the head: repeated stratified cross-validation with 95% confidence intervals.
+"""How good the trained model is: metrics on the validation set and the holdout, and honest validation of
+the head by repeated stratified cross-validation with 95% confidence intervals.
 
 Each repeat splits the photos into folds stratified by label and source; every fold refits the whole
 recipe (head, zero-shot stage, threshold by inner CV) on the other folds and decides its own photos.
@@ -12,6 +13,7 @@ import numpy as np
 from fastprogress.fastprogress import progress_bar
 
 from .head import fit_binary_head
+from .metrics import binary_metrics, format_metrics
 
 METRICS = ("accuracy", "precision", "recall", "f1")
 
@@ -63,3 +65,44 @@ def cv_report(decisions: np.ndarray, is_pos: np.ndarray, sources: list[str]) -> 
             mask = np.array([s == name for s in sources])
             report[name] = summarise(decisions[:, mask], is_pos[mask])
     return report
+
+
+def cross_validate_head(learn, x_views: np.ndarray, y: np.ndarray, kept: list, repeats: int, c: float, seed: int,
+                        report=print) -> dict:
+    """The card's {"cv": ...}: ``repeats`` x 5 folds of the whole head recipe over the training photos,
+    stratified by label and source; {} for more than two classes."""
+    from .head import margins
+
+    model, items = learn.model, learn.dls.train.items
+    if len(model.head.bias) != 2:
+        return {}
+    source = {str(s.path): s.source for s in kept}
+    sources = [source.get(path, "") for path, _ in items]
+    strata = [f"{label}|{src}" for (_, label), src in zip(items, sources)]
+    is_pos = y == len(learn.dls.vocab) - 1
+    report(f"repeated cross-validation of the head: {repeats} x 5 folds over {len(strata)} training photos")
+    decisions = cross_validate(x_views, is_pos, margins(model, x_views[0]) if model.zero_shot else None, strata,
+                               repeats=repeats, c=c, seed=seed)
+    result = cv_report(decisions, is_pos, sources)
+    for name, m in result.items():
+        report(f"cv {name}: " + ", ".join(f"{k} {m[k]['mean']:.3f} [{m[k]['ci95'][0]:.3f}, {m[k]['ci95'][1]:.3f}]"
+                                          for k in METRICS))
+    return {"cv": result | {"repeats": repeats, "folds": 5}}
+
+
+def _metrics_for(probs: np.ndarray, labels: list[str], classes: list[str]) -> dict:
+    positive = len(classes) - 1
+    return binary_metrics([lab == classes[positive] for lab in labels], list(probs.argmax(1) == positive))
+
+
+def validate(learn, held: list, report=print) -> tuple[np.ndarray, dict]:
+    """(validation probabilities, {"validation": metrics[, "holdout": metrics]}) of the trained Learner."""
+    classes = list(learn.dls.vocab)
+    valid_probs = learn.get_preds(dl=learn.dls.valid.new(shuffle=False, drop_last=False))[0].numpy()
+    metrics = {"validation": _metrics_for(valid_probs, [label for _, label in learn.dls.valid.items], classes)}
+    report("validation: " + format_metrics(metrics["validation"]))
+    if held:
+        dl = learn.dls.test_dl([[str(s.path), s.label] for s in held], with_labels=True)
+        metrics["holdout"] = _metrics_for(learn.get_preds(dl=dl)[0].numpy(), [s.label for s in held], classes)
+        report("holdout:    " + format_metrics(metrics["holdout"]))
+    return valid_probs, metrics

@@ -1,16 +1,18 @@
-"""The command line, run as users run it: python -m huskyai ..."""
+"""The command line, run as users run it (python -m huskyai ...), and the Python API it is a skin over."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+from dataclasses import asdict
 
 import pytest
 
-from conftest import ROOT, bad_files, jpeg_bytes, make_toy_dataset, python_env, skimage_photo
-
-pytestmark = pytest.mark.slow  # trains the toy model and runs the CLI as subprocesses
+import huskyai
+from conftest import EXPORT, ROOT, bad_files, jpeg_bytes, make_toy_dataset, python_env, skimage_photo
+from huskyai.cli import build_parser
+from huskyai.config import DoctorConfig, TrainConfig, options_from
 
 
 def run(*args: str, check_code: int | None = None) -> subprocess.CompletedProcess:
@@ -21,6 +23,7 @@ def run(*args: str, check_code: int | None = None) -> subprocess.CompletedProces
     return proc
 
 
+@pytest.mark.slow
 def test_predict_json_and_exit_codes(tmp_path, toy_export):
     cat = tmp_path / "cat.jpg"
     cat.write_bytes(jpeg_bytes(skimage_photo("chelsea")))
@@ -39,6 +42,7 @@ def test_predict_json_and_exit_codes(tmp_path, toy_export):
     assert "cannot read file" in proc.stderr
 
 
+@pytest.mark.slow
 def test_evaluate_json(tmp_path, toy_export):
     data = make_toy_dataset(tmp_path / "eval", n_per_class=3, size=80)
     (data / "husky" / "broken.jpg").write_bytes(bad_files()["truncated.jpg"])
@@ -61,6 +65,7 @@ def test_evaluate_json(tmp_path, toy_export):
     assert sheet.read_bytes()[:4] == b"\x89PNG" and "contact sheet of" in proc.stderr
 
 
+@pytest.mark.slow
 def test_bad_model_folder_and_bad_data_exit_non_zero(tmp_path):
     proc = run("predict", "x.jpg", "--model", str(tmp_path), check_code=1)
     assert "no model card" in proc.stderr and "Traceback" not in proc.stderr
@@ -69,6 +74,7 @@ def test_bad_model_folder_and_bad_data_exit_non_zero(tmp_path):
     assert run("predict").returncode == 2  # usage error from argparse
 
 
+@pytest.mark.slow
 def test_train_script_matches_cli(tmp_path):
     data = make_toy_dataset(tmp_path / "d", n_per_class=2, size=64)
     (data / "not_husky").rename(data / "other")
@@ -78,6 +84,7 @@ def test_train_script_matches_cli(tmp_path):
     assert proc.returncode == 1 and "no 'cat/' folder" in proc.stderr
 
 
+@pytest.mark.slow
 def test_verify_catches_a_flipped_byte(tmp_path, toy_export):
     import shutil
 
@@ -89,3 +96,101 @@ def test_verify_catches_a_flipped_byte(tmp_path, toy_export):
     (copy / "model.onnx").write_bytes(bytes(blob))
     proc = run("verify", str(copy), check_code=1)
     assert "model.onnx" in proc.stdout and "does not match" in proc.stdout
+
+
+# ---- the Python API the CLI is a skin over ---------------------------------------------------------
+
+def test_the_cli_takes_its_defaults_from_the_api():
+    """No default is written twice: what the CLI passes when given nothing is the config's own default."""
+    for command, config in (("train", TrainConfig), ("doctor", DoctorConfig)):
+        args = build_parser().parse_args([command, "--data", "d"] if command == "train" else [command, "d"])
+        passed = options_from(args, config)
+        assert passed == {k: v for k, v in asdict(config()).items() if k in passed}
+        assert set(asdict(config())) - set(passed) <= {"sign"}  # Python-only options
+    args = build_parser().parse_args(["train", "--data", "d", "--plain-head", "--epochs", "2", "--head-c", "0.1"])
+    assert TrainConfig(**options_from(args, TrainConfig)) == TrainConfig(zero_shot=False, epochs=2, c=0.1)
+    with pytest.raises(TypeError, match="epoch"):
+        huskyai.train("d", epoch=2)  # a misspelt option is refused before anything runs
+
+
+def test_verify_returns_what_the_cli_prints(tmp_path):
+    import shutil
+
+    shipped = huskyai.verify()
+    assert shipped.ok and "pinned in the huskyai package" in shipped.trust and shipped.pickle_note is None
+    assert any("matches its model card" in line for line in shipped.findings)
+    copy = tmp_path / "export"
+    shutil.copytree(EXPORT, copy)
+    blob = bytearray((copy / "model.onnx").read_bytes())
+    blob[len(blob) // 2] ^= 1
+    (copy / "model.onnx").write_bytes(bytes(blob))
+    broken = huskyai.verify(copy)
+    assert not broken.ok and broken.trust is None and "model.onnx" in broken.problems[0]
+    with pytest.raises(huskyai.IntegrityError, match="does not match"):
+        huskyai.sign(copy)  # sign refuses what verify refuses
+
+
+BLOCK_TORCH = """
+import json, sys
+
+class RefuseTorch:  # as on a serving install: torch cannot be imported
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "torch":
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+sys.meta_path.insert(0, RefuseTorch())
+"""
+
+
+def run_script(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=python_env(), cwd=ROOT,
+                          timeout=300)
+
+
+def test_train_scans_the_photos_before_importing_torch(tmp_path):
+    data = make_toy_dataset(tmp_path / "d", n_per_class=2, size=64)
+    for photo in (data / "not_husky").iterdir():
+        photo.write_bytes(b"not a photo")  # the class is there, but nothing in it is usable
+    code = ("import sys\nfrom huskyai.cli import main\n"
+            f"rc = main(['train', '--data', {str(data)!r}, '--out', {str(tmp_path / 'out')!r}])\n"
+            "print(rc, sorted(m for m in ('torch', 'fastai', 'timm', 'matplotlib') if m in sys.modules))")
+    proc = run_script(code)
+    assert proc.stdout.split("\n")[-2] == "1 []", proc.stdout + proc.stderr  # refused, and nothing heavy loaded
+    assert "no usable photos in not_husky/" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_missing_training_extra_is_one_line_everywhere(tmp_path):
+    data = make_toy_dataset(tmp_path / "d", n_per_class=2, size=64)
+    code = BLOCK_TORCH + f"""
+from huskyai.cli import main
+import huskyai
+codes = [main(['train', '--data', {str(data)!r}, '--out', {str(tmp_path / 'out')!r}]),
+         main(['doctor', {str(data)!r}]), main(['attack', 'junk', '--out', {str(tmp_path / 'report')!r}])]
+try:
+    huskyai.load_learner()
+except ImportError as err:
+    codes.append(type(err).__name__)
+print(json.dumps(codes))
+"""
+    proc = run_script(code)
+    assert json.loads(proc.stdout.splitlines()[-1]) == [1, 1, 1, "MissingExtraError"], proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 3 and "Traceback" not in proc.stderr, proc.stderr
+    for line, what in zip(lines, ("training", "the label doctor", "the red-team kit")):
+        assert line.startswith(f"error: {what} needs torch") and "pip install 'huskyai[" in line
+
+
+@pytest.mark.slow
+def test_train_evaluate_verify_from_python(tmp_path):
+    data = make_toy_dataset(tmp_path / "d", n_per_class=4, size=64)
+    messages: list[str] = []
+    run = huskyai.train(data, tmp_path / "out", size=64, valid_pct=0.25, report=messages.append)
+    assert run.folder == (tmp_path / "out").resolve() and run.metrics == run.card["metrics"]
+    assert set(run.metrics["validation"]) >= {"accuracy", "precision", "recall", "f1", "confusion"}
+    assert any(m.startswith("exported to") for m in messages)
+    checked = huskyai.verify(run.folder)
+    assert checked.ok and checked.trust.startswith("signed")  # signed with this test run's key
+    metrics = huskyai.evaluate(run.folder, data, report=messages.append)
+    assert metrics["n"] == 8 and metrics == huskyai.evaluate(huskyai.load(run.folder), data, report=print)

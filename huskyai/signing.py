@@ -1,0 +1,127 @@
+"""Checking an export as a whole (``huskyai.verify``) and signing it with this machine's key (``huskyai.sign``).
+
+verify reports instead of raising: every file against the card, who vouches for the card, and what a
+learner.pkl would import (information only: Husky AI never opens it). sign refuses whatever verify
+refuses, so it never blesses a changed file, a pickle that imports more than a learner needs, or a card
+signed with another key (unless told to replace that signature).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import artifacts
+from .errors import IntegrityError
+
+UNSIGNED = "not signed and not pinned"  # how artifacts words the refusal of a card nobody vouches for
+
+
+@dataclass
+class VerifyResult:
+    folder: Path
+    problems: list[str] = field(default_factory=list)  # reasons to refuse the export; none if it is sound
+    findings: list[str] = field(default_factory=list)  # what was checked and found right
+    trust: str | None = None  # who vouches for the card; None if nobody does (or it is broken)
+    pickle_note: str | None = None  # what learner.pkl would import, when that is within the learner policy
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def verify(folder: str | Path | None = None, sha256: str | None = None) -> VerifyResult:
+    """Check an export folder (default: the shipped model) without loading it: its files against the
+    card, then whether the card is trusted (pinned by ``sha256``, shipped or signed), then any pickle."""
+    result = VerifyResult(artifacts.resolve(folder))
+    card, result.problems, _ = artifacts.check_files(result.folder)
+    if card is None or result.problems:
+        return result
+    result.findings.append(f"every file in {result.folder} matches its model card ({', '.join(card['files'])})")
+    try:
+        result.trust = artifacts.open_export(result.folder, sha256=sha256).trust
+        result.findings.append("trusted: " + result.trust)
+    except IntegrityError as err:
+        if UNSIGNED not in str(err):
+            result.problems.append(str(err))
+            return result
+        result.findings.append("UNSIGNED: huskyai.load refuses it until it is signed (`python -m huskyai sign DIR`), "
+                               "pinned (sha256=...) or trusted explicitly (--trust-unsigned)")
+    problems, result.pickle_note = _pickle_check(result.folder)
+    result.problems += problems
+    return result
+
+
+def _pickle_check(folder: Path) -> tuple[list[str], str | None]:
+    """(problems, note) for the export's learner.pkl, judged without unpickling it; nothing if there is none."""
+    pickle = folder / artifacts.LEARNER_NAME
+    if not pickle.is_file() or pickle.is_symlink():
+        return [], None
+    from .extras import require
+    from .picklecheck import scan_pickle
+
+    require("redteam", f"checking {artifacts.LEARNER_NAME}")
+    report = scan_pickle(pickle)
+    note = (f"{artifacts.LEARNER_NAME}: its {report.n_globals} imports are all within the Husky AI learner policy; "
+            "that does not make a pickle safe (Husky AI never opens it)")
+    return report.problems, note if report.clean else None
+
+
+@dataclass
+class SignResult:
+    folder: Path
+    card_sha256: str  # pin it where this machine's key is not
+    key: str  # where the key came from: the environment variable or the key file
+    added_onnx: bool = False  # the export predated model.onnx, which signing added
+
+
+def sign(folder: str | Path | None = None, replace_signature: bool = False,
+         redteam_report: str | Path | None = None) -> SignResult:
+    """Sign an export's card with this machine's key (made on first use), after verify's checks; with
+    ``redteam_report`` (a red-team summary.json made for these weights) the card also hashes it as
+    redteam.json. Raises IntegrityError with every problem when verify would refuse the export."""
+    folder = artifacts.resolve(folder)
+    card, problems, files = artifacts.check_files(folder)
+    if card is not None and not problems:
+        problems = _pickle_check(folder)[0]
+    if card is not None and not problems and "signature" in card and not replace_signature:
+        # a card signed with another key is not silently re-blessed
+        problems = [p + " (after a key change, --replace-signature signs it anew)" for p in verify(folder).problems]
+    if card is None or problems:
+        raise IntegrityError("; ".join(problems))
+    if redteam_report:
+        _add_redteam_report(folder, card, Path(redteam_report))
+    added_onnx = artifacts.ONNX_NAME not in files
+    if added_onnx:
+        _add_onnx_graph(folder, card, files)
+    artifacts.save_card(folder, card, artifacts.signing_key(create=True))
+    env = artifacts.SIGNING_KEY_ENV
+    return SignResult(folder, artifacts.sha256((folder / artifacts.CARD_NAME).read_bytes()),
+                      f"${env}" if os.environ.get(env) else str(artifacts.key_path()), added_onnx)
+
+
+def _add_redteam_report(folder: Path, card: dict, report: Path) -> None:
+    """Copy a red-team summary.json into the export as redteam.json, if it was made for these weights."""
+    try:
+        data = report.read_bytes()
+        summary = json.loads(data)
+    except (OSError, ValueError) as err:
+        raise IntegrityError(f"{report}: cannot read the red-team summary ({err})") from None
+    if not isinstance(summary, dict) or summary.get("weights_sha256") != card["files"][artifacts.WEIGHTS_NAME]:
+        raise IntegrityError(f"{report}: this red-team summary was not made for the model in {folder}")
+    (folder / artifacts.REDTEAM_NAME).write_bytes(data)
+    card["files"][artifacts.REDTEAM_NAME] = artifacts.sha256(data)
+
+
+def _add_onnx_graph(folder: Path, card: dict, files: dict[str, bytes]) -> None:
+    """An export made before 2026-11-28 gets the ONNX graph it now ships, built from its verified weights."""
+    from .engine import onnx_bytes, torch_network
+    from .extras import require
+
+    require("train", f"adding {artifacts.ONNX_NAME} to an export that predates it")
+    net = torch_network(card["arch"], len(card["classes"]), files[artifacts.WEIGHTS_NAME])
+    graph = onnx_bytes(net, int(card["input_size"]))
+    (folder / artifacts.ONNX_NAME).write_bytes(graph)
+    card["files"][artifacts.ONNX_NAME] = artifacts.sha256(graph)
