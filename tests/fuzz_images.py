@@ -30,9 +30,7 @@ import numpy as np
 from hypothesis import strategies as st
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from huskyai.images import InvalidImageError, describe  # noqa: E402
+from huskyai.images import InvalidImageError, describe
 
 FORMATS = ["JPEG", "PNG", "GIF", "BMP", "WEBP", "TIFF", "ICO", "PPM"]
 MODES = ["RGB", "RGBA", "L", "LA", "P", "1", "CMYK", "I;16", "I", "F"]
@@ -148,10 +146,12 @@ def jpeg_with_segments(segments: list[tuple[int, bytes]], size: tuple[int, int] 
     return data[:2] + extra + data[2:]
 
 
-def tiff_directory(entries: int, data_size: int, orientation: int | None = None, blob_size: int = 65000) -> bytes:
-    """A little-endian TIFF directory (as in EXIF or MPF) whose ``entries`` all point at the same data."""
+def tiff_directory(entries: int, data_size: int, orientation: int | None = None, blob_size: int = 65000,
+                   typ: int = 7) -> bytes:
+    """A little-endian TIFF directory (as in EXIF or MPF) whose ``entries`` all point at the same data:
+    ``data_size`` values of TIFF type ``typ`` (7: bytes; 16: LONG8, 8 bytes each)."""
     rows = [struct.pack("<HHLL", 0x0112, 3, 1, orientation)] if orientation else []
-    rows += [struct.pack("<HHLL", 0x8000 + i, 7, data_size, 8) for i in range(entries)]
+    rows += [struct.pack("<HHLL", 0x8000 + i, typ, data_size, 8) for i in range(entries)]
     blob = b"II*\0" + struct.pack("<L", 8) + struct.pack("<H", len(rows)) + b"".join(rows) + b"\0\0\0\0"
     return blob + b"\0" * max(0, blob_size - len(blob))
 
@@ -161,6 +161,20 @@ def jpeg_with_size(width: int, height: int, progressive: bool = False, subsampli
     data = encode(Image.new("RGB", (64, 64), "grey"), "JPEG", progressive=progressive, subsampling=subsampling)
     sof = data.index(b"\xff\xc2" if progressive else b"\xff\xc0")
     return data[:sof + 5] + struct.pack(">HH", height, width) + data[sof + 9:]
+
+
+def jpeg_partial_first_scan(width: int, height: int) -> bytes:
+    """A 4:4:4 baseline JPEG header claiming ``width`` x ``height`` whose first scan carries only one of
+    its three components: libjpeg then keeps every coefficient of the image, as for a progressive file."""
+    data = jpeg_with_size(width, height, subsampling=0)
+    sos = data.index(b"\xff\xda")
+    length = int.from_bytes(data[sos + 2:sos + 4], "big")
+    return data[:sos] + b"\xff\xda\x00\x08\x01" + data[sos + 5:sos + 7] + b"\x00\x3f\x00" + data[sos + 2 + length:]
+
+
+def quant_tables(count: int) -> bytes:
+    """``count`` 8-bit quantization tables, as one DQT segment's payload."""
+    return b"".join(bytes([i % 4]) + bytes(range(1, 65)) for i in range(count))
 
 
 def webp_with_size(width: int, height: int) -> bytes:
@@ -174,7 +188,7 @@ def webp_with_size(width: int, height: int) -> bytes:
 def hostile_image(draw) -> bytes:
     """One of the shapes that once made decoding unbounded, at sizes from harmless to over the limits."""
     kind = draw(st.sampled_from(["rle_bmp", "aspect", "png_big", "gif_frames", "gif_comment", "jpeg_scans",
-                                 "jpeg_segments", "exif", "png_chunks", "header", "jpeg_big"]))
+                                 "jpeg_segments", "exif", "png_chunks", "header", "jpeg_big", "jpeg_partial"]))
     side = st.integers(16, 20000)
     if kind == "rle_bmp":
         return rle_bmp(draw(st.integers(1, 4_000_000)), draw(st.integers(1, 4096)), draw(st.booleans()))
@@ -202,12 +216,14 @@ def hostile_image(draw) -> bytes:
     if kind == "jpeg_scans":
         return jpeg_scan_flood((draw(st.integers(16, 1500)), draw(st.integers(16, 1500))), draw(st.integers(0, 300)))
     if kind == "jpeg_segments":
-        marker = draw(st.sampled_from([0xFE, 0xED, 0xE1, 0xE2, 0xE5, 0x00, 0x01]))
+        marker = draw(st.sampled_from([0xFE, 0xED, 0xE1, 0xE2, 0xE5, 0xDB, 0x00, 0x01]))
         if marker in (0x00, 0x01):  # escaped 0xFF and standalone markers where segments belong
             return b"\xff\xd8" + bytes([0xFF, marker]) * draw(st.integers(0, 200_000)) + \
                 jpeg_with_segments([])[2:]
         payload = {0xED: b"Photoshop 3.0\0" + b"8BIM\x04\x04\0\0\0\0\0\0" * draw(st.integers(0, 3000)),
-                   0xE1: b"Exif\0\0" + tiff_directory(draw(st.integers(0, 600)), draw(st.integers(0, 60000))),
+                   0xE1: b"Exif\0\0" + tiff_directory(draw(st.integers(0, 600)), draw(st.integers(0, 60000)),
+                                                       typ=draw(st.sampled_from([7, 16]))),
+                   0xDB: quant_tables(draw(st.integers(1, 1000))),
                    0xE2: b"MPF\0" + tiff_directory(draw(st.integers(0, 600)), draw(st.integers(0, 60000)))}
         body = payload.get(marker, b"")
         return jpeg_with_segments([(marker, body)] * min(draw(st.integers(1, 700)), 10_600_000 // (len(body) + 4)))
@@ -218,6 +234,8 @@ def hostile_image(draw) -> bytes:
         base = encode(Image.new("RGB", (32, 32), "red"), "PNG")
         tag = draw(st.sampled_from([b"abCd", b"tEXt", b"IDAT"]))
         return base[:33] + png_chunk(tag, b"k\0v" if tag == b"tEXt" else b"") * draw(st.integers(0, 20000)) + base[33:]
+    if kind == "jpeg_partial":
+        return jpeg_partial_first_scan(draw(side), draw(side))
     if kind == "jpeg_big":
         return jpeg_with_size(draw(side), draw(side), draw(st.booleans()))
     maker = draw(st.sampled_from([_png_with_size, _gif_with_size, _bmp_with_size, webp_with_size]))

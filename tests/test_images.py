@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import re
 import tracemalloc
 
@@ -11,11 +12,13 @@ import pytest
 from fuzz_images import (
     _gif_with_size,
     gif_frames,
+    jpeg_partial_first_scan,
     jpeg_scan_flood,
     jpeg_with_segments,
     jpeg_with_size,
     png_chunk,
     png_solid,
+    quant_tables,
     rle_bmp,
     tiff_directory,
     webp_with_size,
@@ -23,7 +26,7 @@ from fuzz_images import (
 from PIL import Image, ImageFile
 
 from conftest import bad_files, jpeg_bytes, skimage_photo
-from huskyai.images import MAX_FILE_BYTES, InvalidImageError, describe, load_image
+from huskyai.images import MAX_FILE_BYTES, InvalidImageError, describe, load_image, read_limited
 
 
 def encode(img: Image.Image, fmt: str, **kwargs) -> bytes:
@@ -115,6 +118,27 @@ def test_missing_file_is_a_clear_error(tmp_path):
         load_image(tmp_path / "nope.jpg")
 
 
+def test_reading_stops_at_the_limit_when_the_size_is_not_known():
+    """A pipe or a device (/dev/zero) reports size 0: the size check alone would read it all."""
+    read_end, write_end = os.pipe()
+    try:
+        os.write(write_end, b"\xff" * 3000)  # fits in the pipe's buffer
+        os.close(write_end)
+        with pytest.raises(InvalidImageError, match="file is over the limit"):
+            read_limited(f"/dev/fd/{read_end}", max_bytes=1000)
+    finally:
+        os.close(read_end)
+
+
+def test_32_bit_images_are_scaled_alike_in_every_strip():
+    """Large images are converted strip by strip; 0-65535 samples must not become 0-255 in a strip
+    that happens to hold only small values."""
+    samples = np.full((1024, 2048), 60000, dtype=np.int32)
+    samples[:512] = 200  # the first strip (512 rows of 2048) holds only small values
+    img = np.asarray(load_image(Image.fromarray(samples, "I")))
+    assert img[0, 0, 0] == int(200 * 255 / 65535 + 0.5) and img[-1, 0, 0] == int(60000 * 255 / 65535 + 0.5)
+
+
 # ---------------------------------------------------------------------------------------------
 # Bounded decoding: the bombs are refused before decoding, and what is decoded is decoded small.
 
@@ -162,6 +186,16 @@ BOMBS = {
                            "more than 8 EXIF segments"),
     "JPEG MPF directory": (lambda: jpeg_with_segments([(0xE2, b"MPF\0" + tiff_directory(100, 60000))]),
                            "MPF data is malformed"),
+    # LONG8 (type 16) entries, which Pillow reads too: 256 of them held 135 MB for a 520 KB file
+    "JPEG EXIF LONG8 directory": (lambda: jpeg_with_segments([(0xE1, b"Exif\0\0" + tiff_directory(256, 8000,
+                                                                                                  typ=16))]),
+                                  "EXIF data is malformed"),
+    # Pillow unpacks each table in Python: a 10 MB file of them took 0.84 s, four times a 12 MP photo
+    "JPEG quantization tables": (lambda: jpeg_with_segments([(0xDB, quant_tables(1000))] * 3),
+                                 "more than 64 quantization tables"),
+    # a first scan without every component makes libjpeg keep all coefficients, as for progressive
+    "JPEG 48 MP 4:4:4, partial first scan": (lambda: jpeg_partial_first_scan(8000, 6000),
+                                             "too large to decode safely as a baseline JPEG (3 components)"),
     "JPEG Photoshop blocks": (lambda: jpeg_with_segments([(0xED, b"Photoshop 3.0\0" + b"8BIM\4\4\0\0\0\0\0\0" * 400)]
                                                          * 3), "Photoshop resource blocks"),
     "JPEG comment flood": (lambda: jpeg_with_segments([(0xFE, b"")] * 600), "too many segments"),
