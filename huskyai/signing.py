@@ -59,11 +59,13 @@ def _pickle_check(folder: Path) -> tuple[list[str], str | None]:
     pickle = folder / artifacts.LEARNER_NAME
     if not pickle.is_file() or pickle.is_symlink():
         return [], None
-    from .extras import require
     from .picklecheck import scan_pickle
 
-    require("redteam", f"checking {artifacts.LEARNER_NAME}")
-    report = scan_pickle(pickle)
+    try:
+        report = scan_pickle(pickle)
+    except ImportError:  # a serving install: judging the pickle needs picklescan, from the redteam extra
+        return [f"{artifacts.LEARNER_NAME}: not checked, picklescan is not installed: "
+                "pip install 'huskyai[redteam]'"], None
     note = (f"{artifacts.LEARNER_NAME}: its {report.n_globals} imports are all within the Husky AI learner policy; "
             "that does not make a pickle safe (Husky AI never opens it)")
     return report.problems, note if report.clean else None

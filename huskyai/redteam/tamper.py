@@ -6,8 +6,6 @@ from __future__ import annotations
 import contextlib
 import io
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 from .. import artifacts
@@ -69,10 +67,10 @@ def _outcome(fn) -> str:
 
 
 def _verify(folder: Path) -> str:
-    proc = subprocess.run([sys.executable, "-m", "huskyai", "verify", str(folder)], capture_output=True, text=True,
-                          timeout=600)
-    fails = [line for line in proc.stdout.splitlines() if line.startswith("FAIL")]
-    return f"refused: {'; '.join(fails)[:300]}" if proc.returncode else "ACCEPTED"
+    from ..signing import verify
+
+    result = verify(folder)
+    return "ACCEPTED" if result.ok else f"refused: {'; '.join(result.problems)[:300]}"
 
 
 def _fresh_copy(export_dir: Path, dest: Path) -> Path:
