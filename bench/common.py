@@ -1,20 +1,17 @@
-"""Helpers shared by the benchmarks: photos, timing, a served app and raw-HTTP calls to it."""
+"""Helpers shared by the benchmarks: photos, timing and a served app (raw-HTTP calls to it: huskyai.redteam.client)."""
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import statistics
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / "shared" / "data" / "huskies"
 PHOTO = ROOT / "examples" / "chelsea.jpg"
 
@@ -51,8 +48,7 @@ def free_port() -> int:
 
 def start_server(cmd: list[str], port: int, extra_env: dict | None = None) -> tuple[subprocess.Popen, float]:
     """Start a server and return it with the seconds until its first HTTP 200."""
-    env = dict(os.environ, GRADIO_SERVER_PORT=str(port), GRADIO_ANALYTICS_ENABLED="False",
-               PYTHONPATH=str(ROOT), **(extra_env or {}))
+    env = dict(os.environ, GRADIO_SERVER_PORT=str(port), GRADIO_ANALYTICS_ENABLED="False", **(extra_env or {}))
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/"
@@ -66,60 +62,6 @@ def start_server(cmd: list[str], port: int, extra_env: dict | None = None) -> tu
             time.sleep(0.05)
     proc.kill()
     raise TimeoutError(url)
-
-
-class CallRefused(RuntimeError):
-    """The app answered the call with an error event (its message is the exception's text)."""
-
-
-def client_from(address: str = "127.0.0.1", timeout: float = 60) -> httpx.Client:
-    """An HTTP client whose requests leave from ``address`` (any 127.x.y.z is this machine's loopback)."""
-    return httpx.Client(timeout=timeout, transport=httpx.HTTPTransport(local_address=address))
-
-
-def _refusal(response: httpx.Response) -> str | None:
-    """The app's message when it refused a request (HTTP 4xx/5xx), else None."""
-    if response.status_code < 400:
-        return None
-    try:
-        body = response.json()
-        return str(body.get("detail") or body.get("error") or body) if isinstance(body, dict) else str(body)
-    except ValueError:
-        return f"HTTP {response.status_code}: {response.text[:200]}"
-
-
-def raw_predict(base: str, photo: Path | bytes, api: str = "predict", client: httpx.Client | None = None,
-                name: str = "photo.jpg") -> list:
-    """Gradio's raw HTTP protocol: upload the file, start the call, read the result stream.
-
-    Any refusal (an HTTP error on the upload or the call, or an error event) raises CallRefused."""
-    c = client or httpx.Client(timeout=60)
-    data = photo if isinstance(photo, bytes) else Path(photo).read_bytes()
-    name = name if isinstance(photo, bytes) else Path(photo).name
-    uploaded = c.post(f"{base}gradio_api/upload", files={"files": (name, data, "image/jpeg")})
-    if (message := _refusal(uploaded)) is not None:
-        raise CallRefused(message)
-    return call_with_path(base, uploaded.json()[0], api, c)
-
-
-def call_with_path(base: str, path: str, api: str = "predict", client: httpx.Client | None = None) -> list:
-    """Start a call naming a file already on the server, and read its result stream."""
-    c = client or httpx.Client(timeout=60)
-    payload = {"data": [{"path": path, "meta": {"_type": "gradio.FileData"}}]}
-    started = c.post(f"{base}gradio_api/call/{api}", json=payload)
-    if (message := _refusal(started)) is not None:
-        raise CallRefused(message)
-    event = started.json()["event_id"]
-    text = c.get(f"{base}gradio_api/call/{api}/{event}").text
-    lines = text.strip().splitlines()
-    if not any(line.startswith("event: complete") for line in lines):
-        last = lines[-1].removeprefix("data: ") if lines else ""
-        try:
-            message = json.loads(last) if last else text
-        except ValueError:
-            message = last
-        raise CallRefused(message if isinstance(message, str) else json.dumps(message))
-    return json.loads(lines[-1].removeprefix("data: "))
 
 
 def stop(proc: subprocess.Popen) -> None:

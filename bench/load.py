@@ -40,7 +40,8 @@ from pathlib import Path
 
 import httpx
 
-from common import CallRefused, client_from, free_port, raw_predict, rss_mb, start_server, stop
+from common import free_port, rss_mb, start_server, stop
+from huskyai.redteam.client import CallRefused, client_from, raw_predict
 
 DEADLINE_S = 240
 EXAMPLES = sorted((Path(__file__).resolve().parent.parent / "examples").glob("*.jpg"))
@@ -63,7 +64,7 @@ def percentile(values: list[float], q: float) -> float:
 # --- waves ------------------------------------------------------------------------------------------------------
 
 def run_waves(args: argparse.Namespace) -> int:
-    import huskyai  # after common, which puts the project on sys.path
+    import huskyai
 
     model = huskyai.load()
     expected = {p.name: model.predict(p).label for p in EXAMPLES}

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import httpx
 
-from common import PHOTO, ROOT, free_port, raw_predict, rss_mb, start_server, stop
+from common import PHOTO, ROOT, free_port, rss_mb, start_server, stop
+from huskyai.redteam.client import raw_predict
 
 MODEL_PREDICT = """
 import json
