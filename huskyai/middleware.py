@@ -25,20 +25,12 @@ import asyncio
 import json
 import math
 import re
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Callable
 
+from .bodystream import BodyCutOff, CappedBody, HeldResponse, Message, Receive, Scope, Send, content_length, send_json
 from .ratelimit import RateLimiter
 from .serving import client_address
 from .uploads import UploadRegistry
-
-try:  # raised inside gradio's upload parser, it makes gradio delete the partial files it wrote
-    from gradio.route_utils import MultiPartException as _GradioMultiPartError
-except ImportError:  # pragma: no cover - another gradio
-    _GradioMultiPartError = Exception
-
-Scope = dict[str, Any]
-Message = dict[str, Any]
 
 UPLOAD, JOIN, DIRECT, OTHER = "upload", "join", "direct", "other"
 _ROUTES = [
@@ -51,6 +43,7 @@ MAX_FILES_PER_UPLOAD = 4  # the page sends one photo per upload
 
 
 def route_kind(method: str, path: str) -> str:
+    """Which budget a request draws on: UPLOAD, JOIN (starts a prediction), DIRECT, or OTHER (free)."""
     if method != "POST":
         return OTHER
     path = path.rstrip("/")
@@ -60,19 +53,9 @@ def route_kind(method: str, path: str) -> str:
     return OTHER
 
 
-class _BodyTooLarge(_GradioMultiPartError):
-    pass
-
-
-class _BodyStalled(_GradioMultiPartError):
-    pass
-
-
-class _BodyAborted(_GradioMultiPartError):
-    pass
-
-
 class FairServing:
+    """The ASGI middleware: wraps gradio's app (``app``) and applies the rules above to every request."""
+
     def __init__(self, app, *, upload_limit: int, max_in_flight: int, trusted_proxy_hops: int,
                  predictions: RateLimiter, uploads_limiter: RateLimiter, uploads: UploadRegistry,
                  queued_for: Callable[[str], int], on_refusal: Callable[[str, str], None],
@@ -99,14 +82,13 @@ class FairServing:
         forwarded = [v.decode("latin-1") for k, v in scope.get("headers", ()) if k == b"x-forwarded-for"]
         return client_address(peer[0] if peer else None, forwarded, self.hops)
 
-    async def __call__(self, scope: Scope, receive: Callable[[], Awaitable[Message]],
-                       send: Callable[[Message], Awaitable[None]]) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         kind = route_kind(scope["method"], scope["path"])
         client = self.client_of(scope)
         cap = self.caps[kind]
-        declared = _content_length(scope)
+        declared = content_length(scope)
         if declared is not None and (declared < 0 or declared > cap):
             return await self._refuse(send, client, 413, self._too_large_message(kind),
                                       f"request body too large: {declared} bytes announced, the limit is {cap}")
@@ -141,7 +123,7 @@ class FairServing:
                 del self._active[client]
                 self._doors.pop(client, None)
 
-    async def _join_in_turn(self, scope: Scope, receive, send, client: str, cap: int) -> None:
+    async def _join_in_turn(self, scope: Scope, receive: Receive, send: Send, client: str, cap: int) -> None:
         """Let a client's prediction into the queue only when none of its others is queued or running."""
         door = self._doors.setdefault(client, asyncio.Lock())
         async with door:  # one at a time through the door, so two waiters cannot both see an empty queue
@@ -154,63 +136,29 @@ class FairServing:
                 await asyncio.sleep(0.02)
             await self._forward(scope, receive, send, JOIN, client, cap)  # returns once the event is queued
 
-    async def _forward(self, scope: Scope, receive, send, kind: str, client: str, cap: int) -> None:
-        state = {"received": 0, "body_done": False, "cut": None, "started": False, "status": 0}
-        captured: list[bytes] = []
-        buffer_body = kind == UPLOAD  # the upload route's answer names the files: read it before passing it on
-        capture_errors = kind != OTHER
+    async def _forward(self, scope: Scope, receive: Receive, send: Send, kind: str, client: str, cap: int) -> None:
+        body = CappedBody(receive, cap, self.idle_timeout, self._too_large_message(kind),
+                          abort_on_disconnect=kind == UPLOAD)
 
-        async def counted_receive() -> Message:
-            if state["body_done"]:
-                return await receive()  # after the body: disconnect notices for streaming answers
-            try:
-                message = await asyncio.wait_for(receive(), self.idle_timeout)
-            except asyncio.TimeoutError:
-                state["cut"] = (408, "The request body stalled; send it again.", "request body stalled")
-                raise _BodyStalled("Request body stalled.") from None
-            if message["type"] == "http.disconnect":
-                if kind == UPLOAD:  # gradio's parser deletes its partial files only on its own error type
-                    raise _BodyAborted("Upload aborted by the client.")
-                return message
-            state["received"] += len(message.get("body", b""))
-            if state["received"] > cap:
-                state["cut"] = (413, self._too_large_message(kind),
-                                f"request body too large: over {cap} bytes while streaming")
-                raise _BodyTooLarge("Request body exceeded maximum allowed size.")
-            if not message.get("more_body", False):
-                state["body_done"] = True
-            return message
+        def hold(status: int) -> bool:  # the upload route's answer names the files: read it before passing it on
+            return kind == UPLOAD or (kind != OTHER and status >= 400)
 
-        async def watched_send(message: Message) -> None:
-            if state["cut"] is not None:
-                return  # the app's answer to a body we cut off is replaced by ours
-            if message["type"] == "http.response.start":
-                state["status"] = message["status"]
-                if buffer_body or (capture_errors and message["status"] >= 400):
-                    captured.append(b"")
-                    state["start"] = message
-                    return
-                state["started"] = True
-            elif message["type"] == "http.response.body" and captured:
-                if sum(map(len, captured)) < 1024 * 1024:
-                    captured.append(message.get("body", b""))
-                if message.get("more_body", False):
-                    return
-                await self._finish_captured(send, state, b"".join(captured), kind, client)
-                return
-            await send(message)
+        async def finish(start: Message, content: bytes) -> None:
+            await self._finish_held(send, start, content, kind, client)
 
+        response = HeldResponse(send, body, hold, finish)
         try:
-            await self.app(scope, counted_receive, watched_send)
-        except (_BodyTooLarge, _BodyStalled, _BodyAborted):
-            if state["cut"] is None:
+            await self.app(scope, body, response)
+        except BodyCutOff:
+            if body.cut is None:
                 return  # the client went away; nobody is left to answer
-        if state["cut"] is not None and not state["started"]:
-            status, message, reason = state["cut"]
+        if body.cut is not None and not response.started:
+            status, message, reason = body.cut
             await self._refuse(send, client, status, message, reason)
 
-    async def _finish_captured(self, send, state: dict, body: bytes, kind: str, client: str) -> None:
-        start, status = state["start"], state["status"]
+    async def _finish_held(self, send: Send, start: Message, body: bytes, kind: str, client: str) -> None:
+        """Pass on a held answer: a successful upload's files are recorded, gradio's refusals noted."""
+        status = start["status"]
         if kind == UPLOAD and status == 200:
             try:
                 paths = [p for p in json.loads(body) if isinstance(p, str)]
@@ -219,15 +167,12 @@ class FairServing:
             self.uploads.record(paths)
             if len(paths) > MAX_FILES_PER_UPLOAD:
                 self.uploads.discard(paths)
-                state["started"] = True
-                await self._refuse(send, client, 413, f"At most {MAX_FILES_PER_UPLOAD} files in one upload.",
-                                   f"upload of {len(paths)} files")
-                return
+                return await self._refuse(send, client, 413, f"At most {MAX_FILES_PER_UPLOAD} files in one upload.",
+                                          f"upload of {len(paths)} files")
         elif status >= 400:
             text = body[:300].decode("utf-8", "replace")
             reason = "queue full" if status == 503 and kind == JOIN else f"refused by gradio: HTTP {status}"
             self.on_refusal(client, f"{reason}: {text}")
-        state["started"] = True
         await send(start)
         await send({"type": "http.response.body", "body": body})
 
@@ -236,23 +181,7 @@ class FairServing:
             return "The request body is too large for this route."
         return f"The request is too large: a photo may be at most {self.upload_limit // (1024 * 1024)} MB."
 
-    async def _refuse(self, send, client: str, status: int, message: str, reason: str,
+    async def _refuse(self, send: Send, client: str, status: int, message: str, reason: str,
                       retry_after: int | None = None) -> None:
         self.on_refusal(client, reason)
-        body = json.dumps({"detail": message, "error": message}).encode()
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                   (b"connection", b"close")]
-        if retry_after is not None:
-            headers.append((b"retry-after", str(retry_after).encode()))
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
-
-
-def _content_length(scope: Scope) -> int | None:
-    for k, v in scope.get("headers", ()):
-        if k == b"content-length":
-            try:
-                return int(v)
-            except ValueError:
-                return -1
-    return None
+        await send_json(send, status, message, retry_after)

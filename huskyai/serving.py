@@ -118,7 +118,7 @@ def serve(model_dir: str | None = None, host: str | None = None, port: int | Non
                                trust_unsigned=trust_unsigned or settings.trust_unsigned)
     from .artifacts import IntegrityError
     from .engine import EngineError
-    from .ui import launch
+    from .webserver import launch
 
     try:
         predictor = model.result()

@@ -67,6 +67,10 @@ class UploadRegistry:
                 self._uploads[key] = _Upload(size, now)
         self._enforce_budget()
 
+    def never_delete(self, protected: Callable[[], Iterable[str]]) -> None:
+        """Name the files the app itself keeps in the cache (asked anew at each sweep): never deleted."""
+        self._protected = protected
+
     def protected(self) -> set[str]:
         return {k for k in map(self._key, self._protected()) if k}
 
