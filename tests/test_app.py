@@ -59,13 +59,39 @@ def test_bad_uploads_get_a_clear_message_and_the_server_keeps_serving(client, tm
     assert call(client, good)[0]["label"] == "not_husky"
 
 
-def test_upload_over_the_limit_is_refused(client, tmp_path):
-    big = tmp_path / "big.png"
+def test_upload_over_the_limit_is_refused(app_server, tmp_path):
+    """Raw HTTP, as an attacker sends it: gradio_client refuses a big file on the caller's side, so through it
+    this test passed whatever the server did."""
+    import json
+
+    from huskyai.redteam.client import CallRefused, client_from, raw_predict, upload
+
     rng = np.random.default_rng(1)
-    Image.fromarray(rng.integers(0, 256, (2200, 2200, 3), dtype=np.uint8)).save(big)  # ~14.5 MB of noise
-    assert big.stat().st_size > 10 * 1024 * 1024
-    with pytest.raises(Exception, match="(?i)size|large|limit"):
-        call(client, big)
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, (2200, 2200, 3), dtype=np.uint8)).save(buf, "PNG")  # ~14.5 MB of noise
+    big = buf.getvalue()
+    assert len(big) > 10 * 1024 * 1024 + 64 * 1024
+    base, audit = app_server["url"], app_server["audit_log"]
+    before = len(audit.read_text().splitlines())
+    with client_from("127.0.0.60") as c:
+        # announced over the body cap: the middleware refuses it from the headers
+        with pytest.raises(CallRefused) as refused:
+            upload(base, big, "big.png", c, mime="image/png")
+        assert refused.value.status == 413
+        assert str(refused.value) == "The request is too large: a photo may be at most 10 MB."
+        # one byte over 10 MB, inside the middleware's headroom for multipart headers: gradio's own cap
+        with pytest.raises(CallRefused) as refused:
+            upload(base, big[: 10 * 1024 * 1024 + 1], "big.png", c, mime="image/png")
+        assert refused.value.status == 413
+        assert str(refused.value) == "File size exceeded maximum allowed size of 10485760 bytes."
+        # the same address is answered at once afterwards: the refusals cost it nothing
+        cat = tmp_path / "cat.jpg"
+        cat.write_bytes(jpeg_bytes(skimage_photo("chelsea")))
+        assert raw_predict(base, cat, client=c)[0]["label"] == "not_husky"
+    reasons = [json.loads(line)["refused"] or "" for line in audit.read_text().splitlines()[before:]]
+    assert any(r.startswith("request body too large: ") and "bytes announced" in r for r in reasons)
+    assert any(r.startswith("refused by gradio: HTTP 413") for r in reasons)
+    assert not [p for p in Path(app_server["cache"]).glob("tmp*")]  # no partial upload left behind
 
 
 def odd_images() -> dict[str, bytes]:
@@ -115,7 +141,7 @@ def test_no_partial_uploads_are_left_in_the_cache(app_server, client, tmp_path):
 
 
 def card_text(model) -> str:
-    from huskyai.ui import model_card_markdown
+    from huskyai.modelcard import model_card_markdown
 
     return model_card_markdown(model)
 

@@ -14,10 +14,19 @@ from conftest import ROOT, bad_files, jpeg_bytes, python_env, running_app, skima
 from huskyai.audit import AuditLog, audited_predict
 from huskyai.images import InvalidImageError
 from huskyai.ratelimit import RateLimiter
+from huskyai.redteam.client import (
+    CallRefused,
+    call,
+    call_with_path,
+    client_from,
+    file_input,
+    inline_input,
+    raw_predict,
+    upload,
+)
 
 pytestmark = pytest.mark.slow  # trains, serves or attacks: the full run only
 
-sys.path.insert(0, str(ROOT / "bench"))
 FIELDS = {"time", "source", "client", "image_sha256", "image_bytes", "image_format", "width", "height", "label",
           "probability", "refused", "latency_ms", "model_sha256", "trust"}
 
@@ -107,7 +116,6 @@ def test_rate_limiter_window():
 
 
 def test_app_refuses_a_flood_from_one_address_but_not_others(tmp_path):
-    from common import CallRefused, client_from, raw_predict
 
     photo = tmp_path / "coffee.jpg"
     photo.write_bytes(jpeg_bytes(skimage_photo("coffee")))
@@ -125,16 +133,33 @@ def test_app_refuses_a_flood_from_one_address_but_not_others(tmp_path):
         assert len(refused) == 1 and refused[0]["trust"]
 
 
-def test_error_messages_are_escaped(client, tmp_path):
-    from gradio_client import handle_file
-    from gradio_client.exceptions import AppError
+MARKUP = "<img src=x onerror=alert(1)>.jpg"
 
-    bad = tmp_path / "<img src=x onerror=alert(1)>.jpg"
-    bad.write_bytes(bad_files()["text.jpg"])
-    with pytest.raises(AppError) as info:
-        client.predict(handle_file(str(bad)), api_name="/predict")
-    message = str(info.value)  # gradio drops <> from upload names; huskyai escapes whatever else remains
-    assert "not a supported image" in message and "<" not in message and ">" not in message
+
+@pytest.mark.parametrize("how,said", [
+    ("uploaded", "not a supported image"),  # huskyai's decoder refuses it (handlers.classify escapes)
+    ("inline", "not a supported image"),  # the same, from a data: URL
+    ("inline_not_base64", "not valid base64"),  # the photo box refuses it (photo_input escapes)
+])
+def test_error_messages_are_escaped(app_server, how, said):
+    """gradio strips <> from the names of uploaded files, but passes on the name a call gives (orig_name)
+    untouched, and renders error messages as HTML: every message that echoes the name must escape it."""
+    import base64
+
+    base = app_server["url"]
+    text = bad_files()["text.jpg"]
+    with client_from("127.0.0.1") as c:
+        if how == "uploaded":
+            item = file_input(upload(base, text, "notes.jpg", c), orig_name=MARKUP)
+        elif how == "inline":
+            item = inline_input("data:image/jpeg;base64," + base64.b64encode(text).decode(), MARKUP)
+        else:
+            item = inline_input("data:image/jpeg;base64,<script>", MARKUP)
+        with pytest.raises(CallRefused) as refused:
+            call(base, [item], client=c)
+    message = str(refused.value)
+    assert message.startswith("&lt;img src=x onerror=alert(1)&gt;.jpg: ") and said in message
+    assert "<" not in message and ">" not in message
 
 
 # --- fair serving: each test is an attack the middleware (huskyai/middleware.py) stops ---------------------------
@@ -147,12 +172,6 @@ def fair_app(tmp_path_factory):
     with running_app(tmp_path_factory.mktemp("fair"), HUSKYAI_RATE_LIMIT="1000", HUSKYAI_MAX_IN_FLIGHT="2",
                      HUSKYAI_UPLOAD_TTL=str(UPLOAD_TTL)) as server:
         yield server
-
-
-def upload(base: str, client, data: bytes, name: str = "photo.jpg") -> str:
-    response = client.post(f"{base}gradio_api/upload", files={"files": (name, data, "image/jpeg")})
-    response.raise_for_status()
-    return response.json()[0]
 
 
 def wait_until(condition, timeout: float = 20.0) -> bool:
@@ -184,13 +203,11 @@ def test_a_queue_flood_from_one_address_does_not_starve_another(fair_app, tmp_pa
     they filled the 64-place queue and everyone else got HTTP 503."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from common import client_from, raw_predict
-
     base = fair_app["url"]
     photo = jpeg_bytes(skimage_photo("coffee"))
     with client_from("127.0.0.30") as attacker:
-        path = upload(base, attacker, photo)
-        payload = {"data": [{"path": path, "meta": {"_type": "gradio.FileData"}}]}
+        path = upload(base, photo, client=attacker)
+        payload = {"data": [file_input(path)]}
         with ThreadPoolExecutor(16) as pool:
             codes = list(pool.map(lambda _: attacker.post(f"{base}gradio_api/call/predict", json=payload).status_code,
                                   range(200)))
@@ -207,11 +224,9 @@ def test_one_address_has_one_prediction_in_the_queue_at_a_time(fair_app):
     a client sending slow photos can hold one worker at most."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from common import call_with_path, client_from
-
     base = fair_app["url"]
     with client_from("127.0.0.37") as c:
-        path = upload(base, c, jpeg_bytes(skimage_photo("astronaut")))
+        path = upload(base, jpeg_bytes(skimage_photo("astronaut")), client=c)
         with ThreadPoolExecutor(2) as pool:  # two at once: both answered, neither refused
             answers = list(pool.map(lambda _: call_with_path(base, path, client=c), range(2)))
     assert answers[0] == answers[1]
@@ -220,8 +235,6 @@ def test_one_address_has_one_prediction_in_the_queue_at_a_time(fair_app):
 def test_a_body_over_the_cap_is_refused_while_it_streams(fair_app):
     """400 MB of JSON used to be read and parsed (1.5 GB of memory) before it was refused."""
     import httpx
-
-    from common import client_from
 
     base, port = fair_app["url"], int(fair_app["url"].rsplit(":", 1)[1].strip("/"))
     sent = [0]
@@ -248,8 +261,6 @@ def test_a_body_over_the_cap_is_refused_while_it_streams(fair_app):
 
 def test_aborted_and_unread_uploads_are_swept(fair_app):
     """An upload cut off halfway, or never used, used to stay in gradio's cache for good."""
-    from common import client_from
-
     base, port = fair_app["url"], int(fair_app["url"].rsplit(":", 1)[1].strip("/"))
     cache = Path(fair_app["cache"])
     head = (b"POST /gradio_api/upload HTTP/1.1\r\nHost: x\r\nContent-Length: 5000000\r\n"
@@ -258,17 +269,15 @@ def test_aborted_and_unread_uploads_are_swept(fair_app):
     raw_http(port, head, part, close_after=True)
     assert wait_until(lambda: not [p for p in cache.glob("tmp*")], timeout=10)
     with client_from("127.0.0.33") as c:
-        path = Path(upload(base, c, jpeg_bytes(skimage_photo("rocket")), "never_used.jpg"))
+        path = Path(upload(base, jpeg_bytes(skimage_photo("rocket")), "never_used.jpg", c))
     assert path.is_file()
     assert wait_until(lambda: not path.exists(), timeout=UPLOAD_TTL + 15)
 
 
 def test_a_second_predict_on_the_same_upload_answers_then_the_upload_expires(fair_app):
-    from common import CallRefused, call_with_path, client_from
-
     base = fair_app["url"]
     with client_from("127.0.0.34") as c:
-        path = upload(base, c, jpeg_bytes(skimage_photo("chelsea")), "asked_twice.jpg")
+        path = upload(base, jpeg_bytes(skimage_photo("chelsea")), "asked_twice.jpg", c)
         first = call_with_path(base, path, client=c)
         second = call_with_path(base, path, client=c)  # the button pressed again after the upload's own answer
         assert first == second and first[1].startswith("Not a husky")
@@ -290,15 +299,13 @@ def test_the_cached_plot_survives_a_predict_naming_it_and_an_upload_landing_on_i
     """A /predict naming the model card's cached plot used to delete it for everyone."""
     import httpx
 
-    from common import call_with_path, client_from
-
     base = fair_app["url"]
     plot = _plot_path(base)
     original = httpx.get(f"{base}gradio_api/file={plot}", timeout=10)
     assert original.status_code == 200 and original.content[:4] == b"\x89PNG"
     with client_from("127.0.0.35") as c:
         call_with_path(base, plot, client=c)  # answered (a plot is not a husky); what matters is what follows
-        same = upload(base, c, original.content, Path(plot).name)  # same bytes, same name: gradio's same path
+        same = upload(base, original.content, Path(plot).name, c)  # same bytes, same name: gradio's same path
         assert Path(same).resolve() == Path(plot).resolve()
         call_with_path(base, same, client=c)
 
@@ -311,25 +318,17 @@ def test_a_data_url_over_the_upload_limit_is_refused(fair_app):
     """Inline data: URLs skipped the 10 MB cap (20 MB got through)."""
     import base64
 
-    from common import client_from
-
-    base = fair_app["url"]
     big = base64.b64encode(b"\xff\xd8\xff" + b"\0" * (10 * 1024 * 1024 + 3000)).decode()
-    payload = {"data": [{"url": "data:image/jpeg;base64," + big, "orig_name": "inline.jpg",
-                         "meta": {"_type": "gradio.FileData"}}]}
-    with client_from("127.0.0.36") as c:
-        started = c.post(f"{base}gradio_api/call/predict", json=payload)
-        assert started.status_code == 200  # within the body cap: the component's own check refuses it
-        text = c.get(f"{base}gradio_api/call/predict/{started.json()['event_id']}").text
-    assert "event: error" in text and "larger than the upload limit of 10 MB" in text
+    with client_from("127.0.0.36") as c, pytest.raises(CallRefused) as refused:
+        call(fair_app["url"], [inline_input("data:image/jpeg;base64," + big, "inline.jpg")], client=c)
+    assert "larger than the upload limit of 10 MB" in str(refused.value)
+    assert refused.value.status is None  # within the body cap: accepted, then the component's own check refused it
     assert any("inline.jpg: the image is larger" in (e["refused"] or "") for e in lines(fair_app["audit_log"]))
 
 
 def test_a_forged_forwarded_for_does_not_pick_the_bucket(tmp_path):
     """Behind one trusted proxy the client is the hop the proxy appended (the rightmost), not the first,
     which the client writes itself."""
-    from common import CallRefused, client_from, raw_predict
-
     photo = jpeg_bytes(skimage_photo("coffee"))
     with running_app(tmp_path, HUSKYAI_RATE_LIMIT="2", HUSKYAI_TRUST_PROXY="1") as server, \
             client_from("127.0.0.40") as proxy:
