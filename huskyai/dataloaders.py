@@ -1,7 +1,10 @@
 """fastai's side of the data flow: photos -> DataBlock -> DataLoaders, and the Learner around a HuskyNet.
 
-Photos are decoded by huskyai.images (the same hardened decoder serving uses); validation crops to
-a centred square and resizes as the predictor does, so ``learn.predict`` and ``huskyai.load`` agree.
+Photos are decoded by huskyai.images (the same hardened decoder serving uses). What validation,
+``test_dl``, ``learn.predict`` and the head's features see is huskyai.preprocess itself: its
+``crop_resize`` is the validation item transform and its ``normalise`` the batch transform, so
+``learn.predict`` and ``huskyai.load`` agree by construction. Only training adds random crops and
+augmentation.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from operator import itemgetter
 from pathlib import Path
 
 import numpy as np
+import torch
 from fastai.vision.all import (
     CategoryBlock,
     CrossEntropyLossFlat,
@@ -18,9 +22,10 @@ from fastai.vision.all import (
     ImageBlock,
     IndexSplitter,
     Learner,
-    Normalize,
     PILImage,
     Resize,
+    TensorImage,
+    Transform,
     accuracy,
     aug_transforms,
     params,
@@ -30,6 +35,7 @@ from PIL import Image
 from .data import Sample, stratified_valid_indices
 from .images import load_image
 from .model import HuskyNet
+from .preprocess import Preprocessing, crop_resize, normalise
 
 
 class HuskyPILImage(PILImage):
@@ -40,15 +46,61 @@ class HuskyPILImage(PILImage):
         return cls(load_image(fn))
 
 
+class CropResize(Transform):
+    """Validation, test_dl and ``learn.predict``: huskyai.preprocess.crop_resize, the predictor's own."""
+    split_idx, order = 1, 1  # validation only; where fastai's Resize would run
+
+    def __init__(self, size: int):
+        super().__init__()
+        self.size = size
+
+    def encodes(self, img: Image.Image) -> Image.Image:
+        return type(img)(crop_resize(img, self.size))  # stays a fastai PILImage for ToTensor
+
+
+class NormaliseCard(Transform):
+    """The batch transform: huskyai.preprocess.normalise with the card's mean and std (decodes for plots)."""
+    parameters, order = ["mean", "std"], 99  # fastai moves ``parameters`` to the batch's device; after augmenting
+
+    def __init__(self, prep: Preprocessing):
+        super().__init__()
+        self.mean = torch.from_numpy(prep.mean_array[None])
+        self.std = torch.from_numpy(prep.std_array[None])
+
+    def encodes(self, x: TensorImage) -> TensorImage:
+        return normalise(x, self.mean, self.std)
+
+    def decodes(self, x: TensorImage) -> TensorImage:
+        return x * self.std.to(x.device) + self.mean.to(x.device)
+
+
+class TrainingOnly(Transform):
+    """fastai's batch augmentations, on the training side only: its affine ones also run when validating,
+    as an identity warp that still resamples (up to 0.006 grey levels off). One instance for them all:
+    a DataBlock keeps one transform per class."""
+    split_idx = 0
+
+    def __init__(self, tfms: list[Transform]):
+        super().__init__()
+        self.tfms = sorted(tfms, key=lambda t: t.order)
+        self.order = self.tfms[0].order
+
+    def encodes(self, x: TensorImage) -> TensorImage:
+        for tfm in self.tfms:
+            x = tfm(x, split_idx=0)
+        return x
+
+
 def data_block(classes: list[str], size: int, mean, std, valid_idx: list[int]) -> DataBlock:
-    """Crop-resize to ``size`` (centre crop when validating), augment the training side, normalise."""
+    """Training: a random square crop and augmentation; validation: huskyai.preprocess; both normalised by it."""
+    prep = Preprocessing(size, mean, std)
     return DataBlock(
         blocks=(ImageBlock(cls=HuskyPILImage), CategoryBlock(vocab=classes, sort=False)),
         get_x=itemgetter(0),
         get_y=itemgetter(1),
         splitter=IndexSplitter(valid_idx),
-        item_tfms=Resize(size),
-        batch_tfms=[*aug_transforms(max_rotate=10.0, max_zoom=1.2), Normalize.from_stats(list(mean), list(std))],
+        item_tfms=[Resize(prep.size, split_idx=0), CropResize(prep.size)],  # the random crop trains only
+        batch_tfms=[TrainingOnly(aug_transforms(max_rotate=10.0, max_zoom=1.2)), NormaliseCard(prep)],
     )
 
 
@@ -72,10 +124,9 @@ def learner_from_card(card: dict, weights: bytes) -> Learner:
 
     from .model import model_for_weights
 
-    classes, size = list(card["classes"]), int(card["input_size"])
-    norm = card["normalization"]
-    blank = np.zeros((size, size, 3), np.uint8)  # two stand-in items fix the pipelines, then are dropped
-    dls = data_block(classes, size, norm["mean"], norm["std"], valid_idx=[1]).dataloaders(
+    classes, prep = list(card["classes"]), Preprocessing.from_card(card)
+    blank = np.zeros((prep.size, prep.size, 3), np.uint8)  # two stand-in items fix the pipelines, then are dropped
+    dls = data_block(classes, prep.size, prep.mean, prep.std, valid_idx=[1]).dataloaders(
         [[blank, classes[0]], [blank, classes[-1]]], bs=1, num_workers=0)
     model = model_for_weights(card["arch"], len(classes), load_safetensors(weights))
     return Learner(dls.new_empty(), model, loss_func=CrossEntropyLossFlat(), metrics=[accuracy],

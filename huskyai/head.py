@@ -23,7 +23,10 @@ THRESHOLDS = np.round(np.arange(0.2, 0.951, 0.025), 3)
 
 @torch.no_grad()
 def extract_features(model: HuskyNet, dl, views: int = 2, label: str = "features") -> tuple[np.ndarray, np.ndarray]:
-    """Head-input features and targets for every item of ``dl`` (view 2 = mirrored)."""
+    """Head-input features and targets for every item of ``dl`` (view 2 = mirrored).
+
+    ``dl`` is a validation-mode DataLoader (``dls.test_dl(items, with_labels=True)``): huskyai.dataloaders
+    builds it from huskyai.preprocess, so the head is fitted on the very arrays the predictor makes."""
     model.eval()
     feats, targets = [[] for _ in range(views)], []
     print(label, flush=True)

@@ -1,7 +1,7 @@
 """Prediction from an export/ folder: verified, no pickle, no fastai.
 
-Preprocessing repeats fastai's validation path exactly (decode, centre crop, bilinear resize,
-scale to [0, 1], normalise), so probabilities match ``learn.predict`` on the same photo.
+Photos are decoded by huskyai.images and prepared by huskyai.preprocess, the module fastai's
+validation path calls too, so probabilities match ``learn.predict`` on the same photo.
 """
 
 from __future__ import annotations
@@ -15,11 +15,13 @@ from itertools import islice
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from . import artifacts
 from .engine import create_engine, torch_network
 from .images import ImageInput, load_image
+from .preprocess import Preprocessing, crop_resize
+
+centre_crop_resize = crop_resize  # the old name (bench/decode.py); use huskyai.preprocess.crop_resize
 
 
 @dataclass(frozen=True)
@@ -33,15 +35,6 @@ class Prediction:
         """Deprecated name of ``positive_probability``."""
         warnings.warn("Prediction.probability is positive_probability", DeprecationWarning, stacklevel=2)
         return self.positive_probability
-
-
-def centre_crop_resize(img: Image.Image, size: int) -> Image.Image:
-    """fastai's ``Resize(size)`` in validation mode: the largest centred square, resized bilinearly."""
-    w, h = img.size
-    m = w / size if w / size < h / size else h / size
-    crop = int(m * size)
-    left, top = int(0.5 * (w - crop)), int(0.5 * (h - crop))
-    return img.crop((left, top, left + crop, top + crop)).resize((size, size), Image.BILINEAR)
 
 
 class Predictor:
@@ -59,10 +52,11 @@ class Predictor:
         self.classes: list[str] = list(self.card["classes"])
         self.positive: str = self.card["positive_class"]
         self.threshold: float = float(self.card.get("decision_threshold", 0.5))
-        self.size: int = int(self.card["input_size"])
-        norm = self.card["normalization"]
-        self.mean = np.array(norm["mean"], dtype=np.float32).reshape(3, 1, 1)
-        self.std = np.array(norm["std"], dtype=np.float32).reshape(3, 1, 1)
+        # photo -> network input, from the card's fields (the red-team kit and explanations use it too)
+        self.preprocessing = Preprocessing.from_card(self.card)
+        self.size: int = self.preprocessing.size
+        self.mean: np.ndarray = self.preprocessing.mean_array  # (3, 1, 1) float32
+        self.std: np.ndarray = self.preprocessing.std_array
         # built from the very bytes that were hashed; the big ones are not kept
         self.engine = create_engine(engine, self.card["arch"], len(self.classes), export.files[artifacts.WEIGHTS_NAME],
                                     export.files.get(artifacts.ONNX_NAME))
@@ -82,9 +76,7 @@ class Predictor:
 
     def preprocess(self, source: ImageInput, name: str | None = None) -> np.ndarray:
         """A CHW float32 array ready for the network; InvalidImageError for anything unreadable."""
-        img = centre_crop_resize(load_image(source, name), self.size)
-        x = np.asarray(img, dtype=np.float32).transpose(2, 0, 1) / 255.0
-        return (x - self.mean) / self.std
+        return self.preprocessing.array(load_image(source, name))
 
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
         """Class probabilities for a preprocessed NCHW float32 batch."""

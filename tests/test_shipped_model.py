@@ -15,11 +15,10 @@ def test_backbone_weights_are_really_imagenet_pretrained():
     import torch
 
     from huskyai.backbones import load_pretrained
-    from huskyai.predictor import centre_crop_resize
+    from huskyai.preprocess import Preprocessing
 
     net = load_pretrained("tf_efficientnet_lite0")
-    img = centre_crop_resize(skimage_photo("chelsea"), 224)
-    x = (torch.from_numpy(np.asarray(img, dtype=np.float32)).permute(2, 0, 1) / 255 - 0.5) / 0.5
+    x = torch.from_numpy(Preprocessing(224, (0.5,) * 3, (0.5,) * 3).array(skimage_photo("chelsea")))
     with torch.no_grad():
         top5 = net(x[None]).topk(5).indices[0].tolist()
     assert set(top5) & {281, 282, 283, 284, 285}, top5  # ImageNet's domestic cat classes
@@ -88,11 +87,16 @@ def _varied_photos() -> list:
 
 
 def test_shipped_predictor_matches_the_fastai_learner():
+    """fastai's learn.predict on the Learner rebuilt from the card gives the predictor's probabilities,
+    because its test_dl feeds the network the very array huskyai.preprocess makes (to the bit)."""
     import huskyai
 
     model = huskyai.load()
     learn = huskyai.load_learner()
-    for photo in _varied_photos():
+    photos = _varied_photos()
+    (xb,) = learn.dls.test_dl(photos, num_workers=0, bs=len(photos)).one_batch()
+    assert np.array_equal(xb.numpy(), np.stack([model.preprocess(p) for p in photos]))
+    for photo in photos:
         ours = model.predict(photo)
         with learn.no_bar():
             _, _, probs = learn.predict(photo)

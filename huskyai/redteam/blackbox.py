@@ -54,11 +54,10 @@ def query_attack(predictor, photos: Sequence, labels: Sequence[str], eps: float 
                  rate_limit_per_minute: int = 30) -> dict:
     """Success rate and median queries over ``photos``, and what the app's rate limit makes of it."""
     from ..images import load_image
-    from ..predictor import centre_crop_resize
 
     runs = []
     for i, (photo, label) in enumerate(zip(photos, labels)):
-        img = np.asarray(centre_crop_resize(load_image(photo), predictor.size))
+        img = np.asarray(predictor.preprocessing.crop_resize(load_image(photo)))  # what the model sees, 8-bit
         runs.append(square_attack(predictor, img, label, eps, budget, seed=i) | {"label": label})
     successes = [r for r in runs if r["success"]]
     median_q = float(np.median([r["queries"] for r in successes])) if successes else None

@@ -11,8 +11,6 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from ..predictor import centre_crop_resize
-
 
 def craft(cover: Image.Image, hidden: Image.Image, size: int = 224, factor: int = 4) -> Image.Image:
     """A (size*factor)^2 image that looks like ``cover`` and NEAREST-downscales to ``hidden``."""
@@ -33,7 +31,7 @@ def scaling_attack(predictor, cover: Image.Image, hidden: Image.Image, factor: i
     size = predictor.size
     attack = craft(cover, hidden, size, factor)
     naive = naive_downscale(attack, size)
-    ours = centre_crop_resize(attack, size)
+    ours = predictor.preprocessing.crop_resize(attack)  # huskyai.preprocess, as every prediction
     cover_small = np.asarray(cover.convert("RGB").resize((size, size), Image.BILINEAR), dtype=np.float32)
     hidden_small = np.asarray(hidden.convert("RGB").resize((size, size), Image.BICUBIC), dtype=np.float32)
 

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..preprocess import normalise
+
 if TYPE_CHECKING:
     import torch
 
@@ -24,24 +26,28 @@ EPSILONS = (1 / 255, 2 / 255, 4 / 255, 8 / 255)
 
 
 class PixelModel:
-    """The export's network as logits(pixels in [0, 1]), for gradient attacks (torch needed)."""
+    """The export's network as logits(pixels in [0, 1]), for gradient attacks (torch needed); photos are
+    prepared and normalised by the predictor's own huskyai.preprocess.Preprocessing."""
 
     def __init__(self, predictor):
         import torch
 
         self.predictor = predictor
+        self.preprocessing = predictor.preprocessing
         self.net = predictor.torch_network(with_softmax=False)
         for p in self.net.parameters():
             p.requires_grad_(False)
-        self.mean = torch.tensor(predictor.mean).reshape(1, 3, 1, 1)
-        self.std = torch.tensor(predictor.std).reshape(1, 3, 1, 1)
+        self.mean = torch.from_numpy(self.preprocessing.mean_array[None])
+        self.std = torch.from_numpy(self.preprocessing.std_array[None])
 
     def pixels(self, source) -> np.ndarray:
-        """Preprocessed photo as CHW pixels in [0, 1] (before normalisation)."""
-        return self.predictor.preprocess(source) * self.predictor.std + self.predictor.mean
+        """A photo (anything huskyai.load accepts) as the CHW pixels in [0, 1] the network sees, unnormalised."""
+        from ..images import load_image
+
+        return self.preprocessing.pixels(load_image(source))
 
     def logits(self, x):
-        return self.net((x - self.mean) / self.std)
+        return self.net(normalise(x, self.mean, self.std))
 
 
 def fgsm(model: PixelModel, x: torch.Tensor, y: torch.Tensor, eps: float) -> torch.Tensor:
