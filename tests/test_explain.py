@@ -1,0 +1,229 @@
+"""Explanations: the crop mapped back onto the photo, Grad-CAM and occlusion on a model trained to look at
+one corner, the whole husky score behind the map, the torch-free path, and the shortcut check."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import ROOT, bad_files, python_env, skimage_photo
+from huskyai.explain import crop_box, draw_overlay, explain, to_photo
+from huskyai.images import InvalidImageError
+from huskyai.preprocess import crop_resize
+
+SHARED_WEB = ROOT.parent / "shared" / "data" / "huskies-web"
+SIDE = 128  # the corner model's input; its last feature map is 4 x 4
+MARGIN = 32  # test photos are SIDE + 2 * MARGIN wide: the crop cuts MARGIN off each side
+
+
+def corner_photo(rng: np.random.Generator, husky: bool, width: int = SIDE) -> Image.Image:
+    """Smooth random colours with a few rectangles anywhere but the top-left corner of the centre square;
+    a husky carries a black-and-white checkerboard in that corner, the rest a plain square there (so
+    "something in the corner" is not the signal)."""
+    coarse = rng.integers(40, 216, (4, 4 * width // SIDE, 3), dtype=np.uint8)
+    img = np.asarray(Image.fromarray(coarse).resize((width, SIDE), Image.BICUBIC)).copy()
+    left = (width - SIDE) // 2
+    for _ in range(3):
+        x, y = rng.integers(left + SIDE // 2, width - 20), rng.integers(0, SIDE - 20)
+        img[y:y + 20, x:x + 20] = rng.integers(0, 256, 3)
+    corner = img[6:46, left + 6:left + 46]
+    if husky:
+        cells = (np.add.outer(np.arange(40) // 8, np.arange(40) // 8) % 2).astype(bool)
+        corner[cells], corner[~cells] = 255, 0
+    else:
+        corner[:] = rng.integers(0, 256, 3)
+    return Image.fromarray(img)
+
+
+@pytest.fixture(scope="module")
+def corner_model(tmp_path_factory):
+    """The project's own training (head only) on 16 generated photos per class."""
+    import huskyai
+    from huskyai.training import train
+
+    rng = np.random.default_rng(0)
+    data = tmp_path_factory.mktemp("corner")
+    for label in ("husky", "not_husky"):
+        (data / label).mkdir()
+        for i in range(16):
+            corner_photo(rng, label == "husky").save(data / label / f"{i:02d}.png")
+    out = tmp_path_factory.mktemp("corner_export")
+    train(data, out, size=SIDE, valid_pct=0.25, report=lambda msg: None)
+    return huskyai.load(out)
+
+
+def corner_mass(heatmap: np.ndarray) -> float:
+    """Share of the map inside the top-left quarter of the centre square (a quarter of what the model saw)."""
+    return float(heatmap[:SIDE // 2, MARGIN:MARGIN + SIDE // 2].sum() / heatmap.sum())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["grad-cam", "occlusion"])
+def test_the_map_finds_the_corner_that_carries_the_class(corner_model, method):
+    rng = np.random.default_rng(1)  # fresh photos, wider than tall: the crop must be mapped back
+    for _ in range(3):
+        photo = corner_photo(rng, husky=True, width=SIDE + 2 * MARGIN)
+        e = explain(corner_model, photo, method=method)
+        assert e.method == method and e.prediction.label == "husky"
+        assert e.prediction == corner_model.predict(photo)
+        assert e.crop_box == (MARGIN, 0, MARGIN + SIDE, SIDE)
+        assert e.heatmap.shape == (SIDE, SIDE + 2 * MARGIN) and e.heatmap.dtype == np.float32
+        assert e.overlay.size == photo.size and e.overlay.mode == "RGB"
+        assert 0 <= e.heatmap.min() and e.heatmap.max() <= 1 and e.heatmap.max() > 0.5
+        assert not e.heatmap[:, :MARGIN].any() and not e.heatmap[:, -MARGIN:].any()  # the model never saw them
+        assert corner_mass(e.heatmap) > 0.6, corner_mass(e.heatmap)
+
+
+def test_crop_box_is_the_square_preprocessing_cuts():
+    photo = Image.fromarray(np.random.default_rng(0).integers(0, 256, (512, 512, 3), dtype=np.uint8))
+    for w, h in [(97, 311), (311, 97), (512, 300), (301, 512), (289, 288), (288, 288), (1000, 999)]:
+        img = photo.resize((w, h))
+        for size in (96, 224, 288):
+            expected = np.asarray(crop_resize(img, size))
+            assert np.array_equal(np.asarray(img.crop(crop_box((w, h), size)).resize((size, size), Image.BILINEAR)),
+                                  expected), (w, h, size)
+
+
+def test_a_map_lands_on_the_crop_box_of_the_photo():
+    small = np.zeros((96, 96), np.float32)
+    small[:48, :48] = 1.0  # the top-left quarter of what the model saw
+    box = crop_box((300, 200), 96)
+    assert box == (50, 0, 250, 200)
+    heat = to_photo(small, (300, 200), box)
+    assert heat.shape == (200, 300)
+    assert not heat[:, :50].any() and not heat[:, 250:].any()  # the margins the model never saw
+    assert not heat[110:, :].any() and not heat[:, 160:].any()  # the rest of the square, beyond the blur
+    assert heat[:95, 50:145].min() == 1.0
+    overlay = draw_overlay(Image.new("RGB", (300, 200), "grey"), heat, box, "the model saw only the centre square")
+    pixels = np.asarray(overlay)
+    assert overlay.size == (300, 200)
+    assert pixels[100, 10].sum() < pixels[100, 200].sum()  # the margins are dimmed
+    assert tuple(pixels[50, 100]) != tuple(pixels[150, 150])  # the heat is drawn
+
+
+def test_a_refused_photo_raises_what_predict_raises(shipped):
+    for name, data in bad_files().items():
+        with pytest.raises(InvalidImageError) as refused:
+            shipped.predict(data, name)
+        with pytest.raises(InvalidImageError) as unexplained:
+            explain(shipped, data, name, method="occlusion")
+        assert str(unexplained.value) == str(refused.value)
+    with pytest.raises(ValueError, match="unknown explanation method"):
+        explain(shipped, skimage_photo("coffee"), method="lime")
+
+
+def test_importing_the_explanations_imports_no_torch():
+    code = ("import sys, huskyai.explain, huskyai.explain_gradcam, huskyai.explain_occlusion, "
+            "huskyai.redteam.shortcut\nprint(sorted(m for m in ('torch', 'pytorch_grad_cam', 'cv2', 'timm') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=python_env(), timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "[]", out.stderr
+
+
+BLOCK_TORCH = """
+import json, sys
+class RefuseTorch:  # as on a serving install (a Space): no torch
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "pytorch_grad_cam"):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+sys.meta_path.insert(0, RefuseTorch())
+"""
+
+
+@pytest.mark.slow
+def test_without_torch_auto_falls_back_to_occlusion_and_grad_cam_says_what_to_install(tmp_path):
+    photo = tmp_path / "astronaut.jpg"
+    skimage_photo("astronaut").resize((300, 200)).save(photo)
+    code = BLOCK_TORCH + f"""
+import huskyai
+from huskyai.explain import explain
+model = huskyai.load()
+e = explain(model, {str(photo)!r})
+try:
+    explain(model, {str(photo)!r}, method="grad-cam")
+    missing = None
+except ImportError as err:
+    missing = type(err).__name__ + ": " + str(err)
+print(json.dumps([e.method, e.overlay.size, e.crop_box, e.prediction.label, missing]))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=python_env(), timeout=600)
+    assert out.returncode == 0, out.stderr
+    method, size, box, label, missing = json.loads(out.stdout.splitlines()[-1])
+    assert (method, size, box) == ("occlusion", [300, 200], [50, 0, 250, 200])
+    assert missing.startswith("MissingExtraError: Grad-CAM heatmaps needs torch") and "huskyai[explain]" in missing
+
+
+@pytest.mark.slow
+def test_the_target_layer_is_the_map_the_pooling_reads():
+    """Found by running the backbone, for both families: lite's bn2 (after conv_head), ResNet's layer4 (whose
+    output is layer4[-1]'s, the same map)."""
+    import timm
+
+    from huskyai.explain_gradcam import target_layer
+
+    for arch, name in (("tf_efficientnet_lite0", "bn2"), ("resnet18", "layer4")):
+        backbone = timm.create_model(arch, pretrained=False, num_classes=1000).eval()
+        found, module = target_layer(backbone)
+        assert found == name and module is backbone.get_submodule(name)
+
+
+def husky_photo() -> Path:
+    photo = SHARED_WEB / "husky" / "w0001.jpg"
+    if not photo.is_file():
+        pytest.skip(f"{photo} not here")
+    return photo
+
+
+@pytest.mark.slow
+def test_grad_cam_explains_the_whole_husky_score(shipped):
+    """HuskyNet's husky logit z = (pooled-feature part) + (ImageNet log-probabilities and zero-shot part) + a
+    constant. Both parts are computed from the target layer's map, both carry gradient there, and the map
+    the explanation shows is the one of z itself, not of the pooled-feature half."""
+    import torch
+
+    from huskyai.explain_gradcam import grad_cam, gradcam_map
+
+    cam = grad_cam(shipped)
+    net, x = cam.net, shipped.preprocess(husky_photo())
+    assert net.zero_shot
+    n_pooled = net.backbone.num_features
+    weight = (net.head.weight[1] - net.head.weight[0]) * net.stage2.weight[0, 0]  # the head's share of z
+    seen = {}
+    hooks = [net.head.register_forward_hook(lambda m, args, out: seen.__setitem__("head_input", args[0])),
+             net.backbone.get_submodule(cam.layer_name).register_forward_hook(
+                 lambda m, args, out: seen.__setitem__("map", out))]
+    try:
+        z = net(torch.from_numpy(x[None]).requires_grad_(True))[0, 1]
+        pooled_part = (seen["head_input"][0, :n_pooled] * weight[:n_pooled]).sum()
+        grad_z, grad_pooled = (torch.autograd.grad(v, seen["map"], retain_graph=True)[0] for v in (z, pooled_part))
+        shown = gradcam_map(shipped, x)
+        pooled_only = gradcam_map(shipped, x, target=lambda out: (seen["head_input"][0, :n_pooled]
+                                                                   * weight[:n_pooled]).sum())
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert cam.target(net(torch.from_numpy(x[None]))[0]).item() == pytest.approx(z.item(), abs=1e-4)
+    grad_rest = grad_z - grad_pooled  # the ImageNet and zero-shot part of z
+    assert grad_pooled.norm() > 0.1 * grad_z.norm() and grad_rest.norm() > 0.1 * grad_z.norm()
+    assert np.abs(shown - pooled_only).max() > 0.3  # leaving the ImageNet part out would show another map
+
+
+@pytest.mark.slow
+def test_shortcut_check_writes_its_table_and_picture(shipped, tmp_path):
+    from huskyai.redteam.shortcut import shortcut_check
+
+    if not (SHARED_WEB / "MANIFEST.tsv").is_file():
+        pytest.skip("no huskies-web photos here")
+    result = shortcut_check(shipped, SHARED_WEB, tmp_path, limit=2, method="occlusion")
+    assert set(result["groups"]) == {"husky", "wolf"} and result["photos"] == 4 and result["method"] == "occlusion"
+    for group in result["groups"].values():
+        assert group["n"] == 2 and 0 <= group["p_animal_masked"] <= 1 and 0 <= group["p_background_masked"] <= 1
+    assert json.loads((tmp_path / "shortcut.json").read_text())["rows"][0]["group"] == "husky"
+    assert "| husky | 2 |" in (tmp_path / "shortcut.md").read_text()
+    assert Image.open(tmp_path / "shortcut.png").size[0] > 0
