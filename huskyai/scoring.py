@@ -17,7 +17,7 @@ import glob
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +29,7 @@ from .scoring_pool import COLUMNS, LocalPool, Row, result_schema, score_file
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif")  # what a folder is searched for
 CHECKPOINT_SECONDS = 60.0
+Source = str | os.PathLike | Iterable[str | os.PathLike]
 
 
 class ScoreError(ValueError):
@@ -141,10 +142,13 @@ class _InProcess:
         pass
 
 
-def score(source: str | os.PathLike, out: str | os.PathLike, model: Predictor | str | os.PathLike | None = None,
+def score(source: Source, out: str | os.PathLike, model: Predictor | str | os.PathLike | None = None,
           *, workers: int | None = None, use_ray: bool = False, ray_address: str | None = None,
           sha256: str | None = None, trust_unsigned: bool = False, progress: bool = True) -> ScoreSummary:
     """Score every photo of ``source`` not yet in ``out`` and add their rows to ``out`` (parquet).
+
+    ``source``: a folder, an image file, a text file of paths or a glob (see :func:`list_photos`), or a
+    list of them.
 
     ``model``: a loaded Predictor, an export folder or the shipped model's name (default: the shipped
     model); ``sha256``/``trust_unsigned`` as in :func:`huskyai.load`. ``workers``: processes (default:
@@ -159,7 +163,8 @@ def score(source: str | os.PathLike, out: str | os.PathLike, model: Predictor | 
     model = model if isinstance(model, Predictor) else load(model, engine="onnx", sha256=sha256,
                                                             trust_unsigned=trust_unsigned)
     out = Path(out)
-    paths = list(dict.fromkeys(list_photos(source)))
+    sources = [source] if isinstance(source, (str, os.PathLike)) else list(source)
+    paths = list(dict.fromkeys(p for s in sources for p in list_photos(s)))  # each photo once, in order
     old = read_results(out, model.model_sha256)
     done = set(old["path"].to_pylist()) if old is not None else set()
     todo = [p for p in paths if p not in done]
@@ -184,8 +189,8 @@ def score(source: str | os.PathLike, out: str | os.PathLike, model: Predictor | 
 
 def add_score_arguments(p: argparse.ArgumentParser) -> None:
     """The arguments of ``huskyai score`` (the model's --model/--sha256/--trust-unsigned are cli.py's)."""
-    p.add_argument("source", help="a folder (image files in it, recursively), a glob in quotes "
-                                  "('photos/**/*.jpg'), or a text file with one photo path a line")
+    p.add_argument("source", nargs="+", help="photo files, folders (image files in them, recursively), globs "
+                                             "('photos/**/*.jpg') or text files with one photo path a line")
     p.add_argument("--out", required=True, help="parquet file of results; photos already in it are skipped")
     p.add_argument("--workers", type=int, help="processes (default: one per core; 0: this process only), "
                                                "or Ray actors with --ray (default: one per CPU of the cluster)")

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import hashlib
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from conftest import EXPORT, bad_files
+from conftest import EXPORT, bad_files, python_env
 from huskyai import IntegrityError
 from huskyai.cli import add_model_arguments
 from huskyai.scoring import ScoreError, add_score_arguments, list_photos, run_score, score
@@ -109,7 +111,11 @@ def test_pool_workers_never_import_torch_and_refuse_a_model_swapped_after_the_pa
     model = huskyai.load(export, sha256=shipped.model_sha256)
     with LocalPool(model, 1) as pool:
         rows = [r for chunk in pool.map([str(photo)]) for r in chunk]
-        assert pool.executor.submit(eval, HEAVY).result() == []
+        assert pool.executor.submit(eval, HEAVY).result() == []  # in the worker
+    code = (f"from huskyai.scoring import score\nscore({str(photo)!r}, {str(tmp_path / 'p.parquet')!r}, workers=1)\n"
+            f"print({HEAVY})")  # and in the parent, from a fresh interpreter
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=python_env(), timeout=300)
+    assert proc.stdout.splitlines()[-1:] == ["[]"], proc.stdout + proc.stderr
     assert rows[0]["label"] == shipped.predict(photo).label
     graph = export / "model.onnx"
     data = bytearray(graph.read_bytes())
@@ -161,10 +167,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 
 def test_run_score_cli_glue(tmp_path, capsys):
-    make_photos(tmp_path / "p", n=2)
+    photos = make_photos(tmp_path / "p", n=2)
     add_refused(tmp_path / "p")
     out = tmp_path / "r.parquet"
-    assert run_score(parse([str(tmp_path / "p"), "--out", str(out), "--workers", "0", "--no-progress"])) == 0
+    # several sources, as a shell expands an unquoted glob; a photo named twice is scored once
+    argv = [str(photos[0]), str(tmp_path / "p"), "--out", str(out), "--workers", "0", "--no-progress"]
+    assert run_score(parse(argv)) == 0
     assert "4 photos scored (2 refused" in capsys.readouterr().out
     assert pq.read_table(out).num_rows == 4
     assert run_score(parse([str(tmp_path / "missing"), "--out", str(out)])) == 1
