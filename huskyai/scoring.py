@@ -158,33 +158,46 @@ def score(source: Source, out: str | os.PathLike, model: Predictor | str | os.Pa
     if workers is not None and (workers < 0 or workers == 0 and (use_ray or ray_address)):
         raise ScoreError(f"--workers {workers}: give at least 1 (0 means this process only, without Ray)")
     require("score", "huskyai score")
-    from tqdm import tqdm  # in every install: gradio brings it (through huggingface_hub)
-
     model = model if isinstance(model, Predictor) else load(model, engine="onnx", sha256=sha256,
                                                             trust_unsigned=trust_unsigned)
-    out = Path(out)
+    out = _output_path(out)
     sources = [source] if isinstance(source, (str, os.PathLike)) else list(source)
     paths = list(dict.fromkeys(p for s in sources for p in list_photos(s)))  # each photo once, in order
     old = read_results(out, model.model_sha256)
     done = set(old["path"].to_pylist()) if old is not None else set()
     todo = [p for p in paths if p not in done]
-    rows: list[Row] = []
-    start = last_write = time.perf_counter()
-    if todo:
-        with _backend(model, workers, use_ray, ray_address) as backend, \
-                tqdm(total=len(todo), unit="photo", disable=not progress, file=sys.stderr) as bar:
-            try:
-                for chunk in backend.map(todo):
-                    rows += chunk
-                    bar.update(len(chunk))
-                    if time.perf_counter() - last_write > CHECKPOINT_SECONDS:
-                        write_results(out, old, rows)
-                        last_write = time.perf_counter()
-            finally:  # keep what was scored, even on Ctrl-C or a crash: the next run resumes from it
-                if rows:
-                    write_results(out, old, rows)
+    start = time.perf_counter()
+    rows = _score_into(out, old, todo, _backend(model, workers, use_ray, ray_address), progress) if todo else []
     return ScoreSummary(out, len(rows), sum(r["error"] is not None for r in rows), len(paths) - len(todo),
                         time.perf_counter() - start, model.model_sha256)
+
+
+def _output_path(out: str | os.PathLike) -> Path:
+    out = Path(out)
+    if out.is_dir() or not out.parent.is_dir():
+        raise ScoreError(f"{out}: give a parquet file in an existing folder")
+    return out
+
+
+def _score_into(out: Path, old, todo: list[str], backend, progress: bool) -> list[Row]:
+    """Score ``todo`` with ``backend``, rewriting ``out`` (``old`` rows plus the new ones) every
+    CHECKPOINT_SECONDS and at the end; the new rows."""
+    from tqdm import tqdm  # in every install: gradio brings it (through huggingface_hub)
+
+    rows: list[Row] = []
+    last_write = time.perf_counter()
+    with backend, tqdm(total=len(todo), unit="photo", disable=not progress, file=sys.stderr) as bar:
+        try:
+            for chunk in backend.map(todo):
+                rows += chunk
+                bar.update(len(chunk))
+                if time.perf_counter() - last_write > CHECKPOINT_SECONDS:
+                    write_results(out, old, rows)
+                    last_write = time.perf_counter()
+        finally:  # keep what was scored, even on Ctrl-C or a crash: the next run resumes from it
+            if rows:
+                write_results(out, old, rows)
+    return rows
 
 
 def add_score_arguments(p: argparse.ArgumentParser) -> None:
@@ -200,7 +213,8 @@ def add_score_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_score(args: argparse.Namespace) -> int:
-    """``huskyai score``: 0 when every photo has a row (refused ones carry their error), 1 on failure."""
+    """``huskyai score``: 0 when every photo has a row (refused ones carry their error), 1 on failure,
+    130 when interrupted (what was scored is kept)."""
     try:
         s = score(args.source, args.out, args.model, workers=args.workers, use_ray=args.ray,
                   ray_address=args.ray_address, sha256=args.sha256, trust_unsigned=args.trust_unsigned,
@@ -208,6 +222,9 @@ def run_score(args: argparse.Namespace) -> int:
     except (ScoreError, IntegrityError, EngineError, MissingExtraError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(f"interrupted: the photos scored so far are in {args.out}; the same command resumes", file=sys.stderr)
+        return 130
     print(f"{s.out}: {s.scored} photos scored ({s.refused} refused, with their error), {s.skipped} already there; "
           f"{s.photos_per_second:.1f} photos/s")
     return 0

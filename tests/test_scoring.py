@@ -157,6 +157,8 @@ def test_output_of_another_model_or_not_parquet_is_refused(tmp_path, shipped):
     out.write_text("path,label\n")
     with pytest.raises(ScoreError, match="not a parquet file"):
         score(photo, out, shipped, workers=0, progress=False)
+    with pytest.raises(ScoreError, match="existing folder"):
+        score(photo, tmp_path / "no" / "results.parquet", shipped, workers=0, progress=False)
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
