@@ -20,12 +20,16 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .artifacts import IntegrityError
 from .engine import EngineError
 from .extras import MissingExtraError, require
 from .predictor import Predictor, load
 from .scoring_pool import COLUMNS, LocalPool, Row, result_schema, score_file
+
+if TYPE_CHECKING:
+    import pyarrow as pa  # the "score" extra, imported only when scoring
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif")  # what a folder is searched for
 CHECKPOINT_SECONDS = 60.0
@@ -79,7 +83,7 @@ def _read_list(path: Path) -> list[str]:
     return list(dict.fromkeys(os.path.abspath(path.parent / name) for name in names))  # once each, in order
 
 
-def read_results(out: Path, model_sha256: str):
+def read_results(out: Path, model_sha256: str) -> pa.Table | None:
     """The rows already in ``out`` (a pyarrow Table), or None; ScoreError if they are not this model's."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -99,7 +103,7 @@ def read_results(out: Path, model_sha256: str):
     return table.select(list(COLUMNS)).cast(result_schema())
 
 
-def write_results(out: Path, old, rows: list[Row]) -> None:
+def write_results(out: Path, old: pa.Table | None, rows: list[Row]) -> None:
     """``old`` rows plus ``rows``, sorted by path, written to a temporary file renamed over ``out``
     (a reader or a crash never sees half a file)."""
     import pyarrow as pa
@@ -179,7 +183,7 @@ def _output_path(out: str | os.PathLike) -> Path:
     return out
 
 
-def _score_into(out: Path, old, todo: list[str], backend, progress: bool) -> list[Row]:
+def _score_into(out: Path, old: pa.Table | None, todo: list[str], backend, progress: bool) -> list[Row]:
     """Score ``todo`` with ``backend``, rewriting ``out`` (``old`` rows plus the new ones) every
     CHECKPOINT_SECONDS and at the end; the new rows."""
     from tqdm import tqdm  # in every install: gradio brings it (through huggingface_hub)

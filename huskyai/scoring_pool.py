@@ -17,11 +17,14 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import artifacts
 from .images import InvalidImageError, read_limited
 from .predictor import Predictor, load
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 Row = dict[str, Any]
 COLUMNS = ("path", "sha256", "label", "positive_probability", "error", "model_sha256")
@@ -43,7 +46,7 @@ def score_file(model: Predictor, path: str) -> Row:
     return row
 
 
-def result_schema():
+def result_schema() -> pa.Schema:
     """The pyarrow schema of result rows (pyarrow is the "score" extra: imported only here)."""
     import pyarrow as pa
 

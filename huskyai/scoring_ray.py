@@ -14,9 +14,13 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from .predictor import Predictor
 from .scoring_pool import CHUNK, Row, load_worker_model, model_ref, result_schema, score_file
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 # An actor runs one ONNX Runtime thread; asking for a fraction of a CPU leaves room for Ray Data's own
 # tasks on a small machine (on 2 cores, 2 actors of 1 CPU each would leave none). The pool's size, not
@@ -30,7 +34,7 @@ class Scorer:
     def __init__(self, ref: str | None, sha256: str):
         self.model = load_worker_model(ref, sha256)
 
-    def __call__(self, batch):  # pyarrow Table -> pyarrow Table
+    def __call__(self, batch: pa.Table) -> pa.Table:
         import pyarrow as pa
 
         return pa.Table.from_pylist([score_file(self.model, p) for p in batch["path"].to_pylist()],
