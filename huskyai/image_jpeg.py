@@ -1,8 +1,8 @@
 """A bounded walk over a JPEG's markers: size, coding and decoding cost, before Pillow sees a byte.
 
 Pillow parses the header segments (everything before the first scan) in Python, one byte or one table
-at a time; libjpeg then walks every 8x8 block once per scan. Every loop either does here has a cap,
-and the walk itself takes time linear in the file (entropy-coded data is skipped by a regex, in C).
+at a time; libjpeg then walks every 8x8 block once per scan. Each such loop is capped here from the
+file's structure, and the walk itself takes time linear in the file (entropy data is skipped in C).
 """
 
 from __future__ import annotations
