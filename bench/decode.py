@@ -31,14 +31,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+ROOT = Path(__file__).resolve().parent.parent  # for examples/ and ../shared; huskyai is pip-installed
 MB = 1024 * 1024
 
 CHILD = """
 import json, resource, sys, time
 from pathlib import Path
-sys.path.insert(0, {root!r})
 from huskyai.images import InvalidImageError
 import huskyai
 model = huskyai.load()
@@ -204,6 +202,27 @@ def exif_directory_bomb() -> bytes:
     return base[:2] + b"\xff\xe1" + struct.pack(">H", len(blob) + 2) + blob + base[2:]
 
 
+def exif_long8_bomb() -> bytes:
+    """EXIF whose 256 entries are LONG8 (TIFF type 16) values spanning the whole 520 KB directory,
+    split over 8 APP1 segments as Pillow joins them: Pillow reads each entry's data on open."""
+    size = 8 * 65000
+    entries = b"".join(struct.pack("<HHLL", 0x8000 + i, 16, (size - 8) // 8, 8) for i in range(256))
+    blob = b"II*\0" + struct.pack("<L", 8) + struct.pack("<H", 256) + entries + b"\0\0\0\0"
+    blob += b"\0" * (size - len(blob))
+    segments = b"".join(b"\xff\xe1" + struct.pack(">H", 65000 + 8) + b"Exif\0\0" + blob[i:i + 65000]
+                        for i in range(0, size, 65000))
+    base = save(Image.new("RGB", (64, 64), "red"), "JPEG")
+    return base[:2] + segments + base[2:]
+
+
+def quant_table_flood(limit: int = 10 * MB) -> bytes:
+    """DQT segments of 1,008 quantization tables each: Pillow unpacks every table in Python."""
+    body = (b"\x00" + bytes(range(1, 65))) * 1008
+    seg = b"\xff\xdb" + struct.pack(">H", len(body) + 2) + body
+    base = save(Image.new("RGB", (64, 64), "red"), "JPEG")
+    return base[:2] + seg * ((limit - 2000) // len(seg)) + base[2:]
+
+
 def photoshop_flood(limit: int = 10 * MB) -> bytes:
     ps = b"Photoshop 3.0\0" + (b"8BIM\x04\x04\0\0\0\0\0\0") * 5400
     seg = b"\xff\xed" + struct.pack(">H", len(ps) + 2) + ps
@@ -236,6 +255,8 @@ def cases() -> list[tuple[str, callable]]:
         ("JPEG header 65500x65500", lambda: jpeg_header_only(65500, 65500)),
         ("JPEG EXIF directory bomb", exif_directory_bomb),
         ("JPEG Photoshop-block flood", photoshop_flood),
+        ("JPEG EXIF LONG8 directory", exif_long8_bomb),
+        ("JPEG 10 MB quantization tables", quant_table_flood),
         ("JPEG 5M escaped 0xFF before SOS", lambda: b"\xff\xd8" + b"\xff\x00" * (5 * MB - 400)
          + save(Image.new("RGB", (64, 64)), "JPEG")[2:]),
         ("JPEG 2.5M empty comments", lambda: save(Image.new("RGB", (64, 64)), "JPEG")[:2]
