@@ -77,13 +77,20 @@ def _png(img: Image.Image) -> bytes:
     return buf.getvalue()
 
 
-def make_toy_dataset(root: Path, n_per_class: int = 12, size: int = 96) -> Path:
-    """Two classes anyone can tell apart: crops of skimage's cat ('husky') and of its coffee cup."""
-    rng = np.random.default_rng(0)
-    for label, photo in (("husky", "chelsea"), ("not_husky", "coffee")):
-        src = skimage_photo(photo)
+TOY_CLASSES = {"husky": ("chelsea",), "not_husky": ("coffee",)}
+
+
+def make_toy_dataset(root: Path, n_per_class: int = 12, size: int = 96, seed: int = 0,
+                     classes: dict[str, tuple[str, ...]] = TOY_CLASSES) -> Path:
+    """Two classes anyone can tell apart: crops of skimage's cat ('husky') and of its coffee cup
+    (another ``seed``, other crops: photos a model trained on the first set never saw). ``classes``
+    maps each label to the skimage photos its crops cycle through."""
+    rng = np.random.default_rng(seed)
+    for label, names in classes.items():
+        sources = [skimage_photo(name) for name in names]
         (root / label).mkdir(parents=True, exist_ok=True)
         for i in range(n_per_class):
+            src = sources[i % len(sources)]
             w, h = src.size
             s = int(min(w, h) * rng.uniform(0.6, 1.0))
             x, y = rng.integers(0, w - s + 1), rng.integers(0, h - s + 1)
