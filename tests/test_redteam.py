@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import huskyai
-from conftest import EXPORT, ROOT, python_env, skimage_photo
+from conftest import EXPORT, ROOT, make_toy_dataset, python_env, skimage_photo
 from huskyai.junk import KINDS, junk_images
 from huskyai.redteam.blackbox import square_attack
 from huskyai.redteam.junk import junk_attack
@@ -34,16 +34,24 @@ def test_shipped_model_calls_at_most_one_percent_of_junk_a_husky(shipped):
     assert result["false_positive_rate"] <= 0.01, result["per_kind"]
 
 
-def test_training_with_junk_negatives(tmp_path, toy_data):
+def test_training_with_junk_negatives(tmp_path):
+    """On toy data where 'husky' means anything but the coffee cup (a cat, an astronaut, a rocket), a
+    plain model calls junk a husky: junk has the positive class's only signal. Junk negatives fix it."""
     from huskyai.training import train
 
-    plain = huskyai.load(_train(tmp_path / "plain", toy_data, junk=0, train=train))
-    hardened_dir = _train(tmp_path / "junk", toy_data, junk=45, train=train)
+    data = make_toy_dataset(tmp_path / "data", classes={"husky": ("chelsea", "astronaut", "rocket"),
+                                                        "not_husky": ("coffee",)})
+    plain = huskyai.load(_train(tmp_path / "plain", data, junk=0, train=train))
+    hardened_dir = _train(tmp_path / "junk", data, junk=45, train=train)
     hardened = huskyai.load(hardened_dir)
     assert json.loads((hardened_dir / "model.json").read_text())["training"]["junk_negatives"] == 45
-    before = junk_attack(plain, n=90, seed=11)["false_positive_rate"]
+    before = junk_attack(plain, n=90, seed=11)["false_positive_rate"]  # other junk than training's (seed 43)
     after = junk_attack(hardened, n=90, seed=11)["false_positive_rate"]
-    assert after <= before and after <= 0.05, (before, after)
+    assert before >= 0.5, before  # the test has something to show
+    assert after <= 0.05 and after <= before / 4, (before, after)
+    for name in ("chelsea", "astronaut", "rocket"):  # still knows its positives
+        assert hardened.predict(skimage_photo(name)).label == "husky", name
+    assert hardened.predict(skimage_photo("coffee")).label == "not_husky"
 
 
 def _train(out, data, junk, train):
