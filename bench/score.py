@@ -5,8 +5,8 @@ same generated photos, in one run, for 1 and 2 workers.
 
 "end to end" is what `huskyai score` takes from its start to the written parquet file (workers' start
 and model loading included; for Ray, actor start too, but not ray.init, shown apart); "warm" is the
-pool's rate once its workers hold their models. Each rate is the best of --repeat runs; ratios are to
-predict_batch in the same run (the machine is shared: compare ratios, not rates).
+pool's rate once its workers hold their models. Each rate is the best of --repeat runs, interleaved
+across the paths; ratios are to predict_batch in the same run (the machine is shared: compare ratios).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
@@ -41,14 +42,10 @@ def make_photos(folder: Path, n: int) -> list[Path]:
     return paths
 
 
-def best_rate(n: int, run: Callable[[], object], repeat: int) -> float:
-    """Photos per second of the fastest of ``repeat`` runs."""
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - t)
-    return n / min(times)
+def timed(run: Callable[[], object]) -> float:
+    t = time.perf_counter()
+    run()
+    return time.perf_counter() - t
 
 
 def end_to_end(folder: Path, work: Path, model, **kwargs) -> Callable[[], object]:
@@ -59,10 +56,41 @@ def end_to_end(folder: Path, work: Path, model, **kwargs) -> Callable[[], object
     return run
 
 
-def warm_pool_rate(model, paths: list[str], workers: int, repeat: int) -> float:
-    with LocalPool(model, workers) as pool:
-        pool.warm_up()
-        return best_rate(len(paths), lambda: [r for chunk in pool.map(paths) for r in chunk], repeat)
+def warm_pool(stack: ExitStack, model, paths: list[str], workers: int) -> Callable[[], object]:
+    pool = stack.enter_context(LocalPool(model, workers))
+    pool.warm_up()
+    return lambda: [r for chunk in pool.map(paths) for r in chunk]
+
+
+def start_ray(stack: ExitStack) -> None:
+    import ray
+
+    t = time.perf_counter()
+    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level="warning")
+    stack.callback(ray.shutdown)
+    print(f"ray.init: {time.perf_counter() - t:.1f} s (not counted below)")
+
+
+def measure(args: argparse.Namespace, folder: Path, work: Path, stack: ExitStack) -> dict[tuple, float]:
+    """Best seconds of each (path, workers, column); the runs are interleaved, so that a change in the
+    machine's load hits every path alike."""
+    paths = [str(p) for p in sorted(folder.iterdir())]
+    model = huskyai.load()
+    model.predict_batch(paths[:4])  # the engine's first run is the slow one
+    runs: dict[tuple, Callable[[], object]] = {("predict_batch (one process)", "-", "warm"):
+                                               lambda: model.predict_batch(paths)}
+    for w in args.workers:
+        runs["local pool", w, "end to end"] = end_to_end(folder, work, model, workers=w)
+        runs["local pool", w, "warm"] = warm_pool(stack, model, paths, w)
+    if not args.no_ray:
+        start_ray(stack)
+        for w in args.workers:
+            runs["Ray Data actors", w, "end to end"] = end_to_end(folder, work, model, workers=w, use_ray=True)
+    best: dict[tuple, float] = {}
+    for _ in range(args.repeat):
+        for key, run in runs.items():
+            best[key] = min(best.get(key, float("inf")), timed(run))
+    return best
 
 
 def main() -> None:
@@ -73,31 +101,18 @@ def main() -> None:
     ap.add_argument("--no-ray", action="store_true")
     args = ap.parse_args()
     print(f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at the start")
-    with tempfile.TemporaryDirectory(prefix="huskyai-bench-score-") as tmp:
-        folder, work = Path(tmp) / "photos", Path(tmp)
+    with tempfile.TemporaryDirectory(prefix="huskyai-bench-score-") as tmp, ExitStack() as stack:
+        folder = Path(tmp) / "photos"
         folder.mkdir()
-        paths = [str(p) for p in make_photos(folder, args.photos)]
-        model = huskyai.load()
-        model.predict_batch(paths[:4])  # the engine's first run is the slow one
-        base = best_rate(len(paths), lambda: model.predict_batch(paths), args.repeat)
-        rows = [("predict_batch (one process)", "-", None, base)]
-        for w in args.workers:
-            e2e = best_rate(len(paths), end_to_end(folder, work, model, workers=w), args.repeat)
-            rows.append(("local pool", w, e2e, warm_pool_rate(model, paths, w, args.repeat)))
-        if not args.no_ray:
-            import ray
-
-            t = time.perf_counter()
-            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level="warning")
-            print(f"ray.init: {time.perf_counter() - t:.1f} s (not counted below)")
-            for w in args.workers:
-                run = end_to_end(folder, work, model, workers=w, use_ray=True)
-                rows.append(("Ray Data actors", w, best_rate(len(paths), run, args.repeat), None))
-            ray.shutdown()
-    print(f"\n{args.photos} photos, best of {args.repeat} runs; ratio = photos/s over predict_batch's\n")
+        make_photos(folder, args.photos)
+        best = measure(args, folder, Path(tmp), stack)
+    rate = {key: args.photos / seconds for key, seconds in best.items()}
+    base = rate["predict_batch (one process)", "-", "warm"]
+    print(f"\n{args.photos} photos, best of {args.repeat} interleaved runs; ratio = photos/s over predict_batch's\n")
     print(f"{'path':<28} {'workers':>7} {'end to end':>18} {'warm':>18}")
-    for name, w, e2e, warm in rows:
-        cells = [f"{r:6.1f}/s ({r / base:4.2f}x)" if r else "" for r in (e2e, warm)]
+    for name, w in dict.fromkeys(key[:2] for key in rate):
+        cells = [f"{r:6.1f}/s ({r / base:4.2f}x)" if (r := rate.get((name, w, column))) else ""
+                 for column in ("end to end", "warm")]
         print(f"{name:<28} {w!s:>7} {cells[0]:>18} {cells[1]:>18}")
     print(f"\nload average {os.getloadavg()[0]:.2f} at the end")
 
