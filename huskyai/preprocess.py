@@ -25,14 +25,20 @@ RESIZE = {"method": "crop", "resample": "bilinear",
 Array = TypeVar("Array")  # a numpy array or a torch tensor: normalise works on both
 
 
-def crop_resize(img: Image.Image, size: int) -> Image.Image:
-    """The largest centred square, resized bilinearly to ``size`` x ``size`` (fastai's ``Resize(size)``
-    in validation mode, to the pixel: the same integer crop box, then Pillow's resize)."""
-    w, h = img.size
+def crop_box(photo_size: tuple[int, int], size: int) -> tuple[int, int, int, int]:
+    """(left, top, right, bottom) of the largest centred square of a (width, height) photo: fastai's
+    ``Resize(size)`` arithmetic in validation mode, to the pixel (explanations map back onto it)."""
+    w, h = photo_size
     m = w / size if w / size < h / size else h / size
-    crop = int(m * size)
-    left, top = int(0.5 * (w - crop)), int(0.5 * (h - crop))
-    return img.crop((left, top, left + crop, top + crop)).resize((size, size), Image.BILINEAR)
+    side = int(m * size)
+    left, top = int(0.5 * (w - side)), int(0.5 * (h - side))
+    return left, top, left + side, top + side
+
+
+def crop_resize(img: Image.Image, size: int) -> Image.Image:
+    """The largest centred square, resized bilinearly to ``size`` x ``size``; Pillow's bilinear filter
+    spans every source pixel when shrinking, which defeats image-scaling attacks."""
+    return img.crop(crop_box(img.size, size)).resize((size, size), Image.BILINEAR)
 
 
 def to_unit(img: Image.Image | np.ndarray) -> np.ndarray:

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from conftest import EXPORT, python_env, skimage_photo
-from huskyai.preprocess import Preprocessing, crop_resize
+from huskyai.preprocess import Preprocessing, crop_box, crop_resize
 
 
 def test_the_shipped_card_reads_back_into_the_same_fields():
@@ -37,6 +37,7 @@ def test_the_largest_centred_square_is_kept():
     assert out.shape == (50, 50, 3) and (out == (0, 255, 0)).all()
     tall = np.asarray(crop_resize(Image.fromarray(arr.transpose(1, 0, 2).copy()), 20))
     assert (tall == (0, 255, 0)).all()
+    assert crop_box((300, 100), 50) == (100, 0, 200, 100) and crop_box((97, 311), 288) == (0, 107, 97, 204)
 
 
 def test_scaling_and_normalisation_are_the_cards():
