@@ -26,7 +26,7 @@ from .artifacts import IntegrityError
 from .engine import EngineError
 from .extras import MissingExtraError, require
 from .predictor import Predictor, load
-from .scoring_pool import COLUMNS, LocalPool, Row, result_schema, score_file
+from .scoring_pool import COLUMNS, LocalPool, Row, cpu_count, result_schema, score_file
 
 if TYPE_CHECKING:
     import pyarrow as pa  # the "score" extra, imported only when scoring
@@ -126,7 +126,7 @@ def _backend(model: Predictor, workers: int | None, use_ray: bool, ray_address: 
         from .scoring_ray import RayPool
 
         return RayPool(model, workers, ray_address)
-    workers = len(os.sched_getaffinity(0)) if workers is None else workers
+    workers = cpu_count() if workers is None else workers
     return LocalPool(model, workers) if workers > 0 else _InProcess(model)
 
 

@@ -31,6 +31,11 @@ COLUMNS = ("path", "sha256", "label", "positive_probability", "error", "model_sh
 CHUNK = 8  # photos per task: small enough to spread evenly and to move the progress bar often
 
 
+def cpu_count() -> int:
+    """The cores this process may run on (all of them where the OS cannot say)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def score_file(model: Predictor, path: str) -> Row:
     """The result row of one photo file; a refused or unreadable photo gives a row with its error."""
     row: Row = dict(path=path, sha256=None, label=None, positive_probability=None, error=None,

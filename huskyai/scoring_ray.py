@@ -12,12 +12,11 @@ each node's own install and checked against the same pin.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from .predictor import Predictor
-from .scoring_pool import CHUNK, Row, load_worker_model, model_ref, result_schema, score_file
+from .scoring_pool import CHUNK, Row, cpu_count, load_worker_model, model_ref, result_schema, score_file
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -54,7 +53,7 @@ class RayPool:
         import ray
 
         if not ray.is_initialized():
-            local = dict(num_cpus=len(os.sched_getaffinity(0)), include_dashboard=False) if not self.address else {}
+            local = dict(num_cpus=cpu_count(), include_dashboard=False) if not self.address else {}
             ray.init(address=self.address, logging_level="warning", **local)
             self.started = True
         ray.data.DataContext.get_current().enable_progress_bars = False  # the scorer shows its own bar, so
