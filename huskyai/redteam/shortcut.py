@@ -34,15 +34,18 @@ EXAMPLES_PER_GROUP = 4
 
 
 def shortcut_check(model, data_dir: str | Path, out_dir: str | Path, limit: int = 40, method: str = "auto",
-                   seed: int = 0) -> dict:
+                   seed: int = 0, held_out_only: bool = False) -> dict:
     """Measure ``model`` (a Predictor) on up to ``limit`` photos per group of ``data_dir``; write
     shortcut.json, shortcut.md and shortcut.png (which shows the photos: keep it out of a public repo) to
-    ``out_dir``. ``method``: the explanation's, as for huskyai.explain."""
+    ``out_dir``. ``method``: the explanation's, as for huskyai.explain. ``held_out_only``: only the photos
+    the model card lists as held out of training (``training.holdout_files``)."""
     started = time.time()
-    groups = find_groups(Path(data_dir), limit, seed)
+    keep = set(model.card.get("training", {}).get("holdout_files", [])) if held_out_only else None
+    groups = find_groups(Path(data_dir), limit, seed, keep)
     if not groups:
         raise ValueError(f"{data_dir}: no husky, wolf or malamute photos found (a MANIFEST.tsv with fine_class, "
-                         "or folders named husky/, wolf/, malamute/)")
+                         "or folders named husky/, wolf/, malamute/" + (", held out of training)" if keep is not None
+                                                                        else ")"))
     rows, examples = [], []
     for group, paths in groups.items():
         for k, path in enumerate(paths):
@@ -51,7 +54,8 @@ def shortcut_check(model, data_dir: str | Path, out_dir: str | Path, limit: int 
             if k < EXAMPLES_PER_GROUP:
                 examples.append((group, row, views))
     summary = {g: summarise([r for r in rows if r["group"] == g], model.threshold) for g in groups}
-    result = {"method": rows[0]["method"], "photos": len(rows), "centre_share_of_area": 0.5,
+    result = {"method": rows[0]["method"], "photos": len(rows), "held_out_only": held_out_only,
+              "centre_share_of_area": 0.5,
               "threshold": model.threshold, "groups": summary, "rows": rows,
               "headline": "; ".join(headline(g, s) for g, s in summary.items()),
               "seconds": round(time.time() - started, 1)}
@@ -63,9 +67,10 @@ def shortcut_check(model, data_dir: str | Path, out_dir: str | Path, limit: int 
     return result
 
 
-def find_groups(data_dir: Path, limit: int, seed: int = 0) -> dict[str, list[Path]]:
+def find_groups(data_dir: Path, limit: int, seed: int = 0, keep: set[str] | None = None) -> dict[str, list[Path]]:
     """{group: up to ``limit`` photo paths}, groups by MANIFEST.tsv's fine_class when there is one, else by
-    folder name; a seeded random draw of each group."""
+    folder name; a seeded random draw of each group. ``keep``: only these "FOLDER/label/file" names (as a
+    model card lists its held-out photos)."""
     if not data_dir.is_dir():
         raise ValueError(f"{data_dir}: no such folder")
     found: dict[str, list[Path]] = {}
@@ -78,9 +83,12 @@ def find_groups(data_dir: Path, limit: int, seed: int = 0) -> dict[str, list[Pat
     else:
         for folder in sorted(p for p in data_dir.iterdir() if p.is_dir() and p.name.lower() in FOLDERS):
             found.setdefault(FOLDERS[folder.name.lower()], []).extend(sorted(folder.glob("*.*")))
+    if keep is not None:
+        found = {g: [p for p in paths if f"{data_dir.name}/{p.relative_to(data_dir).as_posix()}" in keep]
+                 for g, paths in found.items()}
     rng = np.random.default_rng(seed)
     return {g: [paths[i] for i in sorted(rng.permutation(len(paths))[:limit])]
-            for g, paths in sorted(found.items(), key=lambda kv: GROUPS.index(kv[0]))}
+            for g, paths in sorted(found.items(), key=lambda kv: GROUPS.index(kv[0])) if paths}
 
 
 def centre_square(size: int) -> tuple[int, int]:
