@@ -324,7 +324,7 @@ def quality(n_shared: int) -> None:
     predicted as served (draft or box reduction) and through a full-size decode with the predictor's
     own centre crop and resize, the path before bounded decoding."""
     import huskyai
-    from huskyai.predictor import centre_crop_resize
+    from huskyai.preprocess import crop_resize
 
     model = huskyai.load()
 
@@ -332,7 +332,7 @@ def quality(n_shared: int) -> None:
         """The predictor's crop and resize on Pillow's full-size decode; the model input is then
         already model.size square, which the predictor passes through unchanged."""
         img = Image.open(io.BytesIO(data)).convert("RGB")
-        return model.predict(centre_crop_resize(img, model.size)).positive_probability
+        return model.predict(crop_resize(img, model.size)).positive_probability
 
     from skimage import data as skdata
     sources = [(n, Image.fromarray(getattr(skdata, n)()).convert("RGB"))

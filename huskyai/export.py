@@ -22,6 +22,7 @@ from .config import TrainConfig
 from .data import PhotoSet, Sample
 from .model import HuskyNet
 from .plots import save_confusion_matrix, save_top_losses
+from .preprocess import Preprocessing
 
 
 def versions() -> dict[str, str]:
@@ -70,10 +71,7 @@ def model_card(learn: Learner, photos: PhotoSet, data, held: list[Sample], confi
         "arch": arch.name,
         "classes": photos.classes,
         "positive_class": config.positive,
-        "input_size": size,
-        "resize": {"method": "crop", "resample": "bilinear",
-                   "description": "centre crop to a square, then resize (fastai Resize, validation mode)"},
-        "normalization": {"mean": list(arch.mean), "std": list(arch.std)},
+        **Preprocessing(size, arch.mean, arch.std).card_fields(),  # written by the module that reads it back
         "decision_threshold": 0.5,
         "threshold_folded_into_bias": threshold,
         "metrics": metrics,

@@ -19,9 +19,7 @@ import numpy as np
 from . import artifacts
 from .engine import create_engine, torch_network
 from .images import ImageInput, load_image
-from .preprocess import Preprocessing, crop_resize
-
-centre_crop_resize = crop_resize  # the old name (bench/decode.py); use huskyai.preprocess.crop_resize
+from .preprocess import Preprocessing
 
 
 @dataclass(frozen=True)
@@ -82,7 +80,8 @@ class Predictor:
         """Class probabilities for a preprocessed NCHW float32 batch."""
         return self.engine(np.ascontiguousarray(batch, dtype=np.float32))
 
-    def _to_prediction(self, probs: np.ndarray) -> Prediction:
+    def to_prediction(self, probs: np.ndarray) -> Prediction:
+        """The Prediction for one row of class probabilities, decided against the card's threshold."""
         scores = {c: float(p) for c, p in zip(self.classes, probs)}
         p_pos = scores[self.positive]
         if len(self.classes) == 2:
@@ -96,7 +95,7 @@ class Predictor:
 
         ``name`` is how error messages call the photo (default: the file name, or "image").
         """
-        return self._to_prediction(self.probabilities(self.preprocess(source, name)[None])[0])
+        return self.to_prediction(self.probabilities(self.preprocess(source, name)[None])[0])
 
     def predict_batch(self, sources: Iterable[ImageInput], batch_size: int = 1) -> list[Prediction]:
         """Classify many photos; an unreadable one raises InvalidImageError naming it.
@@ -109,7 +108,7 @@ class Predictor:
         out: list[Prediction] = []
         arrays = self._preprocessed(sources, ahead=batch_size)
         while chunk := list(islice(arrays, batch_size)):
-            out += [self._to_prediction(p) for p in self.probabilities(np.stack(chunk))]
+            out += [self.to_prediction(p) for p in self.probabilities(np.stack(chunk))]
         return out
 
     def _preprocessed(self, sources: Iterable[ImageInput], ahead: int) -> Iterator[np.ndarray]:

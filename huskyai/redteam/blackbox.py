@@ -13,6 +13,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..serving import DEFAULT_RATE_LIMIT
+
 
 def square_attack(predictor, image: np.ndarray, true_label: str, eps: float = 8 / 255, budget: int = 300,
                   seed: int = 0) -> dict:
@@ -51,7 +53,7 @@ def square_attack(predictor, image: np.ndarray, true_label: str, eps: float = 8 
 
 
 def query_attack(predictor, photos: Sequence, labels: Sequence[str], eps: float = 8 / 255, budget: int = 300,
-                 rate_limit_per_minute: int = 30) -> dict:
+                 rate_limit_per_minute: int = DEFAULT_RATE_LIMIT) -> dict:
     """Success rate and median queries over ``photos``, and what the app's rate limit makes of it."""
     from ..images import load_image
 

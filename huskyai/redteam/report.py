@@ -16,6 +16,7 @@ from PIL import Image  # noqa: E402
 
 from ..data import scan  # noqa: E402
 from ..predictor import Predictor  # noqa: E402
+from ..serving import DEFAULT_RATE_LIMIT  # noqa: E402
 
 
 def _save_json(out: Path, name: str, result: dict) -> dict:
@@ -92,7 +93,7 @@ def run_perturb(model: Predictor, data: Path, out: Path, limit: int = 16, steps:
 
 
 def run_query(model: Predictor, data: Path, out: Path, limit: int = 8, budget: int = 300,
-              rate_limit: int = 30) -> dict:
+              rate_limit: int = DEFAULT_RATE_LIMIT) -> dict:
     from .blackbox import query_attack
 
     photos, labels = _sample(data, model, limit, seed=1)
@@ -150,7 +151,8 @@ def run_tamper(export_dir: Path, out: Path) -> dict:
     return _save_json(out, "tamper", r)
 
 
-def run_all(model: Predictor, data: Path, out: Path, budget_seconds: float = 900, rate_limit: int = 30) -> dict:
+def run_all(model: Predictor, data: Path, out: Path, budget_seconds: float = 900,
+            rate_limit: int = DEFAULT_RATE_LIMIT) -> dict:
     """Every attack within about ``budget_seconds``; writes README.md and summary.json in ``out``."""
     from ..images import load_image
 
