@@ -21,6 +21,7 @@ import logging.handlers
 import os
 import secrets
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -92,14 +93,15 @@ class AuditLog:
 
 
 def audited_predict(model: Predictor, data: bytes, *, name: str, source: str, client: str,
-                    log: AuditLog) -> Prediction:
-    """``model.predict`` on encoded image bytes, with one audit line whether it answers or refuses."""
+                    log: AuditLog, predict: Callable[..., Prediction] | None = None) -> Prediction:
+    """``model.predict`` (or ``predict``, e.g. a shared engine queue's) on encoded image bytes, with one audit
+    line whether it answers or refuses."""
     from .images import InvalidImageError
 
     start = time.perf_counter()
     trust = model_trust(model)
     try:
-        prediction = model.predict(data, name=name)
+        prediction = (predict or model.predict)(data, name=name)
     except InvalidImageError as err:
         log.record(source=source, client=client, data=data, model_sha256=model.model_sha256, trust=trust,
                    latency_ms=(time.perf_counter() - start) * 1000, refused=str(err))

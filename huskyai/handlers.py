@@ -13,6 +13,7 @@ from collections.abc import Callable
 import gradio as gr
 
 from .audit import AuditLog, audited_predict, model_trust
+from .batching import EngineQueue
 from .images import InvalidImageError
 from .photo_input import Upload
 from .predictor import Prediction, Predictor
@@ -23,6 +24,7 @@ Scores = dict[str, float]
 
 def classifier(model: Predictor, settings: Settings, audit: AuditLog) -> Callable[..., tuple[Scores, str]]:
     """The event handler: an Upload in, (scores for gr.Label, the verdict line) out; a gr.Error otherwise."""
+    predict = EngineQueue(model, settings.engine_batch).predict if settings.engine_batch else model.predict
 
     def classify(upload: Upload | None, request: gr.Request) -> tuple[Scores, str]:
         if upload is None:
@@ -32,7 +34,8 @@ def classifier(model: Predictor, settings: Settings, audit: AuditLog) -> Callabl
             record_refusal(audit, model, client, html.unescape(upload.problem))
             raise gr.Error(upload.problem)
         try:
-            pred = audited_predict(model, upload.data, name=upload.name, source="app", client=client, log=audit)
+            pred = audited_predict(model, upload.data, name=upload.name, source="app", client=client, log=audit,
+                                   predict=predict)
         except InvalidImageError as err:
             raise gr.Error(html.escape(str(err))) from None  # the message names the file, and the name is the sender's
         return pred.scores, verdict(pred, model.positive)

@@ -11,6 +11,9 @@ Settings come from the environment (read here and nowhere else):
     HUSKYAI_TRUST_PROXY     reverse-proxy hops in front of the app whose X-Forwarded-For is trusted
                             (default 1 on Hugging Face Spaces, i.e. when SPACE_ID is set, else 0)
     HUSKYAI_UPLOAD_TTL      seconds an upload is kept after its last use, for a second question (default 300)
+    HUSKYAI_WORKERS         predictions prepared at once (decoding runs in parallel; default 2)
+    HUSKYAI_ENGINE_BATCH    >0: concurrent predictions share engine calls of up to this many photos, one call at
+                            a time (huskyai.batching); 0: each prediction calls the engine itself (default 0)
     GRADIO_SERVER_NAME / GRADIO_SERVER_PORT   where to listen (default 127.0.0.1:7860)
 
 This module imports nothing heavy: app.py starts loading the model before gradio is imported.
@@ -28,6 +31,8 @@ UPLOAD_LIMIT_BYTES = 10 * 1024 * 1024  # one photo, uploaded or inline as a data
 DEFAULT_RATE_LIMIT = 30
 DEFAULT_MAX_IN_FLIGHT = 3
 DEFAULT_UPLOAD_TTL = 300.0
+DEFAULT_WORKERS = 2
+DEFAULT_ENGINE_BATCH = 0
 
 
 class SettingsError(ValueError):
@@ -55,6 +60,8 @@ class Settings:
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
     trusted_proxy_hops: int = 0
     upload_ttl: float = DEFAULT_UPLOAD_TTL
+    workers: int = DEFAULT_WORKERS
+    engine_batch: int = DEFAULT_ENGINE_BATCH
     upload_limit: int = UPLOAD_LIMIT_BYTES
     host: str = "127.0.0.1"
     port: int = 7860
@@ -70,6 +77,8 @@ class Settings:
             max_in_flight=_int_env("HUSKYAI_MAX_IN_FLIGHT", DEFAULT_MAX_IN_FLIGHT, minimum=1),
             trusted_proxy_hops=_int_env("HUSKYAI_TRUST_PROXY", hops_default),
             upload_ttl=float(_int_env("HUSKYAI_UPLOAD_TTL", int(DEFAULT_UPLOAD_TTL), minimum=1)),
+            workers=_int_env("HUSKYAI_WORKERS", DEFAULT_WORKERS, minimum=1),
+            engine_batch=_int_env("HUSKYAI_ENGINE_BATCH", DEFAULT_ENGINE_BATCH),
             host=host or os.environ.get("GRADIO_SERVER_NAME") or "127.0.0.1",
             port=port or _int_env("GRADIO_SERVER_PORT", 7860, minimum=1),
         )

@@ -54,7 +54,7 @@ def build_demo(model: Predictor, settings: Settings | None = None, audit: AuditL
         ask(button.click, api_name="predict")  # the button is the public API (/predict)
         ask(photo.upload, api_visibility="private")  # a fresh upload answers at once
     # api_open=False: the REST route /run/predict would skip the queue and its concurrency limit
-    demo.queue(default_concurrency_limit=2, max_size=64, api_open=False)
+    demo.queue(default_concurrency_limit=settings.workers, max_size=64, api_open=False)
     return demo
 
 
