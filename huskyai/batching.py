@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections import Counter
 from concurrent.futures import Future
 
 import numpy as np
@@ -27,8 +28,7 @@ class EngineQueue:
             raise ValueError("max_batch must be at least 1")
         self.model = model
         self.max_batch = max_batch
-        self.batches = 0  # engine calls made, and photos answered: their ratio is the mean batch size
-        self.photos = 0
+        self.batch_sizes: Counter[int] = Counter()  # engine calls made, by how many photos each answered
         self._waiting: queue.SimpleQueue[tuple[np.ndarray, Future]] = queue.SimpleQueue()
         threading.Thread(target=self._serve, name="huskyai-engine", daemon=True).start()
 
@@ -38,6 +38,14 @@ class EngineQueue:
         answer: Future = Future()
         self._waiting.put((x, answer))
         return answer.result()
+
+    @property
+    def batches(self) -> int:
+        return sum(self.batch_sizes.values())
+
+    @property
+    def photos(self) -> int:
+        return sum(size * n for size, n in self.batch_sizes.items())
 
     def _serve(self) -> None:
         while True:
@@ -53,7 +61,6 @@ class EngineQueue:
                 for _, answer in batch:
                     answer.set_exception(err)
                 continue
-            self.batches += 1
-            self.photos += len(batch)
+            self.batch_sizes[len(batch)] += 1
             for (_, answer), probs in zip(batch, probabilities):
                 answer.set_result(self.model.to_prediction(probs))

@@ -1,0 +1,76 @@
+"""The app's engine queue: concurrent predictions share engine calls, and a bad photo fails only itself."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from conftest import bad_files, jpeg_bytes, skimage_photo
+
+
+@pytest.fixture(scope="module")
+def model():
+    import huskyai
+
+    return huskyai.load()
+
+
+def test_concurrent_answers_equal_the_models_own(model):
+    from huskyai.batching import EngineQueue
+
+    rng = np.random.default_rng(0)
+    photos = [jpeg_bytes(skimage_photo(n)) for n in ("chelsea", "coffee", "astronaut", "rocket")]
+    photos += [rng.integers(0, 256, (120 + 7 * i, 200, 3), dtype=np.uint8) for i in range(12)]
+    queue = EngineQueue(model, max_batch=4)
+    start = threading.Barrier(len(photos))
+
+    def ask(photo):
+        start.wait()  # all at once, so that requests wait together and share engine calls
+        return queue.predict(photo)
+
+    with ThreadPoolExecutor(len(photos)) as pool:
+        answers = list(pool.map(ask, photos))
+    for photo, answer in zip(photos, answers):
+        alone = model.predict(photo)
+        assert answer.label == alone.label
+        assert abs(answer.positive_probability - alone.positive_probability) < 1e-5
+    assert queue.photos == len(photos)
+    assert queue.batches < len(photos)  # some engine calls answered several requests
+    assert max(queue.batch_sizes) <= 4
+
+
+def test_a_bad_photo_fails_alone_and_the_queue_keeps_serving(model):
+    from huskyai import InvalidImageError
+    from huskyai.batching import EngineQueue
+
+    queue = EngineQueue(model, max_batch=8)
+    good = jpeg_bytes(skimage_photo("coffee"))
+    requests = [(name, data) for name, data in bad_files().items()] + [("coffee.jpg", good)] * 6
+    start = threading.Barrier(len(requests))
+
+    def ask(request):
+        name, data = request
+        start.wait()
+        try:
+            return queue.predict(data, name=name).label
+        except InvalidImageError as err:
+            return f"refused: {err}"
+
+    with ThreadPoolExecutor(len(requests)) as pool:
+        answers = list(pool.map(ask, requests))
+    for (name, _), answer in zip(requests, answers):
+        if name == "coffee.jpg":
+            assert answer == "not_husky"
+        else:
+            assert answer.startswith(f"refused: {name}")
+    assert queue.predict(good).label == "not_husky"
+
+
+def test_the_queue_refuses_a_batch_of_zero(model):
+    from huskyai.batching import EngineQueue
+
+    with pytest.raises(ValueError):
+        EngineQueue(model, max_batch=0)
