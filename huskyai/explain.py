@@ -97,12 +97,15 @@ def to_photo(small: np.ndarray, photo_size: tuple[int, int], box: tuple[int, int
 
 
 def caption(method: str, box: tuple[int, int, int, int], photo_size: tuple[int, int], model: Predictor,
-            prediction: Prediction) -> str:
-    """One line: what part of the photo the model saw, what made the map, and the answer."""
+            prediction: Prediction) -> tuple[str, str]:
+    """One line: what part of the photo the model saw, what made the map, and the answer; then a shorter
+    form of it, for small photos."""
     whole = (box[2] - box[0], box[3] - box[1]) == tuple(photo_size)
     seen = "the model saw the whole photo" if whole else "the model saw only the centre square"
+    p = f"{prediction.positive_probability:.2f}"
     return (f"{seen} | {METHOD_NAMES[method]} map of {model.positive} evidence | "
-            f"{prediction.label} (P({model.positive}) {prediction.positive_probability:.2f})")
+            f"{prediction.label} (P({model.positive}) {p})",
+            f"{'whole photo' if whole else 'centre square'} | {METHOD_NAMES[method]} | {prediction.label} {p}")
 
 
 def heat_colours(heatmap: np.ndarray) -> np.ndarray:
@@ -112,8 +115,10 @@ def heat_colours(heatmap: np.ndarray) -> np.ndarray:
     return np.clip(rgb, 0.0, 1.0) * 255.0
 
 
-def draw_overlay(photo: Image.Image, heatmap: np.ndarray, box: tuple[int, int, int, int], text: str) -> Image.Image:
-    """The photo with the heatmap blended in, the margins outside ``box`` dimmed and outlined, ``text`` below."""
+def draw_overlay(photo: Image.Image, heatmap: np.ndarray, box: tuple[int, int, int, int],
+                 text: str | tuple[str, ...]) -> Image.Image:
+    """The photo with the heatmap blended in, the margins outside ``box`` dimmed and outlined, and a caption
+    along the bottom: ``text``, or the first of several forms that fits the width."""
     left, top, right, bottom = box
     pixels = np.asarray(photo.convert("RGB"), dtype=np.float32)
     seen = np.zeros(heatmap.shape, bool)
@@ -129,14 +134,20 @@ def draw_overlay(photo: Image.Image, heatmap: np.ndarray, box: tuple[int, int, i
     return overlay
 
 
-def _caption_band(img: Image.Image, draw: ImageDraw.ImageDraw, text: str) -> None:
-    """``text`` in white on a dark band along the bottom, its font shrunk until the line fits."""
-    font_size = max(8, img.width // 40)
-    while True:
-        font = ImageFont.load_default(size=font_size)
-        if draw.textlength(text, font=font) <= img.width - 8 or font_size <= 8:
+def _caption_band(img: Image.Image, draw: ImageDraw.ImageDraw, texts: str | tuple[str, ...]) -> None:
+    """White text on a dark band along the bottom: the first form of ``texts`` that fits with a font of at
+    least 8 px (shrunk from 1/40 of the width), else the last one, cut."""
+    forms = [texts] if isinstance(texts, str) else list(texts)
+    for text in forms:
+        font_size = max(8, img.width // 40)
+        while True:
+            font = ImageFont.load_default(size=font_size)
+            fits = draw.textlength(text, font=font) <= img.width - 8
+            if fits or font_size <= 8:
+                break
+            font_size -= 1
+        if fits:
             break
-        font_size -= 1
     band = min(img.height, font_size + 8)
     strip = img.crop((0, img.height - band, img.width, img.height))
     img.paste(Image.eval(strip, lambda v: v // 4), (0, img.height - band))  # darkened, still see-through
