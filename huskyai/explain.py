@@ -9,9 +9,11 @@ Two ways to make the map, on the very network that answered:
 torch nor grad-cam: serving stays torch-free until a Grad-CAM map is asked for.
 
 The map is made on the network's input, the photo's largest centred square resized (huskyai.preprocess),
-and mapped back onto the photo as decoded (EXIF-oriented; reduced by an integer factor only for photos
-whose shorter side is at least twice huskyai.images' WORK_SIDE, as for every prediction): zero outside
-the square, whose margins the overlay dims.
+and mapped back with huskyai.preprocess.crop_box, the very square the prediction cropped, onto the photo
+as decoded (EXIF-oriented; reduced by an integer factor only for photos whose shorter side is at least
+twice huskyai.images' WORK_SIDE, as for every prediction): zero outside the square, whose margins the
+overlay dims. Both maps are relative (the photo's strongest husky evidence is 1): the overlay's caption
+gives P(husky), which says how much there is.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from PIL import Image, ImageDraw, ImageFont
 from .extras import require
 from .images import ImageInput, load_image
 from .predictor import Prediction, Predictor
+from .preprocess import crop_box
 
 METHODS = ("auto", "grad-cam", "occlusion")
 METHOD_NAMES = {"grad-cam": "Grad-CAM", "occlusion": "occlusion"}
@@ -74,16 +77,6 @@ def explain(model: Predictor, source: ImageInput, name: str | None = None, metho
     heatmap = to_photo(small, photo.size, box)
     overlay = draw_overlay(photo, heatmap, box, caption(used, box, photo.size, model, prediction))
     return Explanation(prediction, heatmap, overlay, used, box)
-
-
-def crop_box(photo_size: tuple[int, int], size: int) -> tuple[int, int, int, int]:
-    """The square huskyai.preprocess.crop_resize cuts from a ``photo_size`` (width, height) photo before
-    resizing it to ``size``: the same arithmetic, to the pixel (tests/test_explain.py checks it)."""
-    w, h = photo_size
-    m = w / size if w / size < h / size else h / size
-    side = int(m * size)
-    left, top = int(0.5 * (w - side)), int(0.5 * (h - side))
-    return left, top, left + side, top + side
 
 
 def to_photo(small: np.ndarray, photo_size: tuple[int, int], box: tuple[int, int, int, int]) -> np.ndarray:

@@ -13,9 +13,9 @@ import pytest
 from PIL import Image
 
 from conftest import ROOT, bad_files, python_env, skimage_photo
-from huskyai.explain import crop_box, draw_overlay, explain, to_photo
+from huskyai.explain import draw_overlay, explain, to_photo
 from huskyai.images import InvalidImageError
-from huskyai.preprocess import crop_resize
+from huskyai.preprocess import crop_box
 
 SHARED_WEB = ROOT.parent / "shared" / "data" / "huskies-web"
 SIDE = 128  # the corner model's input; its last feature map is 4 x 4
@@ -80,16 +80,6 @@ def test_the_map_finds_the_corner_that_carries_the_class(corner_model, method):
         assert 0 <= e.heatmap.min() and e.heatmap.max() <= 1 and e.heatmap.max() > 0.5
         assert not e.heatmap[:, :MARGIN].any() and not e.heatmap[:, -MARGIN:].any()  # the model never saw them
         assert corner_mass(e.heatmap) > 0.5, corner_mass(e.heatmap)  # a uniform map: 0.25
-
-
-def test_crop_box_is_the_square_preprocessing_cuts():
-    photo = Image.fromarray(np.random.default_rng(0).integers(0, 256, (512, 512, 3), dtype=np.uint8))
-    for w, h in [(97, 311), (311, 97), (512, 300), (301, 512), (289, 288), (288, 288), (1000, 999)]:
-        img = photo.resize((w, h))
-        for size in (96, 224, 288):
-            expected = np.asarray(crop_resize(img, size))
-            assert np.array_equal(np.asarray(img.crop(crop_box((w, h), size)).resize((size, size), Image.BILINEAR)),
-                                  expected), (w, h, size)
 
 
 def test_a_map_lands_on_the_crop_box_of_the_photo():
