@@ -57,8 +57,8 @@ def explain(model: Predictor, source: ImageInput, name: str | None = None, metho
     if method not in METHODS:
         raise ValueError(f"unknown explanation method {method!r}: use one of {', '.join(METHODS)}")
     photo = load_image(source, name)
-    prediction = model.predict(photo)
-    x = model.preprocess(photo)  # the very input the prediction used
+    x = model.preprocess(photo)
+    prediction = model.to_prediction(model.probabilities(x[None])[0])  # what model.predict(photo) says
     small, used = None, "grad-cam"
     if method in ("auto", "grad-cam"):
         try:
