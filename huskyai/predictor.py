@@ -122,6 +122,14 @@ class Predictor:
             while pending:
                 yield pending.popleft().result()
 
+    def explain(self, source: ImageInput, name: str | None = None, method: str = "auto"):
+        """Where the model looked: a huskyai.explain.Explanation (prediction, heatmap at the photo's size, overlay).
+        "grad-cam" needs the explain extra (torch); "occlusion" runs on this engine; "auto" picks grad-cam when it
+        can."""
+        from .explain import explain
+
+        return explain(self, source, name, method)
+
     def __repr__(self) -> str:
         return (f"Predictor({self.card['arch']}, classes={self.classes}, engine={self.engine.name}, "
                 f"from {self.export_dir})")

@@ -10,8 +10,8 @@ import json
 import sys
 from pathlib import Path
 
-KINDS = ("junk", "perturb", "query", "scaling", "tamper", "all")
-NEEDS_DATA = ("perturb", "query", "all")
+KINDS = ("junk", "perturb", "query", "scaling", "tamper", "shortcut", "all")
+NEEDS_DATA = ("perturb", "query", "shortcut", "all")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -20,7 +20,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="report", help="output folder (default: report)")
     given = argparse.SUPPRESS  # absent unless given: the attack function's own default applies
     p.add_argument("--n", type=int, default=given, help="junk: number of images")
-    p.add_argument("--limit", type=int, default=given, help="perturb, query: photos to attack")
+    p.add_argument("--limit", type=int, default=given, help="perturb, query, shortcut: photos to attack (or to mask)")
     p.add_argument("--steps", type=int, default=given, help="perturb: PGD steps")
     p.add_argument("--budget", type=int, default=given, help="query: queries per photo")
     p.add_argument("--rate-limit", type=int, default=given, help="query, all: the app's per-minute limit to cost "
@@ -40,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: attack {args.attack} needs --data DIR (a folder per label)", file=sys.stderr)
         return 2
     from . import report
+    from .shortcut import shortcut_check
 
     model = load(args.model, sha256=args.sha256, trust_unsigned=args.trust_unsigned)
     out = Path(args.out)
@@ -52,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
                                                                                "rate_limit")),
         "scaling": lambda: report.run_scaling(model, out, *_scaling_images(args)),
         "tamper": lambda: report.run_tamper(model.export_dir, out),
+        "shortcut": lambda: shortcut_check(model, Path(args.data), out, **_pick(options, "limit")),
         "all": lambda: report.run_all(model, Path(args.data), out, **_pick(options, "budget_seconds", "rate_limit")),
     }
     result = attacks[args.attack]()
