@@ -183,3 +183,29 @@ def client(app_server):
     from gradio_client import Client
 
     return Client(app_server["url"], verbose=False)
+
+
+# --- a serving install: the training stack unimportable (tests/test_packaging.py, tests/test_browser.py) ---
+# What a serving install (requirements.txt, or `pip install huskyai`) lacks: serving must never need them.
+TRAINING_ONLY = ("torch", "torchvision", "fastai", "timm", "safetensors", "onnx", "sklearn", "matplotlib")
+
+BLOCKER = f'''
+import sys
+
+class RefuseTrainingPackages:
+    """Make the training stack unimportable, as on a machine that installed only requirements.txt."""
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {TRAINING_ONLY!r}:
+            raise ModuleNotFoundError(f"No module named {{name!r}} (a serving install has none)", name=name)
+        return None
+
+sys.meta_path.insert(0, RefuseTrainingPackages())
+'''
+
+
+def serving_only_environment(folder: Path) -> dict[str, str]:
+    """An environment whose python cannot import torch, fastai, timm, ...: a sitecustomize written to
+    ``folder`` refuses them."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "sitecustomize.py").write_text(BLOCKER)
+    return python_env() | {"PYTHONPATH": f"{folder}{os.pathsep}{ROOT}"}

@@ -13,31 +13,13 @@ from pathlib import Path
 import pytest
 import tomllib
 
-from conftest import EXPORT, ROOT, python_env, running_app, skimage_photo
-
-# What a serving install (requirements.txt, or `pip install huskyai`) lacks: serving must never need them.
-TRAINING_ONLY = ("torch", "torchvision", "fastai", "timm", "safetensors", "onnx", "sklearn", "matplotlib")
-
-BLOCKER = f'''
-import sys
-
-class RefuseTrainingPackages:
-    """Make the training stack unimportable, as on a machine that installed only requirements.txt."""
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in {TRAINING_ONLY!r}:
-            raise ModuleNotFoundError(f"No module named {{name!r}} (a serving install has none)", name=name)
-        return None
-
-sys.meta_path.insert(0, RefuseTrainingPackages())
-'''
+from conftest import EXPORT, ROOT, running_app, serving_only_environment, skimage_photo
 
 
 @pytest.fixture(scope="module")
 def serving_only_env(tmp_path_factory) -> dict[str, str]:
     """An environment whose python cannot import torch, fastai, timm, ... (a sitecustomize refuses them)."""
-    site = tmp_path_factory.mktemp("serving-only")
-    (site / "sitecustomize.py").write_text(BLOCKER)
-    return python_env() | {"PYTHONPATH": f"{site}{os.pathsep}{ROOT}"}
+    return serving_only_environment(tmp_path_factory.mktemp("serving-only"))
 
 
 def run_cli(env: dict[str, str], *args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
