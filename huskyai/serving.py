@@ -14,6 +14,11 @@ Settings come from the environment (read here and nowhere else):
     HUSKYAI_WORKERS         predictions prepared at once (decoding runs in parallel; default 2)
     HUSKYAI_ENGINE_BATCH    >0: concurrent predictions share engine calls of up to this many photos, one call at
                             a time (huskyai.batching); 0: each prediction calls the engine itself (default 0)
+    HUSKYAI_API_DETAIL      how much every answer reveals (huskyai.disclosure): full (probabilities, the default),
+                            rounded (to 0.1), label (the label only)
+    HUSKYAI_EXPLAIN_RATE_LIMIT  heatmaps (the page's and /explain's) a minute per client (default 6; 0: off)
+    HUSKYAI_EXPLAIN_METHOD  how heatmaps are made: auto (Grad-CAM where torch imports, else occlusion),
+                            grad-cam or occlusion (default auto; occlusion keeps torch out of the app)
     GRADIO_SERVER_NAME / GRADIO_SERVER_PORT   where to listen (default 127.0.0.1:7860)
 
 This module imports nothing heavy: app.py starts loading the model before gradio is imported.
@@ -33,6 +38,8 @@ DEFAULT_MAX_IN_FLIGHT = 3
 DEFAULT_UPLOAD_TTL = 300.0
 DEFAULT_WORKERS = 2
 DEFAULT_ENGINE_BATCH = 0
+DEFAULT_EXPLAIN_RATE_LIMIT = 6  # an explanation costs ~10 (Grad-CAM) to ~120 (occlusion) predictions
+API_DETAILS = ("full", "rounded", "label")
 
 
 class SettingsError(ValueError):
@@ -52,6 +59,14 @@ def _int_env(name: str, default: int, minimum: int = 0) -> int:
     return value
 
 
+def _choice_env(name: str, choices: tuple[str, ...]) -> str:
+    """One of ``choices`` (the first is the default)."""
+    value = os.environ.get(name, "").strip().lower() or choices[0]
+    if value not in choices:
+        raise SettingsError(f"{name}={value!r}: use one of {', '.join(choices)}")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     model_dir: str | None = None
@@ -63,12 +78,17 @@ class Settings:
     workers: int = DEFAULT_WORKERS
     engine_batch: int = DEFAULT_ENGINE_BATCH
     upload_limit: int = UPLOAD_LIMIT_BYTES
+    api_detail: str = API_DETAILS[0]
+    explain_rate_limit: int = DEFAULT_EXPLAIN_RATE_LIMIT
+    explain_method: str = "auto"
     host: str = "127.0.0.1"
     port: int = 7860
 
     @classmethod
     def from_env(cls, model_dir: str | None = None, host: str | None = None, port: int | None = None) -> Settings:
         """Settings from the environment; arguments (the CLI's) take precedence."""
+        from .explain import METHODS  # light: numpy and PIL; no torch
+
         hops_default = 1 if os.environ.get("SPACE_ID") else 0  # Spaces: one proxy appends the caller's address
         return cls(
             model_dir=model_dir or os.environ.get("HUSKYAI_MODEL") or None,
@@ -79,6 +99,9 @@ class Settings:
             upload_ttl=float(_int_env("HUSKYAI_UPLOAD_TTL", int(DEFAULT_UPLOAD_TTL), minimum=1)),
             workers=_int_env("HUSKYAI_WORKERS", DEFAULT_WORKERS, minimum=1),
             engine_batch=_int_env("HUSKYAI_ENGINE_BATCH", DEFAULT_ENGINE_BATCH),
+            api_detail=_choice_env("HUSKYAI_API_DETAIL", API_DETAILS),
+            explain_rate_limit=_int_env("HUSKYAI_EXPLAIN_RATE_LIMIT", DEFAULT_EXPLAIN_RATE_LIMIT),
+            explain_method=_choice_env("HUSKYAI_EXPLAIN_METHOD", METHODS),
             host=host or os.environ.get("GRADIO_SERVER_NAME") or "127.0.0.1",
             port=port or _int_env("GRADIO_SERVER_PORT", 7860, minimum=1),
         )

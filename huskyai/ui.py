@@ -13,58 +13,80 @@ from pathlib import Path
 import gradio as gr
 
 from .audit import AuditLog
-from .handlers import classifier
+from .handlers import classifier, explainer
 from .modelcard import confusion_matrix, model_card_markdown
 from .photo_input import PhotoInput
 from .predictor import Predictor
 from .serving import Settings
 from .uploads import UploadRegistry
 
-__all__ = ["build_demo", "model_card_markdown", "CSS"]
+__all__ = ["build_demo", "husky_page", "model_card_markdown", "CSS"]
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
 CONCURRENCY_GROUP = "predict"  # every listener that predicts shares one limit (gradio's is per listener)
+# heatmaps cost 10-120 predictions: one at a time, in a group of their own, so verdicts never queue behind them
+EXPLAIN_GROUP, EXPLAIN_CONCURRENCY = "explain", 1
 NO_ANSWER_JS = "() => 'No answer'"  # runs in the browser only
+CLEAR_HEATMAP_JS = "() => [null, '']"  # a new photo: the previous photo's heatmap goes at once
+NO_HEATMAP_JS = "() => 'no heatmap'"
 CSS = "#verdict p { font-size: 2rem; font-weight: 700; margin: 0.4em 0; }"
 
 
 def build_demo(model: Predictor, settings: Settings | None = None, audit: AuditLog | None = None,
                uploads: UploadRegistry | None = None) -> gr.Blocks:
-    """The page, queued: one concurrency group for every listener, and no REST route around the queue."""
+    """The page, queued: one concurrency group for every listener that predicts, one for heatmaps, and no
+    REST route around the queue."""
     settings = settings or Settings()
-    classify = classifier(model, settings, audit or AuditLog())
     with gr.Blocks(title="Husky AI", analytics_enabled=False, delete_cache=None) as demo:
         gr.Markdown("# Husky AI\nIs this a husky? Drop a photo, paste one, or use your webcam.")
-        with gr.Row(equal_height=False):
-            with gr.Column(min_width=280):
-                photo = PhotoInput(label="Photo", sources=["upload", "clipboard", "webcam"], height=360)
-                photo.uploads = uploads
-                photo.limit = settings.upload_limit
-                button = gr.Button("Is it a husky?", variant="primary")
-            with gr.Column(min_width=280):
-                answer = gr.Markdown("Waiting for a photo", elem_id="verdict")
-                scores = gr.Label(label="Confidence", num_top_classes=len(model.classes))
-        ask = _asker(classify, photo, [scores, answer])
-        examples = sorted(EXAMPLES_DIR.glob("*.jpg"))
-        if examples:  # a click answers at once, like an upload
-            gallery = gr.Examples([[str(p)] for p in examples], inputs=photo, cache_examples=False,
-                                  api_visibility="private", label="Examples (scikit-image photos)")
-            ask(gallery.load_input_event.then, api_visibility="private")
-        _model_card(model)
-        ask(button.click, api_name="predict")  # the button is the public API (/predict)
-        ask(photo.upload, api_visibility="private")  # a fresh upload answers at once
+        husky_page(model, settings, audit or AuditLog(), uploads)  # a second tab would go beside it
     # api_open=False: the REST route /run/predict would skip the queue and its concurrency limit
     demo.queue(default_concurrency_limit=settings.workers, max_size=64, api_open=False)
     return demo
 
 
-def _asker(classify: Callable, photo: PhotoInput, outputs: list) -> Callable[..., None]:
-    """Wires a trigger to ``classify``: shared concurrency group, and on an error the verdict says
-    "No answer" (never the previous photo's verdict under a new error)."""
+def husky_page(model: Predictor, settings: Settings, audit: AuditLog, uploads: UploadRegistry | None) -> None:
+    """The husky classifier inside the current Blocks (or gr.Tab): photo, verdict, heatmap, examples, card.
 
-    def ask(listener: Callable, **kwargs) -> None:
+    Every trigger answers the verdict first; the heatmap follows as a chained event (``.success``), so the
+    verdict never waits for it. The button's chain is the public API: /predict, then /explain."""
+    with gr.Row(equal_height=False):
+        with gr.Column(min_width=280):
+            photo = PhotoInput(label="Photo", sources=["upload", "clipboard", "webcam"], height=360)
+            photo.uploads = uploads
+            photo.limit = settings.upload_limit
+            button = gr.Button("Is it a husky?", variant="primary")
+        with gr.Column(min_width=280):
+            answer = gr.Markdown("Waiting for a photo", elem_id="verdict")
+            scores = gr.Label(label="Confidence", num_top_classes=len(model.classes))
+            overlay = gr.Image(label="Where it looked (red: the strongest husky evidence)", type="pil",
+                               format="png", interactive=False, height=360, elem_id="heatmap")
+            method = gr.Textbox(label="Heatmap made by", interactive=False, max_lines=1, elem_id="heatmap-method")
+    ask = _asker(classifier(model, settings, audit), explainer(model, settings, audit), photo,
+                 [scores, answer], [overlay, method, answer])
+    photo.change(None, None, [overlay, method], js=CLEAR_HEATMAP_JS, api_visibility="private")
+    examples = sorted(EXAMPLES_DIR.glob("*.jpg"))
+    if examples:  # a click answers at once, like an upload
+        gallery = gr.Examples([[str(p)] for p in examples], inputs=photo, cache_examples=False,
+                              api_visibility="private", label="Examples (scikit-image photos)")
+        ask(gallery.load_input_event.then, api_visibility="private")
+    _model_card(model)
+    ask(button.click, api_name="predict", explain_api="explain")  # the button's chain is the public API
+    ask(photo.upload, api_visibility="private")  # a fresh upload answers at once
+
+
+def _asker(classify: Callable, explain_photo: Callable, photo: PhotoInput, outputs: list,
+           explained: list) -> Callable[..., None]:
+    """Wires a trigger to ``classify``, then (on success) to ``explain_photo``: on an error the verdict says
+    "No answer" (never the previous photo's verdict under a new error), and the heatmap's box says so too."""
+
+    def ask(listener: Callable, explain_api: str | None = None, **kwargs) -> None:
         asked = listener(classify, inputs=photo, outputs=outputs, concurrency_id=CONCURRENCY_GROUP, **kwargs)
         asked.failure(None, None, outputs[-1], js=NO_ANSWER_JS)
+        visibility = {"api_name": explain_api} if explain_api else {"api_visibility": "private"}
+        heat = asked.success(explain_photo, inputs=photo, outputs=explained, concurrency_id=EXPLAIN_GROUP,
+                             concurrency_limit=EXPLAIN_CONCURRENCY, show_progress_on=explained[:1], **visibility)
+        heat.failure(None, None, explained[1], js=NO_HEATMAP_JS)
 
     return ask
 

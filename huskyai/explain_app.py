@@ -1,0 +1,49 @@
+"""A heatmap for the app: huskyai.explain on an upload, one audit line, and no more told than HUSKYAI_API_DETAIL
+allows.
+
+The overlay's caption written by huskyai.explain gives P(husky) to two decimals; for "rounded" and "label"
+the overlay is drawn again from the same heatmap with a caption that tells only as much (huskyai.disclosure).
+The heatmap itself is relative (its peak is 1 whatever P is), but it is still a measurement of how P moves
+under ~120 occlusions (or of a gradient): far more about the model per query than a label, which is why
+heatmaps have their own, smaller rate limit.
+"""
+
+from __future__ import annotations
+
+from PIL import Image
+
+from . import disclosure
+from .audit import AuditLog, audited_predict
+from .explain import METHOD_NAMES, Explanation, draw_overlay, explain
+from .images import load_image
+from .photo_input import Upload
+from .predictor import Prediction, Predictor
+from .serving import Settings
+
+SOURCE = "app-explain"
+
+
+def explained(model: Predictor, upload: Upload, settings: Settings, client: str,
+              audit: AuditLog) -> tuple[Image.Image, str, str]:
+    """(overlay, method, verdict) for one upload, audited as one line of source "app-explain"; an unreadable
+    photo raises InvalidImageError (audited too)."""
+    made: list[Explanation] = []
+
+    def predict(data: bytes, name: str | None = None) -> Prediction:
+        made.append(explain(model, data, name, method=settings.explain_method))
+        return made[-1].prediction
+
+    pred = audited_predict(model, upload.data, name=upload.name, source=SOURCE, client=client, log=audit,
+                           predict=predict)
+    shown = made[-1]
+    overlay = shown.overlay if settings.api_detail == "full" else _recaptioned(model, upload, shown,
+                                                                                settings.api_detail)
+    return overlay, shown.method, disclosure.verdict(pred, model.positive, settings.api_detail)
+
+
+def _recaptioned(model: Predictor, upload: Upload, shown: Explanation, detail: str) -> Image.Image:
+    """The overlay drawn again with a caption that tells no more than ``detail`` allows."""
+    photo = load_image(upload.data, upload.name)  # decoded as explain() did: same size, same orientation
+    whole = (shown.crop_box[2] - shown.crop_box[0], shown.crop_box[3] - shown.crop_box[1]) == photo.size
+    text = disclosure.caption(METHOD_NAMES[shown.method], whole, shown.prediction, model.positive, detail)
+    return draw_overlay(photo, shown.heatmap, shown.crop_box, text)
