@@ -1,4 +1,4 @@
-"""The audit log: one JSON line per prediction served by the app or the CLI (repudiation defence).
+"""The audit log: one JSON line per prediction (or heatmap) served by the app or the CLI (repudiation defence).
 
 Each line: UTC time, source, client id (a salted hash of the IP in the app), the image's sha256,
 size, format and pixel size, the answer (label, probability) or the refusal, latency, the
@@ -109,6 +109,22 @@ def audited_predict(model: Predictor, data: bytes, *, name: str, source: str, cl
     log.record(source=source, client=client, data=data, model_sha256=model.model_sha256, trust=trust,
                latency_ms=(time.perf_counter() - start) * 1000, prediction=prediction)
     return prediction
+
+
+def audited_explain(model: Predictor, data: bytes, *, name: str, source: str, client: str, log: AuditLog,
+                    method: str = "auto"):
+    """``huskyai.explain.explain`` on encoded image bytes, audited as one prediction (its own answer), whether
+    it answers or refuses. Returns the Explanation."""
+    from .explain import explain
+
+    made = []
+
+    def predict(data: bytes, name: str | None = None) -> Prediction:
+        made.append(explain(model, data, name, method=method))
+        return made[-1].prediction
+
+    audited_predict(model, data, name=name, source=source, client=client, log=log, predict=predict)
+    return made[-1]
 
 
 def model_trust(model: Predictor) -> str:

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import sys
-from pathlib import Path
 
 from .backbones import BackboneError
+from .cli_common import add_model_arguments
+from .cli_common import command as _command
+from .cli_common import stderr as _stderr
+from .cli_common import user_error as _err
+from .cli_predict import add_evaluate, add_predict
 from .config import DoctorConfig, TrainConfig, add_options, options_from
 from .data import DataError
 from .engine import EngineError
@@ -23,28 +26,6 @@ from .extras import MissingExtraError
 
 # errors whose message is for the user: one line, no traceback
 USER_ERRORS = (IntegrityError, DataError, EngineError, BackboneError, MissingExtraError)
-
-
-def _err(msg: str) -> None:
-    print(f"error: {msg}", file=sys.stderr)
-
-
-def _stderr(msg: str) -> None:
-    """Progress goes to stderr, so that stdout holds only the result (a table, or JSON)."""
-    print(msg, file=sys.stderr)
-
-
-def add_model_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", help="export folder, or a shipped model's name (default: the shipped model)")
-    p.add_argument("--sha256", help="trust the export whose model.json has this sha256 (or $HUSKYAI_MODEL_SHA256)")
-    p.add_argument("--trust-unsigned", action="store_true",
-                   help="load an unsigned, unpinned export anyway (shown in the audit log and the app)")
-
-
-def _command(sub, name: str, text: str, run) -> argparse.ArgumentParser:
-    p = sub.add_parser(name, help=text, description=text)
-    p.set_defaults(run=run)
-    return p
 
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
@@ -65,62 +46,6 @@ def run_train(args: argparse.Namespace) -> int:
     from .api import train
 
     train(args.data, args.out, **options_from(args, TrainConfig))
-    return 0
-
-
-def add_predict(sub) -> None:
-    p = _command(sub, "predict", "classify photos", run_predict)
-    p.add_argument("files", nargs="+")
-    p.add_argument("--json", action="store_true", help="print JSON")
-    add_model_arguments(p)
-
-
-def run_predict(args: argparse.Namespace) -> int:
-    import getpass
-
-    from . import load
-    from .audit import AuditLog, audited_predict
-    from .images import InvalidImageError, read_limited
-
-    model = load(args.model, sha256=args.sha256, trust_unsigned=args.trust_unsigned)
-    audit, client = AuditLog(), f"cli:{getpass.getuser()}"
-    results, failed = [], 0
-    for f in args.files:
-        try:
-            p = audited_predict(model, read_limited(f), name=Path(f).name, source="cli", client=client, log=audit)
-        except InvalidImageError as err:
-            failed += 1
-            results.append({"file": f, "error": str(err)})
-            if not args.json:
-                _err(str(err))
-            continue
-        results.append({"file": f, "label": p.label, "probability": round(p.positive_probability, 6),
-                        "scores": {k: round(v, 6) for k, v in p.scores.items()}})
-        if not args.json:
-            print(f"{f}\t{p.label}\t{p.positive_probability:.3f}")
-    if args.json:
-        print(json.dumps(results, indent=2))
-    return 1 if failed else 0
-
-
-def add_evaluate(sub) -> None:
-    p = _command(sub, "evaluate", "score the model on a folder-per-label photo set", run_evaluate)
-    p.add_argument("data", nargs="+", help="folder(s) with husky/ and not_husky/ (several: also scored by folder)")
-    p.add_argument("--sheet", help="save a contact sheet (PNG) of the misclassified photos")
-    p.add_argument("--json", action="store_true", help="print JSON")
-    add_model_arguments(p)
-
-
-def run_evaluate(args: argparse.Namespace) -> int:
-    from .api import evaluate
-    from .metrics import format_evaluation
-
-    result = evaluate(args.model, args.data, sheet=args.sheet, sha256=args.sha256,
-                      trust_unsigned=args.trust_unsigned, report=_stderr)
-    if args.json:
-        print(json.dumps(result, indent=2))
-        return 0
-    print(format_evaluation(result))
     return 0
 
 

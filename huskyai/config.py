@@ -1,4 +1,4 @@
-"""The options of training and of the label doctor, each with its default and its --help, written once.
+"""The options of training, of the label doctor and of heatmaps, each with its default and its --help, written once.
 
 ``huskyai.train(data, out, epochs=3)`` takes them as keywords and ``python -m huskyai train --epochs 3``
 as options: the CLI builds its argparse options from these dataclasses. This module stays light (no
@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .backbones import ARCHS, DEFAULT_ARCH, Arch, get_arch  # names only: backbones imports torch where it loads weights
+from .explain import METHODS  # names only: explain imports torch (for Grad-CAM) where it makes a map
 
 # cleanlab's rules for which photos the doctor flags (cleanlab.filter.find_label_issues' filter_by)
 FILTERS = ("prune_by_noise_rate", "prune_by_class", "both", "confident_learning", "predicted_neq_given")
@@ -70,6 +71,16 @@ class DoctorConfig(BackboneConfig):
     folds: int = option(5, "cross-validation folds")
     filter_by: str = option("prune_by_noise_rate", "cleanlab's rule for which photos to flag "
                             "(predicted_neq_given flags every out-of-fold disagreement)", choices=FILTERS)
+
+
+@dataclass
+class ExplainConfig:
+    """How heatmaps are made (``huskyai.evaluate(explain=True)``, the CLI's ``predict --explain`` and
+    ``evaluate --explain``)."""
+
+    explain_method: str = option(METHODS[0], "how the heatmap is made: grad-cam (needs torch: huskyai[explain]), "
+                                 "occlusion (the ONNX engine, ~120 predictions) or auto (grad-cam where torch "
+                                 "imports, else occlusion)", choices=METHODS)
 
 
 def add_options(p: argparse.ArgumentParser, config: type) -> None:

@@ -13,11 +13,11 @@ from __future__ import annotations
 from PIL import Image
 
 from . import disclosure
-from .audit import AuditLog, audited_predict
-from .explain import METHOD_NAMES, Explanation, draw_overlay, explain
+from .audit import AuditLog, audited_explain
+from .explain import METHOD_NAMES, Explanation, draw_overlay
 from .images import load_image
 from .photo_input import Upload
-from .predictor import Prediction, Predictor
+from .predictor import Predictor
 from .serving import Settings
 
 SOURCE = "app-explain"
@@ -27,15 +27,9 @@ def explained(model: Predictor, upload: Upload, settings: Settings, client: str,
               audit: AuditLog) -> tuple[Image.Image, str, str]:
     """(overlay, method, verdict) for one upload, audited as one line of source "app-explain"; an unreadable
     photo raises InvalidImageError (audited too)."""
-    made: list[Explanation] = []
-
-    def predict(data: bytes, name: str | None = None) -> Prediction:
-        made.append(explain(model, data, name, method=settings.explain_method))
-        return made[-1].prediction
-
-    pred = audited_predict(model, upload.data, name=upload.name, source=SOURCE, client=client, log=audit,
-                           predict=predict)
-    shown = made[-1]
+    shown = audited_explain(model, upload.data, name=upload.name, source=SOURCE, client=client, log=audit,
+                            method=settings.explain_method)
+    pred = shown.prediction
     overlay = shown.overlay if settings.api_detail == "full" else _recaptioned(model, upload, shown,
                                                                                 settings.api_detail)
     return overlay, shown.method, disclosure.verdict(pred, model.positive, settings.api_detail)

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .images import ImageInput
 
 # one caption line: (prefix kept whole, text shortened from the left to fit, colour)
 Line = tuple[str, str, str]
@@ -17,10 +21,10 @@ def _fit(draw, text: str, font, width: int) -> str:
     return "..." + text
 
 
-def contact_sheet(tiles: list[tuple[str | Path, list[Line]]], path: str | Path, title: str, thumb: int = 200,
+def contact_sheet(tiles: list[tuple[ImageInput, list[Line]]], path: str | Path, title: str, thumb: int = 200,
                   cols: int = 6) -> Path:
-    """A PNG of ``tiles`` (photo, caption lines) under ``title``; a photo that cannot be read any more keeps
-    its caption under an empty frame."""
+    """A PNG of ``tiles`` (photo: a file or an image, caption lines) under ``title``; a photo that cannot be
+    read any more keeps its caption under an empty frame."""
     from PIL import Image, ImageDraw, ImageFont
 
     from .images import InvalidImageError, load_image
