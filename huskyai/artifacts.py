@@ -37,7 +37,8 @@ ONNX_NAME = "model.onnx"
 LEARNER_NAME = "learner.pkl"
 PLOT_NAMES = ("confusion_matrix.png", "top_losses.png")
 REDTEAM_NAME = "redteam.json"
-EXPORT_NAMES = (WEIGHTS_NAME, ONNX_NAME, LEARNER_NAME, *PLOT_NAMES, REDTEAM_NAME)  # nothing else is read or touched
+MOOD_NAMES = ("mood.onnx", "importance.png", "validation.png")  # the mood model's export (huskyai.mood)
+EXPORT_NAMES = (WEIGHTS_NAME, ONNX_NAME, LEARNER_NAME, *PLOT_NAMES, REDTEAM_NAME, *MOOD_NAMES)  # nothing else is read
 FORMAT_VERSION = 2
 MODEL_SHA256_ENV = "HUSKYAI_MODEL_SHA256"
 
@@ -53,6 +54,8 @@ DEFAULT_EXPORT = _shipped_folder()
 SHIPPED_NAMES = ("husky",)  # huskyai.load("husky") is the shipped model wherever the package is installed
 # the root of trust for the shipped model: sha256 of export/model.json, which hashes every other file
 SHIPPED_CARD_SHA256 = "48eb0d40a3a9fa78a4c332c2e7addc4b0f507cf4ce9ea17f3788f33d38b553e7"
+# every shipped card, by model: export-mood/model.json is the mood model trained on a synthetic diary
+SHIPPED_CARDS = {"husky": SHIPPED_CARD_SHA256, "mood": "0" * 64}
 MAX_FILE_BYTES = 512 * 1024 * 1024
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 __all__ = ["IntegrityError", "SIGNING_KEY_ENV", "card_signature", "key_path", "signing_key"]  # re-exported
@@ -128,7 +131,7 @@ def _trust(card: dict[str, Any], digest: str, folder: Path, pin: str | None, tru
             raise IntegrityError(f"{path}: its sha256 {digest[:16]}... is not the pinned {pin[:16]}...; "
                                  "the model was changed or is not the one you pinned, refusing to load it")
         return "card sha256 pinned by the operator"
-    if digest == SHIPPED_CARD_SHA256:
+    if digest in SHIPPED_CARDS.values():
         return "the shipped model: its card's sha256 is pinned in the huskyai package"
     if "signature" in card:
         key = signing_key()
