@@ -6,13 +6,18 @@ import json
 import subprocess
 import sys
 from dataclasses import asdict
+from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 import huskyai
-from conftest import EXPORT, ROOT, bad_files, jpeg_bytes, make_toy_dataset, python_env, skimage_photo
-from huskyai.cli import build_parser
-from huskyai.config import DoctorConfig, TrainConfig, options_from
+from conftest import EXPORT, ROOT, SHARED_HUSKIES, bad_files, jpeg_bytes, make_toy_dataset, python_env, skimage_photo
+from huskyai.cli import build_parser, main
+from huskyai.cli_predict import explain_paths
+from huskyai.config import DoctorConfig, ExplainConfig, TrainConfig, options_from
+from huskyai.images import load_image
 
 
 def run(*args: str, check_code: int | None = None) -> subprocess.CompletedProcess:
@@ -102,7 +107,8 @@ def test_verify_catches_a_flipped_byte(tmp_path, toy_export):
 
 def test_the_cli_takes_its_defaults_from_the_api():
     """No default is written twice: what the CLI passes when given nothing is the config's own default."""
-    for command, config in (("train", TrainConfig), ("doctor", DoctorConfig)):
+    for command, config in (("train", TrainConfig), ("doctor", DoctorConfig), ("predict", ExplainConfig),
+                            ("evaluate", ExplainConfig)):
         args = build_parser().parse_args([command, "--data", "d"] if command == "train" else [command, "d"])
         passed = options_from(args, config)
         assert passed == {k: v for k, v in asdict(config()).items() if k in passed}
@@ -111,6 +117,53 @@ def test_the_cli_takes_its_defaults_from_the_api():
     assert TrainConfig(**options_from(args, TrainConfig)) == TrainConfig(zero_shot=False, epochs=2, c=0.1)
     with pytest.raises(TypeError, match="epoch"):
         huskyai.train("d", epoch=2)  # a misspelt option is refused before anything runs
+    args = build_parser().parse_args(["predict", "x.jpg", "--explain", "o.png", "--explain-method", "occlusion"])
+    assert (args.explain, options_from(args, ExplainConfig)) == ("o.png", {"explain_method": "occlusion"})
+
+
+def test_explain_paths_one_per_photo(tmp_path):
+    out = tmp_path / "maps" / "why.png"
+    assert explain_paths(out, ["a/cat.jpg"]) == [out]
+    assert explain_paths(tmp_path / "why", ["cat.jpg"]) == [tmp_path / "why.png"]  # Pillow needs a suffix
+    assert explain_paths(out, ["a/cat.jpg", "b/dog.png"]) == [out.with_name(n) for n in ("why-cat.png", "why-dog.png")]
+    named = explain_paths(out, ["a/cat.jpg", "b/cat.png", "dog.jpg"])  # two photos called cat: never one file
+    assert [p.name for p in named] == ["why-cat-1.png", "why-cat-2.png", "why-dog.png"]
+
+
+def test_evaluate_explain_needs_a_sheet(capsys):
+    assert main(["evaluate", "nowhere", "--explain"]) == 1
+    assert "--sheet" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_predict_and_evaluate_explain_with_the_shipped_model(tmp_path):
+    """Real photos, the shipped model, occlusion maps (no torch needed): the overlays have the photos' sizes, and
+    the contact sheet of mistakes shows the overlays, not the plain photos."""
+    husky = sorted((SHARED_HUSKIES / "husky").glob("*.jpg"))[0]
+    cat = tmp_path / "cat.jpg"
+    skimage_photo("chelsea").save(cat)
+    out = json.loads(run("predict", str(husky), str(cat), "--explain", str(tmp_path / "why.png"), "--json",
+                         "--explain-method", "occlusion", check_code=0).stdout)
+    assert [(r["label"], r["method"], Path(r["explanation"]).name) for r in out] == [
+        ("husky", "occlusion", f"why-{husky.stem}.png"), ("not_husky", "occlusion", "why-cat.png")]
+    for r, photo in zip(out, (husky, cat)):
+        assert Image.open(r["explanation"]).size == load_image(photo).size
+    line = run("predict", str(cat), "--explain", str(tmp_path / "one.png"), "--explain-method", "occlusion",
+               check_code=0).stdout
+    assert line.split("\t")[1:] == ["not_husky", "0.000", str(tmp_path / "one.png"), "occlusion\n"]
+
+    data = tmp_path / "set"
+    for label, photo in (("not_husky", husky), ("husky", cat)):  # two planted mistakes
+        (data / label).mkdir(parents=True)
+        (data / label / photo.name).write_bytes(photo.read_bytes())
+    plain, maps = tmp_path / "plain.png", tmp_path / "maps.png"
+    run("evaluate", str(data), "--sheet", str(plain), check_code=0)
+    proc = run("evaluate", str(data), "--sheet", str(maps), "--explain", "--explain-method", "occlusion", check_code=0)
+    assert "with where the model looked" in proc.stderr
+    a, b = (np.asarray(Image.open(p).convert("RGB"), dtype=np.int16) for p in (plain, maps))
+    tile = (slice(30, 200), slice(200, 400))  # the second tile (husky/ is scanned first): the husky in not_husky/
+    assert np.abs(a[tile] - b[tile]).mean() > 5  # its heatmap is drawn over it
+    assert b.shape[0] > a.shape[0]  # each tile names the map's method in one more caption line
 
 
 def test_verify_returns_what_the_cli_prints(tmp_path):
