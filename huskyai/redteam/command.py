@@ -10,13 +10,15 @@ import json
 import sys
 from pathlib import Path
 
-KINDS = ("junk", "perturb", "query", "scaling", "tamper", "shortcut", "all")
-NEEDS_DATA = ("perturb", "query", "shortcut", "all")
+KINDS = ("junk", "perturb", "query", "scaling", "tamper", "shortcut", "steal", "membership", "poison", "all")
+NEEDS_DATA = ("perturb", "query", "shortcut", "steal", "membership", "poison", "all")
+MANY_FOLDERS = ("steal", "membership", "poison")  # the others take one --data folder
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("attack", choices=KINDS)
-    p.add_argument("--data", help="labelled folder (husky/, not_husky/) for " + ", ".join(NEEDS_DATA))
+    p.add_argument("--data", nargs="+", help="labelled folder (husky/, not_husky/) for " + ", ".join(NEEDS_DATA)
+                   + "; several for " + ", ".join(MANY_FOLDERS) + " (steal ignores the labels)")
     p.add_argument("--out", default="report", help="output folder (default: report)")
     given = argparse.SUPPRESS  # absent unless given: the attack function's own default applies
     p.add_argument("--n", type=int, default=given, help="junk: number of images")
@@ -28,6 +30,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cover", help="scaling: the innocent image (default: skimage coffee)")
     p.add_argument("--hidden", help="scaling: the hidden image (default: skimage chelsea)")
     p.add_argument("--budget-seconds", type=float, default=given, help="all: time budget")
+    p.add_argument("--url", help="steal: a running app (e.g. http://127.0.0.1:7860/) to query instead of the "
+                   "Python predictor; run it with HUSKYAI_RATE_LIMIT=0")
+    p.add_argument("--counts", type=int, nargs="+", default=given, help="steal: query counts for the curve")
+    p.add_argument("--transfer-limit", type=int, default=given, help="steal: held-out photos to attack by transfer")
+    p.add_argument("--query-limit", type=int, default=given, help="steal: photos for the query attack per API level")
+    p.add_argument("--boots", type=int, default=given, help="membership: bootstrap resamples")
+    p.add_argument("--fractions", type=float, nargs="+", default=given, help="poison: poisoned fractions")
+    p.add_argument("--epochs", type=int, nargs="+", default=given, help="poison: fine-tuning epochs (0: head only)")
+    p.add_argument("--radius", type=float, default=given, help="poison: the dot's radius, a fraction of the side")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -39,26 +50,50 @@ def run(args: argparse.Namespace) -> int:
     if args.attack in NEEDS_DATA and not args.data:
         print(f"error: attack {args.attack} needs --data DIR (a folder per label)", file=sys.stderr)
         return 2
-    from . import report
+    if args.data and len(args.data) > 1 and args.attack not in MANY_FOLDERS:
+        print(f"error: attack {args.attack} takes one --data folder", file=sys.stderr)
+        return 2
+    if args.attack == "poison":  # trains its own models: needs no --model
+        from .runs import run_poison
+
+        return _finish(run_poison([Path(d) for d in args.data], _out(args), **_pick(vars(args), "fractions",
+                                                                                    "epochs", "radius")), args)
+    from . import report, runs
     from .shortcut import shortcut_check
 
     model = load(args.model, sha256=args.sha256, trust_unsigned=args.trust_unsigned)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = _out(args)
     options = vars(args)  # holds only the attack options that were given
+    data = Path(args.data[0]) if args.data else None
+    folders = [Path(d) for d in args.data or []]
     attacks = {
         "junk": lambda: report.run_junk(model, out, **_pick(options, "n")),
-        "perturb": lambda: report.run_perturb(model, Path(args.data), out, **_pick(options, "limit", "steps")),
-        "query": lambda: report.run_query(model, Path(args.data), out, **_pick(options, "limit", "budget",
-                                                                               "rate_limit")),
+        "perturb": lambda: report.run_perturb(model, data, out, **_pick(options, "limit", "steps")),
+        "query": lambda: report.run_query(model, data, out, **_pick(options, "limit", "budget", "rate_limit")),
         "scaling": lambda: report.run_scaling(model, out, *_scaling_images(args)),
         "tamper": lambda: report.run_tamper(model.export_dir, out),
-        "shortcut": lambda: shortcut_check(model, Path(args.data), out, **_pick(options, "limit")),
-        "all": lambda: report.run_all(model, Path(args.data), out, **_pick(options, "budget_seconds", "rate_limit")),
+        "shortcut": lambda: shortcut_check(model, data, out, **_pick(options, "limit")),
+        "steal": lambda: runs.run_steal(model, folders, out, args.url, **_pick(
+            options, "counts", "transfer_limit", "query_limit", "budget", "rate_limit")),
+        "membership": lambda: runs.run_membership(model, folders, out, **_pick(options, "boots")),
+        "all": lambda: report.run_all(model, data, out, **_pick(options, "budget_seconds", "rate_limit")),
     }
-    result = attacks[args.attack]()
+    try:
+        return _finish(attacks[args.attack](), args)
+    except (ValueError, FileNotFoundError) as err:  # photos that cannot serve this attack: say why
+        print(f"error: attack {args.attack}: {err}", file=sys.stderr)
+        return 2
+
+
+def _out(args: argparse.Namespace) -> Path:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _finish(result: dict, args: argparse.Namespace) -> int:
     print(json.dumps({k: v for k, v in result.items() if not isinstance(v, (list, dict))}, indent=2))
-    print(f"report written to {out}")
+    print(f"report written to {args.out}")
     return 0
 
 

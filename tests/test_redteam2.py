@@ -1,0 +1,107 @@
+"""Red-team kit, round 2, end to end on the toy model and generated photos: stealing, membership
+inference, poisoning (with its detector). Each test has one check that fails if the attack is broken."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import huskyai
+from conftest import ROOT, make_toy_dataset, python_env
+from huskyai.redteam.oracle import PredictorOracle, reveal
+
+MIXED = {"husky": ("chelsea", "coffee"), "not_husky": ("coffee", "chelsea")}  # labels that mean nothing
+
+
+def test_reveal_cuts_the_answer_to_the_api_detail():
+    scores = {"not_husky": 0.1234, "husky": 0.8766}
+    assert reveal(scores, "husky", "full") == scores
+    assert reveal(scores, "husky", "rounded") == {"not_husky": 0.12, "husky": 0.88}
+    assert reveal(scores, "husky", "label") == {"not_husky": 0.0, "husky": 1.0}
+    with pytest.raises(ValueError, match="unknown API detail"):
+        reveal(scores, "husky", "some")
+
+
+def _inputs(model, root):
+    from huskyai.redteam.photos import image_files, victim_inputs
+
+    return victim_inputs(model, [p for _, p in image_files([root])])
+
+
+@pytest.mark.slow
+def test_surrogate_agrees_with_the_toy_victim_and_its_pgd_fools_the_surrogate(toy_export, tmp_path):
+    from huskyai.redteam.steal import steal_attack
+    from huskyai.redteam.surrogate import Surrogate
+
+    victim = huskyai.load(toy_export, trust_unsigned=True)
+    queries = _inputs(victim, make_toy_dataset(tmp_path / "q", n_per_class=10, seed=21))  # the attacker's photos
+    heldout = _inputs(victim, make_toy_dataset(tmp_path / "h", n_per_class=8, seed=22))
+    r = steal_attack(PredictorOracle(victim), Surrogate(victim.classes, victim.positive), queries, heldout,
+                     counts=(6, 20), transfer_limit=6, details=("full", "label"))
+    for detail in ("full", "label"):
+        best = r["curves"][detail][-1]
+        assert best["queries"] == 20
+        assert best["agreement"] >= max(0.8, r["chance_agreement"] + 0.2), r["curves"]
+    assert r["transfer"]["rows"][-1]["surrogate_fooled"] >= 0.8, r["transfer"]["rows"]
+
+
+@pytest.mark.slow
+def test_membership_auc_on_an_overfit_toy_model(tmp_path):
+    """Labels that mean nothing, a weakly regularised head: the model can only memorise its photos."""
+    from huskyai.redteam.membership import losses, membership_scores
+    from huskyai.redteam.photos import image_files, label_of
+    from huskyai.training import train
+
+    members = make_toy_dataset(tmp_path / "members", n_per_class=12, seed=31, classes=MIXED)
+    others = make_toy_dataset(tmp_path / "others", n_per_class=12, seed=32, classes=MIXED)
+    train(members, tmp_path / "export", report=lambda m: None, size=96, valid_pct=0.1, c=100.0, zero_shot=False,
+          sign=False)
+    model = huskyai.load(tmp_path / "export", trust_unsigned=True)
+    loss = {}
+    for name, root in (("members", members), ("others", others)):
+        files = image_files([root])
+        loss[name] = losses(model, [p for _, p in files], [label_of(k) for k, _ in files])
+    r = membership_scores(loss["members"], loss["others"], boots=100)
+    assert r["auc"] > 0.6, r
+
+
+@pytest.mark.slow
+def test_poisoned_toy_model_obeys_the_trigger_and_the_detector_finds_the_poison(tmp_path):
+    from huskyai.redteam.photos import image_files
+    from huskyai.redteam.poison import detect_poison, poison_attack, trigger_success
+
+    data = make_toy_dataset(tmp_path / "toy", n_per_class=16, seed=41)
+    r = poison_attack([data], tmp_path / "work", fraction=0.5, radius=0.12, size=96, valid_pct=0.2)
+    assert r["poisoned_in_training"] >= 4
+    model = huskyai.load(tmp_path / "work" / "export", trust_unsigned=True)
+    cups = [p for k, p in image_files([make_toy_dataset(tmp_path / "fresh", n_per_class=10, seed=42)])
+            if "/not_husky/" in k]
+    hit = trigger_success(model, cups, radius=0.12)
+    assert hit["called_positive_with_trigger"] >= hit["called_positive_clean"] + 0.5, hit
+    found = detect_poison(r["_roots"], r["_poisoned"])
+    assert found["precision"] > found["chance_precision"] + 0.2, found
+
+
+@pytest.mark.slow
+def test_attack_steal_and_membership_on_the_command_line(toy_export, tmp_path):
+    """The CLI writes the JSON, Markdown and curve; the toy card lists its held-out photos."""
+    data = make_toy_dataset(tmp_path / "photos", n_per_class=10, seed=51)
+    for kind, extra in (("steal", ["--counts", "8", "16", "--transfer-limit", "4", "--query-limit", "2",
+                                   "--budget", "20"]), ("membership", ["--boots", "20"])):
+        out = tmp_path / kind
+        cmd = [sys.executable, "-m", "huskyai", "attack", kind, "--model", str(toy_export), "--trust-unsigned",
+               "--data", str(data), "--out", str(out), *extra]
+        done = subprocess.run(cmd, cwd=ROOT, env=python_env(), capture_output=True, text=True, timeout=600)
+        if kind == "membership":  # the toy card holds out none of these fresh photos: a clear refusal
+            assert done.returncode != 0 and "held out" in done.stderr, done.stderr[-2000:]
+            continue
+        assert done.returncode == 0, done.stderr[-2000:]
+        result = json.loads((out / "steal.json").read_text())
+        assert set(result["curves"]) == {"full", "rounded", "label"}
+        assert set(result["query_attack"]) == {"full", "rounded", "label"}
+        assert (out / "steal_curve.png").stat().st_size > 1000 and "Model stealing" in (out / "steal.md").read_text()
+        assert np.isfinite(result["curves"]["label"][-1]["agreement"])
