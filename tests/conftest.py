@@ -173,8 +173,10 @@ def running_app(workdir: Path, **env: str):
 
 @pytest.fixture(scope="session")
 def app_server(tmp_path_factory):
-    # a generous limit: these tests send many requests from one address; test_ratelimit checks the limit
-    with running_app(tmp_path_factory.mktemp("app"), HUSKYAI_RATE_LIMIT="100000") as server:
+    # generous limits: these tests send many requests from one address; test_ratelimit and test_app_explain
+    # check the limits
+    with running_app(tmp_path_factory.mktemp("app"), HUSKYAI_RATE_LIMIT="100000",
+                     HUSKYAI_EXPLAIN_RATE_LIMIT="100000") as server:
         yield server
 
 
