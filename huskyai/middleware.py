@@ -8,7 +8,9 @@ For every request, in this order:
 2. On the routes that cost work (``/gradio_api/upload``, ``/gradio_api/queue/join``,
    ``/gradio_api/call/...``, ``/gradio_api/run/...``): a per-client cap on requests in flight
    (requests being received or waiting plus events queued or running), then the per-minute rate
-   limit (uploads and predictions have a budget each).
+   limit (uploads and predictions have a budget each; a heatmap's request counts as a prediction here,
+   and its own, smaller limit is applied by its handler, huskyai.handlers.explainer, since only gradio
+   knows which function a queue/join calls).
 3. One event per client in gradio's queue: a client's next prediction waits at the door (costing
    an idle coroutine, nothing else) until its previous one has finished. One client can therefore
    never fill the queue, and never hold more than one of the workers, however slow its photos are
@@ -103,9 +105,11 @@ class FairServing:
             wait = limiter.check(client) if limiter is not None else None
             if wait is not None:
                 what = "uploads" if kind == UPLOAD else "predictions"
+                # on the page a photo is answered twice, its verdict and then its heatmap: say what is counted
+                counted = "photos" if kind == UPLOAD else "answers (a verdict and a heatmap count one each)"
                 return await self._refuse(
                     send, client, 429,
-                    f"Slow down: at most {limiter.per_minute} photos a minute from one address. "
+                    f"Slow down: at most {limiter.per_minute} {counted} a minute from one address. "
                     f"Try again in {math.ceil(wait)} s.", f"rate limit ({what})", retry_after=math.ceil(wait))
         if kind == OTHER:  # page loads, result streams, file downloads: only the body cap applies
             return await self._forward(scope, receive, send, kind, client, cap)

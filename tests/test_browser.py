@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from conftest import ROOT, bad_files, jpeg_bytes, skimage_photo
+from conftest import ROOT, SHARED_HUSKIES, bad_files, jpeg_bytes, running_app, serving_only_environment, skimage_photo
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = ROOT / "test-artifacts"
@@ -119,10 +119,12 @@ def own_photo() -> bytes:
     return jpeg_bytes(skimage_photo("camera").resize((384, 384)))
 
 
-def answered(app_server) -> int:
-    """Answers the server has given (one audit line each, refusals excluded)."""
+def answered(app_server, source: str = "app") -> int:
+    """Answers the server has given (one audit line each, refusals excluded): verdicts ("app"), or heatmaps
+    ("app-explain")."""
     text = app_server["audit_log"].read_text() if app_server["audit_log"].exists() else ""
-    return sum(1 for line in text.splitlines() if json.loads(line)["label"] is not None)
+    return sum(1 for line in text.splitlines()
+               if (e := json.loads(line))["label"] is not None and e["source"] == source)
 
 
 def no_error_toast(page) -> None:
@@ -198,26 +200,77 @@ def test_a_persons_session_example_upload_preview_and_repeated_clicks(browser, a
 
 def test_a_refusal_shows_its_message_and_never_the_previous_verdict(browser, tmp_path):
     """Before: an error left the earlier photo's verdict in the heading."""
-    from conftest import running_app
-
-    with running_app(tmp_path, HUSKYAI_RATE_LIMIT="2") as server:
+    with running_app(tmp_path, HUSKYAI_RATE_LIMIT="4") as server:  # a photo on the page: a verdict and a heatmap
         page = browser.new_page(viewport={"width": 1200, "height": 900})
         page.goto(server["url"])
         page.wait_for_selector('[data-testid="image"] input[type="file"]', state="attached", timeout=60_000)
         photo = tmp_path / "mine.jpg"
         photo.write_bytes(own_photo())
-        page.set_input_files('[data-testid="image"] input[type="file"]', str(photo))  # 1st prediction
+        page.set_input_files('[data-testid="image"] input[type="file"]', str(photo))  # verdict and heatmap: 2
         page.locator("#verdict").get_by_text("Not a husky").wait_for(timeout=30_000)
+        wait_for_heatmaps(page, server, 1)
         button = page.get_by_role("button", name="Is it a husky?")
-        button.click()  # 2nd
-        page.wait_for_function("() => !document.querySelector('#verdict .pending, #verdict.pending')", timeout=30_000)
-        page.wait_for_timeout(1000)
+        button.click()  # 4
+        wait_for_heatmaps(page, server, 2)
         no_error_toast(page)
-        button.click()  # 3rd: over the limit of 2 a minute
+        button.click()  # 5th: over the limit of 4 a minute
         toast = page.locator(TOAST)
         toast.first.wait_for(timeout=30_000)
-        assert "Slow down: at most 2 photos a minute" in toast.first.inner_text()
+        assert "Slow down: at most 4 answers a minute" in toast.first.inner_text()
         page.locator("#verdict").get_by_text("No answer").wait_for(timeout=10_000)
         assert "Not a husky" not in page.locator("#verdict").inner_text()
         page.screenshot(path=str(ARTIFACTS / "refusal_toast.png"))
         page.close()
+
+
+def wait_for_heatmaps(page, server: dict, count: int) -> None:
+    """Wait until the server has made ``count`` heatmaps and the page shows the last one."""
+    for _ in range(600):
+        if answered(server, "app-explain") >= count:
+            break
+        page.wait_for_timeout(100)
+    assert answered(server, "app-explain") == count
+    page.wait_for_function("() => { const i = document.querySelector('#heatmap img'); "
+                           "return i && i.complete && i.naturalWidth > 0; }", timeout=30_000)
+
+
+WATCH_ORDER_JS = """() => {
+    window.huskyOrder = [];
+    const note = (what) => { if (!window.huskyOrder.includes(what)) window.huskyOrder.push(what); };
+    new MutationObserver(() => {
+        if (/usky/.test(document.querySelector('#verdict')?.innerText || '')) note('verdict');
+        const img = document.querySelector('#heatmap img');
+        if (img && img.getAttribute('src')) note('heatmap');
+    }).observe(document.body, {subtree: true, childList: true, characterData: true, attributes: true});
+}"""
+
+
+@pytest.mark.skipif(not SHARED_HUSKIES.is_dir(), reason="needs ../shared/data/huskies")
+def test_a_dropped_photo_gets_its_verdict_then_where_it_looked_without_torch(browser, tmp_path, shipped):
+    """A serving install (no torch): a person drops their own husky photo, reads the verdict, and then sees the
+    heatmap, made by occlusion on the ONNX engine."""
+    husky = next(p for p in sorted((SHARED_HUSKIES / "husky").glob("*.jpg"))
+                 if shipped.predict(p).positive_probability > 0.9)
+    env = serving_only_environment(tmp_path / "serving-only")
+    with running_app(tmp_path, PYTHONPATH=env["PYTHONPATH"]) as server:
+        page = browser.new_page(viewport={"width": 1200, "height": 1100})
+        page.goto(server["url"])
+        page.wait_for_selector('[data-testid="image"] button.upload-container', timeout=60_000)
+        page.evaluate(WATCH_ORDER_JS)
+        drop_file(page, husky.read_bytes(), "my_dog.jpg", "image/jpeg")
+        page.locator("#verdict").get_by_text("Husky, ").wait_for(timeout=30_000)
+        wait_for_heatmaps(page, server, 1)
+        method = page.locator("#heatmap-method :is(input, textarea)")
+        page.wait_for_function("() => /occlusion/.test(document.querySelector("
+                               "'#heatmap-method input, #heatmap-method textarea')?.value || '')", timeout=10_000)
+        assert method.input_value() == "occlusion"
+        assert page.evaluate("window.huskyOrder") == ["verdict", "heatmap"]  # the verdict never waited for it
+        assert page.locator("#verdict").inner_text().startswith("Husky, ")
+        no_error_toast(page)
+        shot = tmp_path / "verdict_and_heatmap.png"
+        page.screenshot(path=str(shot), full_page=True)
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "verdict_and_heatmap.png"), full_page=True)
+        page.close()
+    assert [e["source"] for e in map(json.loads, server["audit_log"].read_text().splitlines())] == \
+        ["app", "app-explain"]
