@@ -66,7 +66,7 @@ def start_ray(stack: ExitStack) -> None:
     import ray
 
     t = time.perf_counter()
-    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level="warning")
+    ray.init(include_dashboard=False, logging_level="warning")
     stack.callback(ray.shutdown)
     print(f"ray.init: {time.perf_counter() - t:.1f} s (not counted below)")
 

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from .predictor import Predictor
-from .scoring_pool import CHUNK, Row, cpu_count, load_worker_model, model_ref, result_schema, score_file
+from .scoring_pool import CHUNK, Row, load_worker_model, model_ref, result_schema, score_file
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -53,8 +53,12 @@ class RayPool:
         import ray
 
         if not ray.is_initialized():
-            local = dict(num_cpus=cpu_count(), include_dashboard=False) if not self.address else {}
-            ray.init(address=self.address, logging_level="warning", **local)
+            try:  # no num_cpus: Ray counts the cores itself, and joins a local cluster already running
+                ray.init(address=self.address, include_dashboard=False, logging_level="warning")
+            except (ConnectionError, RuntimeError) as err:
+                from .scoring import ScoreError
+
+                raise ScoreError(f"cannot start or reach Ray at {self.address or 'this machine'}: {err}") from None
             self.started = True
         ray.data.DataContext.get_current().enable_progress_bars = False  # the scorer shows its own bar, so
         logging.getLogger("ray.data").setLevel(logging.WARNING)  # neither Ray Data's progress lines
