@@ -106,10 +106,11 @@ class FairServing:
             if wait is not None:
                 what = "uploads" if kind == UPLOAD else "predictions"
                 # on the page a photo is answered twice, its verdict and then its heatmap: say what is counted
-                counted = "photos" if kind == UPLOAD else "answers (a verdict and a heatmap count one each)"
+                counted = "photos a minute from one address" if kind == UPLOAD else \
+                    "answers a minute from one address (a verdict and a heatmap count one each)"
                 return await self._refuse(
                     send, client, 429,
-                    f"Slow down: at most {limiter.per_minute} {counted} a minute from one address. "
+                    f"Slow down: at most {limiter.per_minute} {counted}. "
                     f"Try again in {math.ceil(wait)} s.", f"rate limit ({what})", retry_after=math.ceil(wait))
         if kind == OTHER:  # page loads, result streams, file downloads: only the body cap applies
             return await self._forward(scope, receive, send, kind, client, cap)
