@@ -8,6 +8,7 @@ needs none of them.
 
 from __future__ import annotations
 
+import contextlib
 import io
 
 import numpy as np
@@ -25,9 +26,12 @@ def fit_ridge(X: np.ndarray, y: np.ndarray, y_range: tuple[float, float], seed: 
 
 def fit_hgb(X: np.ndarray, y: np.ndarray, y_range: tuple[float, float], seed: int):
     from sklearn.ensemble import HistGradientBoostingRegressor
+    from threadpoolctl import threadpool_limits
 
-    return HistGradientBoostingRegressor(max_iter=200, learning_rate=0.05, max_leaf_nodes=8, min_samples_leaf=10,
-                                         l2_regularization=1.0, random_state=seed).fit(X, y)
+    model = HistGradientBoostingRegressor(max_iter=200, learning_rate=0.05, max_leaf_nodes=8, min_samples_leaf=10,
+                                          l2_regularization=1.0, random_state=seed)
+    with threadpool_limits(1):  # a few hundred rows: OpenMP threads only wait on each other (minutes on a busy box)
+        return model.fit(X, y)
 
 
 class FastaiModel:
@@ -94,6 +98,29 @@ def to_onnx(name: str, model, n_features: int) -> bytes:
     from skl2onnx import to_onnx as skl_to_onnx
     from skl2onnx.common.data_types import FloatTensorType
 
-    graph = skl_to_onnx(model, initial_types=[(INPUT_NAME, FloatTensorType([None, n_features]))],
-                        target_opset={"": 17, "ai.onnx.ml": 3})
+    with _bools_as_ints():
+        graph = skl_to_onnx(model, initial_types=[(INPUT_NAME, FloatTensorType([None, n_features]))],
+                            target_opset={"": 17, "ai.onnx.ml": 3})
     return graph.SerializeToString()
+
+
+@contextlib.contextmanager
+def _bools_as_ints():
+    """skl2onnx 1.20 gives the tree converter's missing-value flags as Python bools, which onnx 1.23
+    refuses in an integer-list attribute; they mean 0/1, so pass them as such while converting."""
+    import onnx.helper
+    from skl2onnx.common import _container
+
+    original = onnx.helper.make_attribute
+
+    def make_attribute(key, value, *args, **kwargs):
+        if isinstance(value, (list, tuple)) and any(isinstance(v, (bool, np.bool_)) for v in value):
+            value = [int(v) if isinstance(v, (bool, np.bool_)) else v for v in value]
+        return original(key, value, *args, **kwargs)
+
+    _container.make_attribute = onnx.helper.make_attribute = make_attribute
+    try:
+        yield
+    finally:
+        onnx.helper.make_attribute = original
+        _container.make_attribute = original
