@@ -15,8 +15,8 @@ from conftest import SHARED_HUSKIES, running_app, skimage_photo
 from huskyai import disclosure
 from huskyai.explain import METHOD_NAMES, draw_overlay, explain
 from huskyai.images import load_image
-
-pytestmark = pytest.mark.slow  # serves the app: the full run only
+from huskyai.predictor import Prediction
+from huskyai.serving import Settings, SettingsError
 
 
 def husky_photo(shipped) -> Path:
@@ -48,6 +48,7 @@ def full_app(tmp_path_factory):
         yield server
 
 
+@pytest.mark.slow  # serves the app
 def test_the_verdict_stays_torch_free_and_explain_answers_with_overlay_method_and_verdict(full_app, shipped):
     photo = husky_photo(shipped)
     label, verdict = ask(full_app, photo, "/predict")
@@ -61,6 +62,7 @@ def test_the_verdict_stays_torch_free_and_explain_answers_with_overlay_method_an
     assert entry["source"] == "app-explain" and entry["label"] == "husky" and entry["refused"] is None
 
 
+@pytest.mark.slow  # serves the app
 def test_heatmaps_have_their_own_smaller_limit(full_app, shipped, tmp_path):
     from gradio_client.exceptions import AppError
 
@@ -76,6 +78,7 @@ def test_heatmaps_have_their_own_smaller_limit(full_app, shipped, tmp_path):
         ("app-explain", None), ("app-explain", "rate limit (explanations)"), ("app", None)]
 
 
+@pytest.mark.slow  # serves the app
 @pytest.mark.parametrize("detail", ["rounded", "label"])
 def test_api_detail_holds_for_every_answer(tmp_path, shipped, detail):
     photo = husky_photo(shipped)
@@ -101,6 +104,7 @@ def test_api_detail_holds_for_every_answer(tmp_path, shipped, detail):
     assert np.abs(got[band] - np.asarray(shown.overlay, dtype=np.int16)[band]).max() > 50
 
 
+@pytest.mark.slow  # serves the app
 def test_full_detail_tells_the_probabilities(client, shipped):
     """The shared app runs with the default: the exact probabilities, "Husky, 97%"."""
     photo = husky_photo(shipped)
@@ -108,3 +112,29 @@ def test_full_detail_tells_the_probabilities(client, shipped):
     confidences = {c["label"]: c["confidence"] for c in label["confidences"]}
     assert confidences["husky"] == pytest.approx(shipped.predict(photo).positive_probability, abs=1e-6)
     assert re.fullmatch(r"Husky, \d+%", verdict)
+
+
+def test_what_each_detail_level_tells():
+    pred = Prediction("husky", 0.9712, {"husky": 0.9712, "not_husky": 0.0288})
+    told = {d: (disclosure.label_value(pred, d), disclosure.verdict(pred, "husky", d))
+            for d in ("full", "rounded", "label")}
+    assert told == {"full": (pred.scores, "Husky, 97%"),
+                    "rounded": ({"husky": 1.0, "not_husky": 0.0}, "Husky, about 100%"),
+                    "label": ("husky", "Husky")}
+    other = Prediction("not_husky", 0.34, {"husky": 0.34, "not_husky": 0.66})
+    assert [disclosure.verdict(other, "husky", d) for d in ("full", "rounded", "label")] == [
+        "Not a husky, 66%", "Not a husky, about 70%", "Not a husky"]
+    assert "0.3" not in disclosure.caption("occlusion", True, other, "husky", "label")[0]
+
+
+def test_explain_settings_are_read_from_the_environment(monkeypatch):
+    for name in ("HUSKYAI_API_DETAIL", "HUSKYAI_EXPLAIN_RATE_LIMIT", "HUSKYAI_EXPLAIN_METHOD"):
+        monkeypatch.delenv(name, raising=False)
+    settings = Settings.from_env()
+    assert (settings.api_detail, settings.explain_rate_limit, settings.explain_method) == ("full", 6, "auto")
+    monkeypatch.setenv("HUSKYAI_API_DETAIL", "Label")
+    monkeypatch.setenv("HUSKYAI_EXPLAIN_RATE_LIMIT", "0")
+    assert (Settings.from_env().api_detail, Settings.from_env().explain_rate_limit) == ("label", 0)
+    monkeypatch.setenv("HUSKYAI_API_DETAIL", "scores")
+    with pytest.raises(SettingsError, match="HUSKYAI_API_DETAIL='scores': use one of full, rounded, label"):
+        Settings.from_env()

@@ -125,7 +125,7 @@ def test_app_refuses_a_flood_from_one_address_but_not_others(tmp_path):
                 c.headers["x-forwarded-for"] = f"198.51.100.{i}"  # no proxy is trusted: the header is ignored
                 assert raw_predict(server["url"], photo, client=c)[0]["label"] == "not_husky"
             c.headers["x-forwarded-for"] = "198.51.100.99"
-            with pytest.raises(CallRefused, match="Slow down: at most 3 answers a minute"):
+            with pytest.raises(CallRefused, match="Slow down: at most 3 photos a minute"):
                 raw_predict(server["url"], photo, client=c)
         with client_from("127.0.0.2") as other:
             assert raw_predict(server["url"], photo, client=other)[0]["label"] == "not_husky"
