@@ -20,7 +20,7 @@ MIXED = {"husky": ("chelsea", "coffee"), "not_husky": ("coffee", "chelsea")}  # 
 def test_reveal_cuts_the_answer_to_the_api_detail():
     scores = {"not_husky": 0.1234, "husky": 0.8766}
     assert reveal(scores, "husky", "full") == scores
-    assert reveal(scores, "husky", "rounded") == {"not_husky": 0.12, "husky": 0.88}
+    assert reveal(scores, "husky", "rounded") == {"not_husky": 0.1, "husky": 0.9}
     assert reveal(scores, "husky", "label") == {"not_husky": 0.0, "husky": 1.0}
     with pytest.raises(ValueError, match="unknown API detail"):
         reveal(scores, "husky", "some")
@@ -71,16 +71,18 @@ def test_membership_auc_on_an_overfit_toy_model(tmp_path):
 
 @pytest.mark.slow
 def test_poisoned_toy_model_obeys_the_trigger_and_the_detector_finds_the_poison(tmp_path):
+    """Head only at 96 px: the dot is a large one (a quarter of the side), which frozen ImageNet features see."""
     from huskyai.redteam.photos import image_files
     from huskyai.redteam.poison import detect_poison, poison_attack, trigger_success
 
     data = make_toy_dataset(tmp_path / "toy", n_per_class=16, seed=41)
-    r = poison_attack([data], tmp_path / "work", fraction=0.5, radius=0.12, size=96, valid_pct=0.2)
+    r = poison_attack([data], tmp_path / "work", fraction=0.5, radius=0.25, size=96, valid_pct=0.2,
+                      c=1.0)
     assert r["poisoned_in_training"] >= 4
     model = huskyai.load(tmp_path / "work" / "export", trust_unsigned=True)
     cups = [p for k, p in image_files([make_toy_dataset(tmp_path / "fresh", n_per_class=10, seed=42)])
             if "/not_husky/" in k]
-    hit = trigger_success(model, cups, radius=0.12)
+    hit = trigger_success(model, cups, radius=0.25)
     assert hit["called_positive_with_trigger"] >= hit["called_positive_clean"] + 0.5, hit
     found = detect_poison(r["_roots"], r["_poisoned"])
     assert found["precision"] > found["chance_precision"] + 0.2, found
@@ -105,3 +107,37 @@ def test_attack_steal_and_membership_on_the_command_line(toy_export, tmp_path):
         assert set(result["query_attack"]) == {"full", "rounded", "label"}
         assert (out / "steal_curve.png").stat().st_size > 1000 and "Model stealing" in (out / "steal.md").read_text()
         assert np.isfinite(result["curves"]["label"][-1]["agreement"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("detail", ["full", "label"])
+def test_steal_through_the_running_app(toy_export, tmp_path, detail):
+    """The raw-HTTP victim reads the app's answers at each HUSKYAI_API_DETAIL: probabilities, or the label alone."""
+    from conftest import running_app
+    from huskyai.redteam.oracle import AppOracle
+    from huskyai.redteam.steal import steal_attack
+    from huskyai.redteam.surrogate import Surrogate
+
+    local = huskyai.load(toy_export, trust_unsigned=True)
+    queries = _inputs(local, make_toy_dataset(tmp_path / "q", n_per_class=8, seed=61))
+    heldout = _inputs(local, make_toy_dataset(tmp_path / "h", n_per_class=6, seed=62))
+    with running_app(tmp_path, HUSKYAI_MODEL=str(toy_export), HUSKYAI_TRUST_UNSIGNED="1", HUSKYAI_RATE_LIMIT="0",
+                     HUSKYAI_API_DETAIL=detail) as server:
+        victim = AppOracle(server["url"], local)
+        shown = victim.predict(heldout[0]).scores
+        r = steal_attack(victim, Surrogate(local.classes, local.positive), queries, heldout, counts=(16,),
+                         transfer_limit=2)
+    assert (set(shown.values()) <= {0.0, 1.0}) == (detail == "label"), shown
+    assert victim.queries >= 16 + 12
+    assert r["curves"]["app"][-1]["agreement"] >= max(0.75, r["chance_agreement"] + 0.2), r["curves"]
+
+
+@pytest.mark.slow
+def test_hopskipjump_label_only_flips_the_toy_victim(toy_export, tmp_path):
+    from huskyai.redteam.hopskipjump import hopskipjump_attack
+
+    victim = PredictorOracle(huskyai.load(toy_export, trust_unsigned=True), "label")
+    images = _inputs(victim.predictor, make_toy_dataset(tmp_path / "h", n_per_class=1, seed=71))
+    r = hopskipjump_attack(victim, images, max_iter=3, max_eval=50, init_eval=10)
+    assert all(run["queries"] > 0 for run in r["runs"])
+    assert any(run["fooled"] for run in r["runs"]), r["runs"]

@@ -10,9 +10,10 @@ import json
 import sys
 from pathlib import Path
 
-KINDS = ("junk", "perturb", "query", "scaling", "tamper", "shortcut", "steal", "membership", "poison", "all")
-NEEDS_DATA = ("perturb", "query", "shortcut", "steal", "membership", "poison", "all")
-MANY_FOLDERS = ("steal", "membership", "poison")  # the others take one --data folder
+KINDS = ("junk", "perturb", "query", "scaling", "tamper", "shortcut", "steal", "membership", "poison",
+         "hopskipjump", "all")
+NEEDS_DATA = ("perturb", "query", "shortcut", "steal", "membership", "poison", "hopskipjump", "all")
+MANY_FOLDERS = ("steal", "membership", "poison", "hopskipjump")  # the others take one --data folder
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -22,7 +23,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="report", help="output folder (default: report)")
     given = argparse.SUPPRESS  # absent unless given: the attack function's own default applies
     p.add_argument("--n", type=int, default=given, help="junk: number of images")
-    p.add_argument("--limit", type=int, default=given, help="perturb, query, shortcut: photos to attack (or to mask)")
+    p.add_argument("--limit", type=int, default=given, help="perturb, query, shortcut, hopskipjump: photos to attack "
+                   "(or to mask)")
+    p.add_argument("--max-iter", type=int, default=given, help="hopskipjump: iterations per photo")
     p.add_argument("--steps", type=int, default=given, help="perturb: PGD steps")
     p.add_argument("--budget", type=int, default=given, help="query: queries per photo")
     p.add_argument("--rate-limit", type=int, default=given, help="query, all: the app's per-minute limit to cost "
@@ -30,8 +33,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cover", help="scaling: the innocent image (default: skimage coffee)")
     p.add_argument("--hidden", help="scaling: the hidden image (default: skimage chelsea)")
     p.add_argument("--budget-seconds", type=float, default=given, help="all: time budget")
-    p.add_argument("--url", help="steal: a running app (e.g. http://127.0.0.1:7860/) to query instead of the "
-                   "Python predictor; run it with HUSKYAI_RATE_LIMIT=0")
+    p.add_argument("--url", help="steal, hopskipjump: a running app (e.g. http://127.0.0.1:7860/) to query instead "
+                   "of the Python predictor; run it with HUSKYAI_RATE_LIMIT=0")
     p.add_argument("--counts", type=int, nargs="+", default=given, help="steal: query counts for the curve")
     p.add_argument("--transfer-limit", type=int, default=given, help="steal: held-out photos to attack by transfer")
     p.add_argument("--query-limit", type=int, default=given, help="steal: photos for the query attack per API level")
@@ -75,6 +78,8 @@ def run(args: argparse.Namespace) -> int:
         "shortcut": lambda: shortcut_check(model, data, out, **_pick(options, "limit")),
         "steal": lambda: runs.run_steal(model, folders, out, args.url, **_pick(
             options, "counts", "transfer_limit", "query_limit", "budget", "rate_limit")),
+        "hopskipjump": lambda: runs.run_hopskipjump(model, folders, out, args.url, **_pick(
+            options, "limit", "max_iter", "rate_limit")),
         "membership": lambda: runs.run_membership(model, folders, out, **_pick(options, "boots")),
         "all": lambda: report.run_all(model, data, out, **_pick(options, "budget_seconds", "rate_limit")),
     }

@@ -1,9 +1,10 @@
 """The victim as an outsider sees it: a ``predict(image)`` that answers what the API reveals.
 
 Two ways in: :class:`PredictorOracle`, the Python predictor with its answers cut to an API detail level
-(full probabilities, rounded ones, or the label only: an emulation of the app's HUSKYAI_API_DETAIL, one
-function, :func:`reveal`), and :class:`AppOracle`, a running app on loopback spoken to over raw HTTP
-(huskyai.redteam.client) that answers whatever the app's own setting is. Both count their queries.
+(full probabilities, rounded ones, or the label only: the app's HUSKYAI_API_DETAIL, emulated in one
+function, :func:`reveal`, with the app's own rounding from huskyai.disclosure), and :class:`AppOracle`, a
+running app on loopback spoken to over raw HTTP (huskyai.redteam.client) that answers at the app's own
+setting. Both count their queries.
 """
 
 from __future__ import annotations
@@ -13,18 +14,17 @@ import io
 import numpy as np
 from PIL import Image
 
+from ..disclosure import rounded
 from ..predictor import Prediction, Predictor
-
-DETAILS = ("full", "rounded", "label")
-ROUND_DIGITS = 2  # "rounded": as a percentage without decimals, as the verdict text shows it
+from ..serving import API_DETAILS as DETAILS
 
 
 def reveal(scores: dict[str, float], label: str, detail: str) -> dict[str, float]:
-    """What an API at ``detail`` shows of ``scores``: all of it, rounded to ROUND_DIGITS, or a one-hot label."""
+    """What an API at ``detail`` shows of ``scores``: all of it, rounded as the app rounds, or a one-hot label."""
     if detail == "full":
         return dict(scores)
     if detail == "rounded":
-        return {c: round(p, ROUND_DIGITS) for c, p in scores.items()}
+        return {c: rounded(p) for c, p in scores.items()}
     if detail == "label":
         return {c: float(c == label) for c in scores}
     raise ValueError(f"unknown API detail {detail!r}; choose one of: {', '.join(DETAILS)}")

@@ -14,7 +14,7 @@ from .oracle import DETAILS
 from .report import _grid, _save_json, plt
 from .steal import QUERY_COUNTS
 
-USER_LOSES = {"full": "nothing", "rounded": "digits past the whole percent (the verdict shows whole percents)",
+USER_LOSES = {"full": "nothing", "rounded": "anything finer than 10% (\"about 90%\")",
               "label": "the confidence: {uncertain:.0%} of held-out answers are unsure (20-80%) and now look sure",
               "app": "(the app's own setting)"}
 
@@ -31,16 +31,23 @@ def _split(model: Predictor, folders: Sequence[Path], seed: int = 0) -> tuple[li
     return [p for (_, p), o in zip(files, out) if not o], [p for (_, p), o in zip(files, out) if o]
 
 
+def _correct(model: Predictor, heldout: Sequence[Path], limit: int) -> list[tuple[Path, str]]:
+    """Up to ``limit`` held-out photos the model gets right, half of each class where there are enough."""
+    from .photos import label_of
+
+    right = []
+    for label in model.classes:
+        photos = [p for p in heldout if label_of(str(p)) == label][: limit * 2]
+        right += [(p, label) for p, pr in zip(photos, model.predict_batch(photos)) if pr.label == label][:limit // 2]
+    return right
+
+
 def _query_rows(model: Predictor, victims: dict, heldout: Sequence[Path], limit: int, budget: int,
                 rate_limit: int) -> dict:
     """The square-patch query attack against each victim (an API detail level), on photos it gets right."""
     from .blackbox import query_attack
-    from .photos import label_of
 
-    right = []
-    for label in model.classes:  # as many of each class as there are, up to half the limit
-        photos = [p for p in heldout if label_of(str(p)) == label][: limit * 2]
-        right += [(p, label) for p, pr in zip(photos, model.predict_batch(photos)) if pr.label == label][:limit // 2]
+    right = _correct(model, heldout, limit)
     return {d: {k: v for k, v in query_attack(v_, [p for p, _ in right], [lab for _, lab in right], budget=budget,
                                               rate_limit_per_minute=rate_limit).items() if not k.startswith("_")}
             for d, v_ in victims.items()}
@@ -152,3 +159,24 @@ def run_poison(folders: Sequence[Path], out: Path, fractions: Sequence[float] = 
         "| poisoned (in training) | epochs | clean accuracy | non-huskies called husky: clean -> with dot "
         "| spectral-signature precision / recall |\n|---|---|---|---|---|\n" + table + "\n")
     return _save_json(out, "poison", {"radius": radius, "rows": rows})
+
+
+def run_hopskipjump(model: Predictor, folders: Sequence[Path], out: Path, url: str | None = None, limit: int = 4,
+                    max_iter: int = 10, max_eval: int = 200, rate_limit: int = DEFAULT_RATE_LIMIT) -> dict:
+    """Label-only HopSkipJump on held-out photos the model gets right, through the app at ``url`` (run it with
+    HUSKYAI_API_DETAIL=label) or the Python predictor answering labels only."""
+    from .hopskipjump import hopskipjump_attack
+    from .oracle import AppOracle, PredictorOracle
+    from .photos import victim_inputs
+
+    _, held_paths = _split(model, folders)
+    victim = AppOracle(url, model) if url else PredictorOracle(model, "label")
+    images = victim_inputs(model, [p for p, _ in _correct(model, held_paths, limit)])
+    r = hopskipjump_attack(victim, images, max_iter=max_iter, max_eval=max_eval, rate_limit=rate_limit)
+    rows = "\n".join(f"| {x['label']} | {x['fooled']} | {x['linf']:.0f}/255 | {x['queries']} |" for x in r["runs"])
+    (out / "hopskipjump.md").write_text(
+        f"# Label-only HopSkipJump (ART)\n\nVictim: {url or 'the Python predictor, label only'}. {r['n']} photos, "
+        f"{max_iter} iterations: {r['success_rate']:.0%} fooled within {r['eps']}/255; median {r['median_queries']:.0f}"
+        f" queries a photo, {r['minutes_per_photo_at_rate_limit'] or 0:.0f} minutes at {rate_limit} a minute.\n\n"
+        f"| label | fooled | L-inf distance | queries |\n|---|---|---|---|\n{rows}\n")
+    return _save_json(out, "hopskipjump", r)
