@@ -39,7 +39,7 @@ class Predictor:
     """A loaded Husky AI model. Use :func:`huskyai.load` to get one."""
 
     def __init__(self, export_dir: str | Path | None = None, engine: str = "auto", sha256: str | None = None,
-                 trust_unsigned: bool = False):
+                 trust_unsigned: bool = False, threads: int | None = None):
         export = artifacts.open_export(export_dir, sha256=sha256, trust_unsigned=trust_unsigned)
         self.export_dir = export.folder
         self.card = export.card
@@ -57,7 +57,7 @@ class Predictor:
         self.std: np.ndarray = self.preprocessing.std_array
         # built from the very bytes that were hashed; the big ones are not kept
         self.engine = create_engine(engine, self.card["arch"], len(self.classes), export.files[artifacts.WEIGHTS_NAME],
-                                    export.files.get(artifacts.ONNX_NAME))
+                                    export.files.get(artifacts.ONNX_NAME), threads)
         self._extras = {name: data for name, data in export.files.items()
                         if name not in (artifacts.WEIGHTS_NAME, artifacts.ONNX_NAME, artifacts.LEARNER_NAME)}
 
@@ -153,12 +153,14 @@ def load_in_background(export_dir: str | Path | None = None, engine: str = "auto
 
 
 def load(export_dir: str | Path | None = None, engine: str = "auto", sha256: str | None = None,
-         trust_unsigned: bool = False) -> Predictor:
+         trust_unsigned: bool = False, threads: int | None = None) -> Predictor:
     """Load the shipped model (or the export folder ``export_dir``) once its card is trusted and every
     file matches it; IntegrityError otherwise.
 
     A card is trusted when its sha256 is ``sha256`` (or $HUSKYAI_MODEL_SHA256), is the shipped one
     pinned in this package, carries this machine's signature, or ``trust_unsigned`` is given.
-    ``engine``: "auto" (ONNX Runtime on the export's graph when installed, else torch), "onnx" or "torch".
+    ``engine``: "auto" (ONNX Runtime on the export's graph when installed, else torch), "onnx" or "torch";
+    ``threads``: ONNX Runtime's threads for one call (default: every core; a pool of processes wants 1).
+    ``export_dir`` may also name a shipped model ("husky").
     """
-    return Predictor(export_dir, engine, sha256=sha256, trust_unsigned=trust_unsigned)
+    return Predictor(export_dir, engine, sha256=sha256, trust_unsigned=trust_unsigned, threads=threads)

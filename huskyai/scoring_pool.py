@@ -69,22 +69,7 @@ def model_ref(model: Predictor) -> str | None:
 def load_worker_model(ref: str | None, sha256: str) -> Predictor:
     """The model a worker scores with: only the card with this sha256 is accepted (a file swapped since
     the parent loaded it is refused), on ONNX Runtime (never torch) with one thread."""
-    model = load(ref, engine="onnx", sha256=sha256)
-    _one_thread_session(model)
-    return model
-
-
-def _one_thread_session(model: Predictor) -> None:
-    """Replace the engine's session by a one-thread one on the same verified graph.
-    Temporary: huskyai.engine has no thread-count option yet (asked for); then load(..., threads=1)."""
-    import onnxruntime as ort
-
-    graph = artifacts.open_export(model.export_dir, sha256=model.model_sha256).files[artifacts.ONNX_NAME]
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = options.inter_op_num_threads = 1
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3
-    model.engine.session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+    return load(ref, engine="onnx", sha256=sha256, threads=1)
 
 
 # the worker process's state: its model, or why it could not load one (raised in the parent, by name)
