@@ -85,7 +85,7 @@ def _write_steal(model: Predictor, out: Path, r: dict) -> None:
     fig.tight_layout()
     fig.savefig(out / "steal_curve.png", dpi=80)
     plt.close(fig)
-    ex = r["transfer"]["_examples"]
+    ex = r["_transfer_examples"]
     _grid(list(ex["adversarial"]), [f"victim said {lab}: {'fooled' if f else 'held'}"
                                     for lab, f in zip(ex["labels"], ex["fooled"])], out / "steal_transfer.png")
     details = list(r["curves"])

@@ -91,8 +91,9 @@ def steal_attack(victim, surrogate, queries: Sequence[np.ndarray], heldout: Sequ
     surrogate.fit(q_feats, first)  # transfer from the surrogate of every query at the first detail level
     n = min(transfer_limit, len(heldout))
     moved = transfer(surrogate, victim, heldout[:n], [a.label for a in held_answers[:n]])
+    examples = moved.pop("_examples")
     p_held = np.array([a.scores[victim.positive] for a in held_answers])
     return {"queries_available": len(queries), "heldout": len(heldout), "rate_limit_per_minute": rate_limit,
             "seconds_per_query": seconds, "chance_agreement": float(max(h_victim.mean(), 1 - h_victim.mean())),
             "heldout_uncertain_share": float(np.mean((p_held > 0.2) & (p_held < 0.8))),
-            "curves": curves, "transfer": moved, "transfer_from": list(curves)[0]}
+            "curves": curves, "transfer": moved, "transfer_from": list(curves)[0], "_transfer_examples": examples}
