@@ -249,3 +249,45 @@ def test_hgb_and_fastai_export_to_the_same_onnx_contract(tmp_path, name):
     assert card["model"] == name and card["onnx_check"]["max_abs_diff"] < 1e-3
     model = load(tmp_path / "export")
     assert model.predict({"sleep_hours": 9}).mood >= model.predict({"sleep_hours": 4}).mood
+
+
+# ---- the Mood tab's pieces (the app wires them; its browser test lives with the app) ---------------------
+
+def test_mood_tab_builds_and_its_handler_answers_with_reasons(trained, tmp_path):
+    import gradio as gr
+
+    from huskyai.audit import AuditLog
+    from huskyai.mood.tab import build_mood_tab, handler, input_names
+
+    folder, _ = trained
+    model = load(folder / "export")
+    with gr.Blocks() as demo, gr.Tab("Mood"):
+        build_mood_tab(model)
+    assert any(getattr(b, "label", None) == "sleep_hours (h)" for b in demo.blocks.values())
+    log_path = tmp_path / "audit.jsonl"
+    answer = handler(model, AuditLog(log_path))
+    values = [model.card["typical_day"].get(n) for n in input_names(model)]
+    values[input_names(model).index("sleep_hours")] = 9.75
+    text = answer(*values)
+    assert "Predicted mood" in text and "**sleep_hours** pushed it up" in text and "SYNTHETIC" in text
+    values[input_names(model).index("sleep_hours")] = "lots"
+    with pytest.raises(gr.Error):
+        answer(*values)
+    lines = [json.loads(line) for line in log_path.read_text().splitlines()]
+    assert [line["source"] for line in lines] == ["app:mood", "app:mood"] and lines[1]["refused"] == "invalid day"
+    assert "9.75" not in log_path.read_text() and "lots" not in log_path.read_text()  # never the day's values
+
+
+def test_mood_evasion_moves_a_day_by_one_point_changing_only_what_a_person_controls(trained, tmp_path):
+    from huskyai.mood.evasion import mood_evasion
+
+    folder, _ = trained
+    model = load(folder / "export")
+    result = mood_evasion(model, tmp_path, limit=6)
+    assert result["n"] == 6 and result["success_rate"] >= 0.5
+    for run in result["runs"]:
+        assert set(run["changes"]) <= set(model.card["features"]["controls"]) and "weather" not in run["changes"]
+        if run["success"]:
+            assert abs(run["end"] - run["start"]) >= 1.0 and run["changes"]
+    assert json.loads((tmp_path / "mood-evasion.json").read_text())["attack"] == "mood-evasion"
+    assert (tmp_path / "mood-evasion.md").read_text().startswith("# Mood evasion")

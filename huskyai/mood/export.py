@@ -71,6 +71,7 @@ def _card(diary, result, winner: str, prep, rules: LagRules, schema: dict, truth
         "target_range": [float(result.actual.min()), float(result.actual.max())],
         "features": {"numeric": diary.numeric, "categorical": diary.categorical,
                      "controls": [c for c in diary.features if controls.get(c, {}).get("controls") is True]},
+        "units": {c: controls[c]["unit"] for c in diary.features if "unit" in controls.get(c, {})},
         "lag_rules": rules.to_dict(), "preprocessing": prep.to_dict() | {"columns": prep.columns},
         "typical_day": _typical_day(diary),
         "validation": {"folds": result.folds, "days": len(result.actual), "metrics": result.metrics(),
