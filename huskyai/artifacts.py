@@ -55,7 +55,8 @@ SHIPPED_NAMES = ("husky",)  # huskyai.load("husky") is the shipped model whereve
 # the root of trust for the shipped model: sha256 of export/model.json, which hashes every other file
 SHIPPED_CARD_SHA256 = "48eb0d40a3a9fa78a4c332c2e7addc4b0f507cf4ce9ea17f3788f33d38b553e7"
 # every shipped card, by model: export-mood/model.json is the mood model trained on a synthetic diary
-SHIPPED_CARDS = {"husky": SHIPPED_CARD_SHA256, "mood": "0" * 64}
+SHIPPED_CARDS = {"husky": SHIPPED_CARD_SHA256,
+                 "mood": "d3db83eeb6e8023c05cf13ef76aa9bf516000e0d57aca95bfd3ce8a43de8d513"}
 MAX_FILE_BYTES = 512 * 1024 * 1024
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 __all__ = ["IntegrityError", "SIGNING_KEY_ENV", "card_signature", "key_path", "signing_key"]  # re-exported

@@ -8,6 +8,7 @@ import numpy as np
 
 from .diary import read_diary
 from .model import MoodModel
+from .train import error_metrics
 
 
 def evaluate(model: MoodModel, csv: str | Path) -> dict:
@@ -27,7 +28,4 @@ def evaluate(model: MoodModel, csv: str | Path) -> dict:
     predictions = {"model": model.scores(X[known]), "yesterday": column(f"{model.target}_yesterday"),
                    "overall_mean": np.full(len(actual), train_mean),
                    "mean_7_days": column(f"{model.target}_mean7")}
-    metrics = {name: {"mae": round(float(np.mean(np.abs(p - actual))), 4),
-                      "rmse": round(float(np.sqrt(np.mean((p - actual) ** 2))), 4)}
-               for name, p in predictions.items()}
-    return {"days": int(known.sum()), "model": model.card["model"], "metrics": metrics}
+    return {"days": int(known.sum()), "model": model.card["model"], "metrics": error_metrics(predictions, actual)}

@@ -34,13 +34,17 @@ class Validation:
     importance: list[dict] = field(default_factory=list)
 
     def metrics(self) -> dict[str, dict[str, float]]:
-        return {name: {"mae": round(float(np.mean(np.abs(p - self.actual))), 4),
-                       "rmse": round(float(np.sqrt(np.mean((p - self.actual) ** 2))), 4)}
-                for name, p in self.predictions.items()}
+        return error_metrics(self.predictions, self.actual)
 
     def winner(self, models: tuple[str, ...]) -> str:
         scores = self.metrics()
         return min(models, key=lambda name: scores[name]["mae"])
+
+
+def error_metrics(predictions: dict[str, np.ndarray], actual: np.ndarray) -> dict[str, dict[str, float]]:
+    """MAE and RMSE of each named prediction against the actual moods."""
+    return {name: {"mae": round(float(np.mean(np.abs(p - actual))), 4),
+                   "rmse": round(float(np.sqrt(np.mean((p - actual) ** 2))), 4)} for name, p in predictions.items()}
 
 
 def training_frame(diary: Diary, rules: LagRules) -> tuple[pd.DataFrame, np.ndarray, dict[str, str]]:
