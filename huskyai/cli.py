@@ -133,7 +133,16 @@ def run_serve(args: argparse.Namespace) -> int:
     return serve(args.model, args.host, args.port, sha256=args.sha256, trust_unsigned=args.trust_unsigned)
 
 
-COMMANDS = (add_train, add_predict, add_evaluate, add_doctor, add_verify, add_sign, add_attack, add_serve)
+def add_score(sub) -> None:
+    from .scoring import add_score_arguments, run_score
+
+    p = _command(sub, "score", "score many photos into a parquet file, resumable (every core, or --ray)", run_score)
+    add_score_arguments(p)
+    add_model_arguments(p)
+
+
+COMMANDS = (add_train, add_predict, add_evaluate, add_score, add_doctor, add_verify, add_sign, add_attack,
+            add_serve)
 
 
 def build_parser() -> argparse.ArgumentParser:
