@@ -23,12 +23,13 @@ from .features import DAY_OF_WEEK, WEEKDAYS, LagRules, Preprocessing, engineer
 from .importance import reasons
 
 FOLDER_NAME = "export-mood"
+WHEEL_NAME = "export_mood"  # a wheel carries export-mood/ as the package data huskyai/export_mood
 
 
 def shipped_folder() -> Path:
-    """export-mood/ inside an installed wheel (as huskyai/export-mood), else beside the source tree."""
+    """export-mood/ inside an installed wheel (as huskyai/export_mood), else beside the source tree."""
     package = Path(__file__).resolve().parent.parent
-    inside = package / FOLDER_NAME
+    inside = package / WHEEL_NAME
     return inside if (inside / artifacts.CARD_NAME).is_file() else package.parent / FOLDER_NAME
 
 
