@@ -141,8 +141,14 @@ def add_score(sub) -> None:
     add_model_arguments(p)
 
 
+def add_mood(sub) -> None:
+    from .mood.cli import add_mood as add_mood_commands
+
+    add_mood_commands(sub)
+
+
 COMMANDS = (add_train, add_predict, add_evaluate, add_score, add_doctor, add_verify, add_sign, add_attack,
-            add_serve)
+            add_serve, add_mood)
 
 
 def build_parser() -> argparse.ArgumentParser:

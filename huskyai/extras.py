@@ -12,7 +12,8 @@ import importlib.util
 # extra -> the modules it brings that the code imports (the pip names are in pyproject.toml)
 EXTRAS: dict[str, tuple[str, ...]] = {
     "train": ("torch", "timm", "safetensors", "onnx", "fastai", "sklearn", "matplotlib"),
-    "redteam": ("torch", "timm", "safetensors", "sklearn", "matplotlib", "skimage"),
+    "redteam": ("torch", "timm", "safetensors", "sklearn", "matplotlib", "skimage", "art"),
+    "mood": ("sklearn", "skl2onnx", "matplotlib"),
     "explain": ("torch", "timm", "safetensors", "matplotlib", "pytorch_grad_cam"),
     "score": ("pyarrow",),
     "ray": ("ray", "pyarrow"),

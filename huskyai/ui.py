@@ -7,13 +7,14 @@ it, with the limits that run before gradio's queue, is huskyai.webserver.
 
 from __future__ import annotations
 
+import html
 from collections.abc import Callable
 from pathlib import Path
 
 import gradio as gr
 
 from .audit import AuditLog
-from .handlers import classifier, explainer
+from .handlers import classifier, explainer, request_client
 from .modelcard import confusion_matrix, model_card_markdown
 from .photo_input import PhotoInput
 from .predictor import Predictor
@@ -22,7 +23,10 @@ from .uploads import UploadRegistry
 
 __all__ = ["build_demo", "husky_page", "model_card_markdown", "CSS"]
 
-EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
+_PACKAGE = Path(__file__).resolve().parent
+# scikit-image photos: beside the source tree, or inside an installed wheel
+EXAMPLES_DIR = next((d for d in (_PACKAGE / "examples", _PACKAGE.parent / "examples") if d.is_dir()),
+                    _PACKAGE.parent / "examples")
 CONCURRENCY_GROUP = "predict"  # every listener that predicts shares one limit (gradio's is per listener)
 # heatmaps cost 10-120 predictions: one at a time, in a group of their own, so verdicts never queue behind them
 EXPLAIN_GROUP, EXPLAIN_CONCURRENCY = "explain", 1
@@ -39,7 +43,11 @@ def build_demo(model: Predictor, settings: Settings | None = None, audit: AuditL
     settings = settings or Settings()
     with gr.Blocks(title="Husky AI", analytics_enabled=False, delete_cache=None) as demo:
         gr.Markdown("# Husky AI\nIs this a husky? Drop a photo, paste one, or use your webcam.")
-        husky_page(model, settings, audit or AuditLog(), uploads)  # a second tab would go beside it
+        audit = audit or AuditLog()
+        with gr.Tab("Husky"):
+            husky_page(model, settings, audit, uploads)
+        with gr.Tab("Mood"):
+            mood_page(settings, audit)
     # api_open=False: the REST route /run/predict would skip the queue and its concurrency limit
     demo.queue(default_concurrency_limit=settings.workers, max_size=64, api_open=False)
     return demo
@@ -73,6 +81,22 @@ def husky_page(model: Predictor, settings: Settings, audit: AuditLog, uploads: U
     _model_card(model)
     ask(button.click, api_name="predict", explain_api="explain")  # the button's chain is the public API
     ask(photo.upload, api_visibility="private")  # a fresh upload answers at once
+
+
+def mood_page(settings: Settings, audit: AuditLog) -> None:
+    """The mood model's tab (huskyai.mood): the day's features in, the predicted mood and its reasons out.
+    A mood model that cannot be loaded (changed, untrusted) leaves the husky page serving and says why here."""
+    from .errors import IntegrityError
+    from .mood import load as load_mood
+    from .mood.tab import build_mood_tab
+
+    try:
+        mood = load_mood()
+    except (IntegrityError, OSError, ValueError) as err:
+        gr.Markdown(f"The mood model is not available: {html.escape(str(err))}")
+        return
+    build_mood_tab(mood, log=audit, concurrency_id=CONCURRENCY_GROUP,
+                   client_of=lambda request: audit.client_id(request_client(request, settings.trusted_proxy_hops)))
 
 
 def _asker(classify: Callable, explain_photo: Callable, photo: PhotoInput, outputs: list,

@@ -265,14 +265,15 @@ def test_mood_tab_builds_and_its_handler_answers_with_reasons(trained, tmp_path)
         build_mood_tab(model)
     assert any(getattr(b, "label", None) == "sleep_hours (h)" for b in demo.blocks.values())
     log_path = tmp_path / "audit.jsonl"
-    answer = handler(model, AuditLog(log_path))
-    values = [model.card["typical_day"].get(n) for n in input_names(model)]
+    names = input_names(model)
+    answer = handler(model, names, AuditLog(log_path))  # the boxes' names stand in for the boxes
+    values = [model.card["typical_day"].get(n) for n in names]
     values[input_names(model).index("sleep_hours")] = 9.75
-    text = answer(*values)
+    text = answer(dict(zip(names, values)), None)
     assert "Predicted mood" in text and "**sleep_hours** pushed it up" in text and "SYNTHETIC" in text
     values[input_names(model).index("sleep_hours")] = "lots"
     with pytest.raises(gr.Error):
-        answer(*values)
+        answer(dict(zip(names, values)), None)
     lines = [json.loads(line) for line in log_path.read_text().splitlines()]
     assert [line["source"] for line in lines] == ["app:mood", "app:mood"] and lines[1]["refused"] == "invalid day"
     assert "9.75" not in log_path.read_text() and "lots" not in log_path.read_text()  # never the day's values

@@ -15,6 +15,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import gradio as gr  # the tab is built by the app, which has gradio; gr.Request must resolve here
+
 from .diary import DiaryError
 from .features import WEEKDAYS
 from .model import MoodModel, MoodPrediction
@@ -63,14 +65,17 @@ def audited_mood(model: MoodModel, day: dict[str, Any], log=None, client: str = 
                        refused="invalid day" if refused else None)
 
 
-def handler(model: MoodModel, log=None, client_of: Callable[[Any], str] | None = None) -> Callable[..., str]:
-    """The event handler: the input boxes' values in, the reasons' Markdown out; gr.Error for a bad value."""
-    import gradio as gr
+def handler(model: MoodModel, boxes: list, log=None,
+            client_of: Callable[[Any], str] | None = None) -> Callable[..., str]:
+    """The event handler: {input box: value} (gradio's form for a set of inputs) in, the reasons' Markdown out;
+    gr.Error for a bad value. ``boxes`` are the input boxes in ``input_names`` order."""
 
-    def predict_mood(*values: Any, request: gr.Request = None) -> str:
+    # a set of inputs arrives as one dict, so the request can be a named parameter that gradio fills in (after
+    # *values it never is; and gr must be importable from this module for gradio to resolve the annotation)
+    def predict_mood(values: dict, request: gr.Request) -> str:
         client = client_of(request) if client_of and request is not None else "app"
         try:
-            prediction = audited_mood(model, day_from_inputs(model, values), log, client)
+            prediction = audited_mood(model, day_from_inputs(model, [values[b] for b in boxes]), log, client)
         except DiaryError as err:
             raise gr.Error(html.escape(str(err))) from None
         return reasons_markdown(prediction, model.synthetic)
@@ -82,7 +87,6 @@ def build_mood_tab(model: MoodModel, log=None, client_of: Callable[[Any], str] |
                    **listener: Any) -> None:
     """The tab's components inside the current Blocks or ``gr.Tab("Mood")``; ``listener`` goes to the
     button's click (e.g. ``concurrency_id``)."""
-    import gradio as gr
     from PIL import Image
 
     typical = model.card.get("typical_day", {})
@@ -105,4 +109,5 @@ def build_mood_tab(model: MoodModel, log=None, client_of: Callable[[Any], str] |
             if picture:
                 gr.Image(Image.open(io.BytesIO(picture)), label="What the model relies on (validation days)",
                          interactive=False)
-    button.click(handler(model, log, client_of), inputs=inputs, outputs=answer, api_name=API_NAME, **listener)
+    button.click(handler(model, inputs, log, client_of), inputs=set(inputs), outputs=answer, api_name=API_NAME,
+                 **listener)
