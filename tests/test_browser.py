@@ -274,3 +274,21 @@ def test_a_dropped_photo_gets_its_verdict_then_where_it_looked_without_torch(bro
         page.close()
     assert [e["source"] for e in map(json.loads, server["audit_log"].read_text().splitlines())] == \
         ["app", "app-explain"]
+
+
+def test_the_mood_tab_predicts_a_day_a_person_types_in(browser, app_server):
+    """The second model: open the Mood tab, change hours of sleep, ask, and read the mood with its reasons."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = browser.new_page(viewport={"width": 1200, "height": 1400})
+    page.goto(app_server["url"])
+    page.get_by_role("tab", name="Mood").click(timeout=60_000)
+    sleep = page.get_by_label("sleep_hours (h)")
+    sleep.fill("9.5")
+    page.get_by_role("button", name="Predict my mood").click()
+    answer = page.get_by_text("Predicted mood")
+    answer.wait_for(timeout=30_000)
+    text = page.locator("text=Compared with a typical day").locator("..").inner_text()
+    assert "sleep_hours" in text and "pushed it up" in text
+    assert page.get_by_text("SYNTHETIC").count() >= 1  # the page says what the model was trained on
+    page.screenshot(path=str(ARTIFACTS / "mood_tab.png"), full_page=True)
+    page.close()

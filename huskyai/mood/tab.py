@@ -101,7 +101,10 @@ def build_mood_tab(model: MoodModel, log=None, client_of: Callable[[Any], str] |
                 levels = model.prep.categories.get(name, [])
                 inputs.append(gr.Dropdown(levels, value=typical.get(name), label=name))
             inputs.append(gr.Dropdown(list(WEEKDAYS), value=None, label="day of week (empty: unknown)"))
-            inputs.append(gr.Number(value=None, label=f"yesterday's {model.target} (empty: unknown)"))
+            # a Number box left empty reads as 0, far outside the scale: a slider on the diary's own scale instead
+            low, high = model.card.get("target_range") or (1.0, 5.0)
+            inputs.append(gr.Slider(low, high, value=round((low + high) / 2), step=1,
+                                    label=f"yesterday's {model.target} ({low:g} to {high:g})"))
         with gr.Column():
             button = gr.Button("Predict my mood", variant="primary")
             answer = gr.Markdown()
