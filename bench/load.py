@@ -26,6 +26,7 @@ Every address is on loopback (127.0.0.x).
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import socket
 import statistics
@@ -39,6 +40,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import numpy as np
 
 from common import free_port, rss_mb, start_server, stop
 from huskyai.redteam.client import CallRefused, client_from, raw_predict
@@ -415,9 +417,69 @@ def run_sustained(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+# --- throughput ---------------------------------------------------------------------------------------------------
+
+def throughput_round(photos: list[bytes], clients: int, requests: int, **env: str) -> dict:
+    """A fresh app.py with ``env``, rate limit off; ``clients`` ask back to back until ``requests`` are answered."""
+    with tempfile.TemporaryDirectory(prefix="huskyai-throughput-") as work:
+        proc, base, _ = serve(work, HUSKYAI_RATE_LIMIT="0", HUSKYAI_MAX_IN_FLIGHT="100", **env)
+        try:
+            raw_predict(base, photos[0], client=client_from())  # the first answer warms the engine
+            latencies: list[float] = []
+            lock = threading.Lock()
+
+            def one_client(k: int) -> None:
+                client = client_from(f"127.0.0.{11 + k}")
+                for j in range(requests // clients):
+                    start = time.perf_counter()
+                    raw_predict(base, photos[(k + j) % len(photos)], client=client)
+                    with lock:
+                        latencies.append(time.perf_counter() - start)
+
+            start = time.perf_counter()
+            with ThreadPoolExecutor(clients) as pool:
+                list(pool.map(one_client, range(clients)))
+            wall = time.perf_counter() - start
+        finally:
+            stop(proc)
+    return {"rps": len(latencies) / wall, "p50": percentile(latencies, 0.5), "p95": percentile(latencies, 0.95)}
+
+
+def run_throughput(args: argparse.Namespace) -> int:
+    """Unbatched (HUSKYAI_ENGINE_BATCH=0, two workers) against each configuration in --configs, alternating
+    rounds on the same photos; the median of the rounds per configuration."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    photos = []
+    for _ in range(20):
+        buf = io.BytesIO()
+        Image.fromarray(rng.integers(0, 256, (480, 640, 3), dtype="uint8")).save(buf, "JPEG", quality=90)
+        photos.append(buf.getvalue())
+    configs = ["0:2", *[c for c in args.configs.split(",") if c and c != "0:2"]]
+    results: dict[str, list[dict]] = {c: [] for c in configs}
+    for r in range(args.rounds):
+        for config in configs:
+            batch, workers = config.split(":")
+            res = throughput_round(photos, args.clients, args.requests, HUSKYAI_ENGINE_BATCH=batch,
+                                   HUSKYAI_WORKERS=workers)
+            results[config].append(res)
+            print(f"round {r + 1} batch={batch} workers={workers}: {res['rps']:.1f} req/s, p50 {res['p50']:.2f} s, "
+                  f"p95 {res['p95']:.2f} s", flush=True)
+    base = {k: statistics.median(x[k] for x in results["0:2"]) for k in ("rps", "p50", "p95")}
+    print(f"\n{args.clients} clients, {args.requests} requests a round, median of {args.rounds} rounds:")
+    print("| engine batch : workers | req/s | p50 s | p95 s | throughput vs unbatched | p95 vs unbatched |")
+    print("|---|---|---|---|---|---|")
+    for config, rounds in results.items():
+        m = {k: statistics.median(x[k] for x in rounds) for k in ("rps", "p50", "p95")}
+        print(f"| {config} | {m['rps']:.1f} | {m['p50']:.2f} | {m['p95']:.2f} | {m['rps'] / base['rps']:.2f}x | "
+              f"{m['p95'] / base['p95']:.2f}x |")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--mode", choices=["waves", "adversarial", "sustained"], default="waves")
+    parser.add_argument("--mode", choices=["waves", "adversarial", "sustained", "throughput"], default="waves")
     parser.add_argument("--requests", type=int, default=200, help="waves: requests per wave")
     parser.add_argument("--clients", type=int, default=20, help="waves: clients per wave")
     parser.add_argument("--limit", type=int, default=8, help="waves: per-client requests a minute in the app")
@@ -427,8 +489,13 @@ def main() -> int:
     parser.add_argument("--only", default="", choices=["", "bomber", "queue_flood", "upload_flood", "oversized"],
                         help="adversarial: one of the attacker's four threads only (default: all four)")
     parser.add_argument("--minutes", type=float, default=10, help="sustained: how long")
+    parser.add_argument("--configs", default="4:4,8:8", help="throughput: engine batch:workers pairs to compare "
+                        "with the unbatched 0:2")
+    parser.add_argument("--rounds", type=int, default=3, help="throughput: alternating rounds")
     args = parser.parse_args()
-    return {"waves": run_waves, "adversarial": run_adversarial, "sustained": run_sustained}[args.mode](args)
+    modes = {"waves": run_waves, "adversarial": run_adversarial, "sustained": run_sustained,
+             "throughput": run_throughput}
+    return modes[args.mode](args)
 
 
 if __name__ == "__main__":
