@@ -86,6 +86,7 @@ def _varied_photos() -> list:
     return photos
 
 
+@pytest.mark.slow  # imports fastai: 11 s of the fast loop
 def test_shipped_predictor_matches_the_fastai_learner():
     """fastai's learn.predict on the Learner rebuilt from the card gives the predictor's probabilities,
     because its test_dl feeds the network the very array huskyai.preprocess makes (to the bit)."""
@@ -104,6 +105,7 @@ def test_shipped_predictor_matches_the_fastai_learner():
             assert abs(ours.scores[cls] - p) < 1e-4
 
 
+@pytest.mark.slow  # 238 photos
 @pytest.mark.skipif(not SHARED_HUSKIES.is_dir(), reason="needs ../shared/data/huskies and huskies-web")
 def test_shipped_model_on_its_held_out_photos(shipped):
     card = json.loads((EXPORT / "model.json").read_text())
