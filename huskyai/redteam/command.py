@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 KINDS = ("junk", "perturb", "query", "scaling", "tamper", "shortcut", "steal", "membership", "poison",
-         "hopskipjump", "all")
+         "hopskipjump", "mood-evasion", "all")
 NEEDS_DATA = ("perturb", "query", "shortcut", "steal", "membership", "poison", "hopskipjump", "all")
 MANY_FOLDERS = ("steal", "membership", "poison", "hopskipjump")  # the others take one --data folder
 
@@ -56,6 +56,12 @@ def run(args: argparse.Namespace) -> int:
     if args.data and len(args.data) > 1 and args.attack not in MANY_FOLDERS:
         print(f"error: attack {args.attack} takes one --data folder", file=sys.stderr)
         return 2
+    if args.attack == "mood-evasion":  # the mood model (--model: a mood export; default the shipped one)
+        from ..mood import load as load_mood
+        from ..mood.evasion import mood_evasion
+
+        mood = load_mood(args.model, sha256=args.sha256, trust_unsigned=args.trust_unsigned)
+        return _finish(mood_evasion(mood, _out(args), **_pick(vars(args), "limit")), args)
     if args.attack == "poison":  # trains its own models: needs no --model
         from .runs import run_poison
 

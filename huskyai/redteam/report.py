@@ -19,9 +19,12 @@ from ..predictor import Predictor  # noqa: E402
 from ..serving import DEFAULT_RATE_LIMIT  # noqa: E402
 
 
-def _save_json(out: Path, name: str, result: dict) -> dict:
+def save_report(out: Path, name: str, result: dict, markdown: str | None = None) -> dict:
+    """``name``.json (the result without its private ``_`` keys) and, when given, ``name``.md; the public result."""
     public = {k: v for k, v in result.items() if not k.startswith("_")}
     (out / f"{name}.json").write_text(json.dumps(public, indent=2, default=float) + "\n")
+    if markdown is not None:
+        (out / f"{name}.md").write_text(markdown)
     return public
 
 
@@ -64,7 +67,7 @@ def run_junk(model: Predictor, out: Path, n: int = 1000, seed: int = 0) -> dict:
         f"(false-{model.positive} rate {r['false_positive_rate']:.1%}).\n\n"
         f"| kind | n | called {model.positive} | highest probability |\n|---|---|---|---|\n{rows}\n\n"
         "The nine most husky-like:\n\n![worst junk](junk_worst.png)\n")
-    return _save_json(out, "junk", r)
+    return save_report(out, "junk", r)
 
 
 def run_perturb(model: Predictor, data: Path, out: Path, limit: int = 16, steps: int = 10) -> dict:
@@ -84,12 +87,11 @@ def run_perturb(model: Predictor, data: Path, out: Path, limit: int = 16, steps:
     head = " | ".join(f"{e}/255" for e in r["epsilons"])
     rows = "\n".join(f"| {name.upper()} | " + " | ".join(f"{v:.2f}" for v in accs.values()) + " |"
                      for name, accs in r["attacks"].items())
-    (out / "perturb.md").write_text(
+    return save_report(out, "perturb", r, markdown=(
         f"# White-box perturbations (L-infinity)\n\n{r['n']} photos; clean accuracy {r['clean_accuracy']:.2f}. "
         f"Accuracy under attack (PGD: {r['steps']} steps, random start):\n\n| attack | {head} |\n"
         f"|---|{'---|' * len(r['epsilons'])}\n{rows}\n\nBefore and after PGD at "
-        f"{max(r['epsilons'])}/255:\n\n![examples](perturb_examples.png)\n")
-    return _save_json(out, "perturb", r)
+        f"{max(r['epsilons'])}/255:\n\n![examples](perturb_examples.png)\n"))
 
 
 def run_query(model: Predictor, data: Path, out: Path, limit: int = 8, budget: int = 300,
@@ -110,7 +112,7 @@ def run_query(model: Predictor, data: Path, out: Path, limit: int = 8, budget: i
         f"minute per client, a success costs one client about "
         f"{r['minutes_per_success_one_client'] or 0:.1f} minutes, and this whole run "
         f"{r['minutes_for_all_one_client'] or 0:.0f} minutes.\n\n![examples](query_examples.png)\n")
-    return _save_json(out, "query", r)
+    return save_report(out, "query", r)
 
 
 def run_scaling(model: Predictor, out: Path, cover: Image.Image, hidden: Image.Image) -> dict:
@@ -131,7 +133,7 @@ def run_scaling(model: Predictor, out: Path, cover: Image.Image, hidden: Image.I
         f"(difference {r['naive_vs_hidden_mae']:.1f}). Husky AI's bilinear preprocessing sees the cover "
         f"(difference {r['huskyai_vs_cover_mae']:.1f}; from the hidden image {r['huskyai_vs_hidden_mae']:.1f}).\n\n"
         "![scaling](scaling.png)\n")
-    return _save_json(out, "scaling", r)
+    return save_report(out, "scaling", r)
 
 
 def run_tamper(export_dir: Path, out: Path) -> dict:
@@ -148,7 +150,7 @@ def run_tamper(export_dir: Path, out: Path) -> dict:
         "trusted explicitly.\n\n"
         "| attack | check | outcome |\n|---|---|---|\n" + "\n".join(lines) +
         f"\n\nEverything refused and no payload ran: **{r['all_refused']}**.\n")
-    return _save_json(out, "tamper", r)
+    return save_report(out, "tamper", r)
 
 
 def run_all(model: Predictor, data: Path, out: Path, budget_seconds: float = 900,

@@ -11,7 +11,7 @@ import numpy as np
 from ..predictor import Predictor
 from ..serving import DEFAULT_RATE_LIMIT
 from .oracle import DETAILS
-from .report import _grid, _save_json, plt
+from .report import _grid, plt, save_report
 from .steal import QUERY_COUNTS
 
 USER_LOSES = {"full": "nothing", "rounded": "anything finer than 10% (\"about 90%\")",
@@ -72,7 +72,7 @@ def run_steal(model: Predictor, folders: Sequence[Path], out: Path, url: str | N
     r["query_attack"] = _query_rows(model, victims, held_paths, query_limit, budget, rate_limit)
     r["victim"] = url or "python predictor (API detail emulated by huskyai.redteam.oracle.reveal)"
     _write_steal(model, out, r)
-    return _save_json(out, "steal", r)
+    return save_report(out, "steal", r)
 
 
 def _write_steal(model: Predictor, out: Path, r: dict) -> None:
@@ -135,7 +135,7 @@ def run_membership(model: Predictor, folders: Sequence[Path], out: Path, boots: 
         f"{r['advantage_95'][1]:+.3f}) at a threshold calibrated on the other half. Mean loss "
         f"{r['mean_loss_members']:.4f} trained on, {r['mean_loss_non_members']:.4f} held out.\n\n"
         "![losses](membership_losses.png)\n")
-    return _save_json(out, "membership", r)
+    return save_report(out, "membership", r)
 
 
 def run_poison(folders: Sequence[Path], out: Path, fractions: Sequence[float] = (0.01, 0.03, 0.1),
@@ -158,7 +158,7 @@ def run_poison(folders: Sequence[Path], out: Path, fractions: Sequence[float] = 
         "husky; trained with Husky AI's pipeline; measured on the poisoned model's held-out photos.\n\n"
         "| poisoned (in training) | epochs | clean accuracy | non-huskies called husky: clean -> with dot "
         "| spectral-signature precision / recall |\n|---|---|---|---|---|\n" + table + "\n")
-    return _save_json(out, "poison", {"radius": radius, "rows": rows})
+    return save_report(out, "poison", {"radius": radius, "rows": rows})
 
 
 def run_hopskipjump(model: Predictor, folders: Sequence[Path], out: Path, url: str | None = None, limit: int = 4,
@@ -179,4 +179,4 @@ def run_hopskipjump(model: Predictor, folders: Sequence[Path], out: Path, url: s
         f"{max_iter} iterations: {r['success_rate']:.0%} fooled within {r['eps']}/255; median {r['median_queries']:.0f}"
         f" queries a photo, {r['minutes_per_photo_at_rate_limit'] or 0:.0f} minutes at {rate_limit} a minute.\n\n"
         f"| label | fooled | L-inf distance | queries |\n|---|---|---|---|\n{rows}\n")
-    return _save_json(out, "hopskipjump", r)
+    return save_report(out, "hopskipjump", r)
