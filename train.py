@@ -1,13 +1,17 @@
 """Train Husky AI on a photo folder and export it: python train.py --data DIR [--out export].
+The mood model: python train.py mood --csv diary.csv [--out export-mood].
 
-The same as `huskyai train` (python -m huskyai train), which is huskyai.train() in Python."""
+The same as `huskyai train` / `huskyai mood train` (python -m huskyai ...), which are huskyai.train() and
+huskyai.mood's training in Python."""
 
 import argparse
 import sys
 
-from huskyai.cli import add_train_arguments, execute, run_train
+from huskyai.cli import add_train_arguments, execute, main, run_train
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["mood"]:
+        sys.exit(main(["mood", "train", *sys.argv[2:]]))
     parser = argparse.ArgumentParser(description=__doc__)
     add_train_arguments(parser)
     parser.set_defaults(run=run_train)
