@@ -2,7 +2,8 @@
 
 A grey square (the normalisation's mean: zero in the network's input) slides over the input; each
 position costs one prediction, in batches. A pixel's score is the mean drop in P(positive class) over the
-positions that covered it; rises count as zero; the map is divided by its maximum. The cost is fixed:
+positions that covered it; rises count as zero; the map is divided by its maximum (all zero when no
+patch moves P(positive) by 0.001). The cost is fixed:
 the patch is 1/6 of the side and moves by half a patch, so a map costs about 11 x 11 predictions at any
 input size (121 at 288 px, 144 at 224 px; plus one for the unmasked photo).
 """
@@ -13,6 +14,9 @@ import numpy as np
 
 PATCH_FRACTION = 1 / 6
 BATCH_SIZE = 16
+# drops smaller than this are numerical noise: on a sure non-husky (P 0.000) they would otherwise be
+# scaled up to a map full of red patches
+NOISE_FLOOR = 1e-3
 
 
 def patch_starts(size: int, patch: int, stride: int) -> list[int]:
@@ -43,4 +47,6 @@ def occlusion_map(model, x: np.ndarray, batch_size: int = BATCH_SIZE) -> np.ndar
             covered[top:top + patch, left:left + patch] += 1
     heat = np.clip(drop / covered, 0.0, None)
     peak = heat.max()
-    return (heat / peak if peak > 0 else heat).astype(np.float32)
+    if peak < NOISE_FLOOR:
+        return np.zeros_like(heat, dtype=np.float32)
+    return (heat / peak).astype(np.float32)
