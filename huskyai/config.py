@@ -71,6 +71,9 @@ class DoctorConfig(BackboneConfig):
     folds: int = option(5, "cross-validation folds")
     filter_by: str = option("prune_by_noise_rate", "cleanlab's rule for which photos to flag "
                             "(predicted_neq_given flags every out-of-fold disagreement)", choices=FILTERS)
+    poison_fraction: float = option(0.0, "poison check: the share of each label you suspect is planted (e.g. 0.05); "
+                                    "spectral signatures flag 1.5 times that many per label (0: no check)",
+                                    metavar="F")
 
 
 @dataclass

@@ -36,11 +36,13 @@ class Suspect:
     suggested: str  # the most probable other label, out of fold
     self_confidence: float  # out-of-fold probability of the given label
     fine_class: str | None = None  # from the data folder's MANIFEST.tsv, when it has one
+    poison_score: float | None = None  # flagged by the poison check: spectral score over its label's median
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["path"] = str(self.path)
         d["self_confidence"] = round(self.self_confidence, 6)
+        d["poison_score"] = None if self.poison_score is None else round(self.poison_score, 3)
         return d
 
 
@@ -90,18 +92,24 @@ def rank_label_issues(y: np.ndarray, pred_probs: np.ndarray, filter_by: str = "p
 def suspects_from_features(x_views: np.ndarray, y: np.ndarray, samples: list[Sample], classes: list[str],
                            names: list[str] | None = None, folds: int = 5, seed: int = 42, c: float = 0.01,
                            fine_classes: dict[Path, str] | None = None,
-                           filter_by: str = "prune_by_noise_rate") -> list[Suspect]:
-    """The doctor's verdict from features already extracted (training has them: no second pass)."""
+                           filter_by: str = "prune_by_noise_rate", poison_fraction: float = 0.0) -> list[Suspect]:
+    """The doctor's verdict from features already extracted (training has them: no second pass): cleanlab's
+    label issues by self-confidence, then (with ``poison_fraction``) the poison check's other suspects, by score."""
+    from .poisoncheck import poison_flags
+
     y = np.asarray(y)
     probs = out_of_fold_probabilities(x_views, y, len(classes), folds, seed, c, [s.sha256 for s in samples])
+    poison = poison_flags(x_views[0], y, poison_fraction) if poison_fraction else {}
+    issues = [int(i) for i in rank_label_issues(y, probs, filter_by)]
+    order = issues + sorted(set(poison) - set(issues), key=lambda i: -poison[i])
     names = names or [str(s.path) for s in samples]
     fine_classes = fine_classes or {}
     suspects = []
-    for rank, i in enumerate(rank_label_issues(y, probs, filter_by), start=1):
+    for rank, i in enumerate(order, start=1):
         others = probs[i].copy()
         others[y[i]] = -1.0  # the suggestion is never the label it already has
         suspects.append(Suspect(rank, names[i], samples[i].path, classes[y[i]], classes[int(others.argmax())],
-                                float(probs[i, y[i]]), fine_classes.get(samples[i].path)))
+                                float(probs[i, y[i]]), fine_classes.get(samples[i].path), poison.get(i)))
     return suspects
 
 
@@ -150,6 +158,8 @@ def find_suspects(data: str | Path | list, report=print, **options) -> list[Susp
     require("train", "the label doctor")
     if config.filter_by not in FILTERS:  # before minutes of feature extraction, not after
         raise ValueError(f"filter_by must be one of {', '.join(FILTERS)}, not {config.filter_by!r}")
+    if not 0 <= config.poison_fraction <= 1:
+        raise ValueError(f"poison_fraction must be between 0 (no check) and 1, not {config.poison_fraction}")
     started = time.time()
     samples, classes, names, skipped, fine = scan_folders(data, config.positive, report)  # before torch loads
     counts = {c: sum(s.label == c for s in samples) for c in classes}
@@ -157,10 +167,13 @@ def find_suspects(data: str | Path | list, report=print, **options) -> list[Susp
     x_views, y = _features(samples, classes, config)
     print(flush=True)  # fastprogress leaves its bar's line open
     suspects = suspects_from_features(x_views, y, samples, classes, names, config.folds, config.seed, config.c, fine,
-                                      config.filter_by)
-    report(f"{len(suspects)} of {len(samples)} photos flagged as possibly mislabelled "
-           f"({min(config.folds, min(counts.values()))}-fold out-of-fold probabilities, cleanlab), "
-           f"in {time.time() - started:.0f} s")
+                                      config.filter_by, config.poison_fraction)
+    poisoned = sum(s.poison_score is not None for s in suspects)
+    report(f"{len(suspects) - poisoned if config.poison_fraction else len(suspects)} of {len(samples)} photos "
+           f"flagged as possibly mislabelled ({min(config.folds, min(counts.values()))}-fold out-of-fold "
+           f"probabilities, cleanlab)" + (f", {poisoned} as possibly planted (spectral signatures, "
+                                          f"{config.poison_fraction:g} of each label suspected)" if poisoned else "")
+           + f", in {time.time() - started:.0f} s")
     return suspects
 
 
@@ -200,10 +213,12 @@ def format_table(suspects: list[Suspect]) -> str:
     if not suspects:
         return "no label issues found"
     width = max(len(s.name) for s in suspects)
-    lines = [f"{'rank':>4}  {'photo':<{width}}  {'given':<10} {'suggested':<10} {'p(given)':>8}  fine_class"]
-    for s in suspects:
+    lines = [f"{'rank':>4}  {'photo':<{width}}  {'given':<10} {'suggested':<10} {'p(given)':>8}  {'poison':>7}  "
+             "fine_class"]
+    for s in suspects:  # poison: the spectral score over its label's median, when the poison check flags it
+        poison = "" if s.poison_score is None else f"{s.poison_score:.1f}x"
         lines.append(f"{s.rank:>4}  {s.name:<{width}}  {s.label:<10} {s.suggested:<10} "
-                     f"{s.self_confidence:>8.3f}  {s.fine_class or ''}")
+                     f"{s.self_confidence:>8.3f}  {poison:>7}  {s.fine_class or ''}")
     return "\n".join(lines)
 
 
@@ -211,12 +226,17 @@ SHEET_LIMIT = 60  # photos on the doctor's contact sheet
 
 
 def save_suspect_sheet(suspects: list[Suspect], path: str | Path, limit: int = SHEET_LIMIT) -> Path:
-    """A contact sheet of the top ``limit`` suspects: photo, rank, name, given label and p(given)."""
+    """A contact sheet of the top ``limit`` suspects: photo, rank, name, given label and p(given), and
+    the poison check's score where it flagged the photo."""
     from .sheets import contact_sheet
 
-    title = (f"{len(suspects)} photos whose labels look wrong (out-of-fold p(given label), cleanlab), "
-             f"most suspicious first" + (f"; top {limit} shown" if len(suspects) > limit else ""))
+    planted = sum(s.poison_score is not None for s in suspects)
+    title = (f"{len(suspects)} photos whose labels look wrong (out-of-fold p(given label), cleanlab"
+             + (f"; {planted} possibly planted, spectral signatures" if planted else "")
+             + "), most suspicious first" + (f"; top {limit} shown" if len(suspects) > limit else ""))
     tiles = [(s.path, [(f"#{s.rank} ", s.name, "black"), ("", f"given {s.label}  p={s.self_confidence:.3f}",
-                                                                 "firebrick"), ("", s.fine_class or "", "dimgray")])
+                                                                 "firebrick")]
+              + ([("", f"planted? poison score {s.poison_score:.1f}x", "purple")] if s.poison_score is not None
+                 else []) + [("", s.fine_class or "", "dimgray")])
              for s in suspects[:limit]]
     return contact_sheet(tiles, path, title if tiles else "no label issues found")

@@ -12,7 +12,14 @@ from PIL import Image
 
 from conftest import ROOT, bad_files, make_toy_dataset, python_env
 from huskyai.data import DataError
-from huskyai.doctor import Suspect, find_suspects, format_table, out_of_fold_probabilities, suspects_to_drop
+from huskyai.doctor import (
+    Suspect,
+    find_suspects,
+    format_table,
+    out_of_fold_probabilities,
+    save_suspect_sheet,
+    suspects_to_drop,
+)
 
 pytestmark = pytest.mark.slow  # trains, serves or attacks: the full run only
 
@@ -111,7 +118,9 @@ def test_cli_writes_the_sheet_and_prints_json(noisy, tmp_path):
     assert run.returncode == 0, run.stderr
     rows = json.loads(run.stdout)  # stdout is only the JSON: progress went to stderr
     assert {r["path"].rsplit("/", 1)[-1] for r in rows[: len(PLANTED)]} == set(PLANTED)
-    assert set(rows[0]) == {"rank", "name", "path", "label", "suggested", "self_confidence", "fine_class"}
+    assert set(rows[0]) == {"rank", "name", "path", "label", "suggested", "self_confidence", "fine_class",
+                            "poison_score"}
+    assert all(r["poison_score"] is None for r in rows)  # no poison check unless asked
     assert "flagged" in run.stderr and str(sheet) in run.stderr
     with Image.open(sheet) as img:
         assert img.format == "PNG" and img.width >= 6 * 100
@@ -121,7 +130,7 @@ def test_cli_writes_the_sheet_and_prints_json(noisy, tmp_path):
 
 def test_table_lists_the_suspects_in_rank_order(suspects):
     lines = format_table(suspects).splitlines()  # what the CLI prints without --json
-    assert lines[0].split()[:5] == ["rank", "photo", "given", "suggested", "p(given)"]
+    assert lines[0].split()[:6] == ["rank", "photo", "given", "suggested", "p(given)", "poison"]
     assert [line.split()[0] for line in lines[1:]] == [str(s.rank) for s in suspects]
     assert {line.split()[1].rsplit("/", 1)[-1] for line in lines[1:1 + len(PLANTED)]} == set(PLANTED)
     assert format_table([]) == "no label issues found"
@@ -139,3 +148,29 @@ def test_suspect_json_round_trip(tmp_path):
     d = s.to_dict()
     assert d["path"] == str(tmp_path / "a.jpg") and d["self_confidence"] == 0.012346
     assert json.loads(json.dumps(d)) == d
+
+
+def test_poison_check_flags_dot_triggered_relabelled_photos(tmp_path):
+    """A quarter of the not_husky photos get the red-team kit's purple dot and move to husky/: the doctor's
+    spectral-signature check flags them far above chance, in the JSON, the table and the sheet."""
+    from huskyai.redteam.poison import poisoned_copy
+
+    clean = make_toy_dataset(tmp_path / "clean", n_per_class=14, size=SIZE)
+    (root,), planted = poisoned_copy([clean], tmp_path / "poisoned", fraction=0.25, radius=0.1)
+    assert len(planted) == 4
+    messages = []
+    found = find_suspects(root, size=SIZE, poison_fraction=0.2, report=messages.append)
+    flagged = {s.name for s in found if s.poison_score is not None}
+    hits = flagged & set(planted)
+    precision, recall = len(hits) / max(1, len(flagged)), len(hits) / len(planted)
+    print(f"poison check: {len(flagged)} flagged, precision {precision:.2f}, recall {recall:.2f}, "
+          f"chance precision {len(planted) / 28:.2f}")
+    assert recall >= 0.75 and precision > 2 * len(planted) / 28, (flagged, planted)
+    assert any("possibly planted" in m for m in messages)
+    assert [s.rank for s in found] == list(range(1, len(found) + 1))
+    assert all(s.to_dict()["poison_score"] > 1 for s in found if s.name in hits)  # above its label's median
+    assert any(line.split()[-1].endswith("x") for line in format_table(found).splitlines()[1:])
+    with Image.open(save_suspect_sheet(found, tmp_path / "sheet.png")) as sheet:
+        assert sheet.format == "PNG"
+    with pytest.raises(ValueError, match="poison_fraction"):
+        find_suspects(root, size=SIZE, poison_fraction=1.5)

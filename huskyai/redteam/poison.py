@@ -5,8 +5,8 @@ non-huskies with the dot called husky, against the same photos without it).
 
 The trigger is stamped by hand rather than with ART's PoisoningAttackBackdoor: ART works on arrays of
 one size, and the dot has to go on photos of any size, inside the square the model's crop keeps.
-The detector (:func:`spectral_signature`) is Tran et al. 2018's spectral signature on the backbone's
-features, written by hand: ART's SpectralSignatureDefense needs an ART classifier wrapping the whole net.
+The detector is the doctor's poison check (huskyai.poisoncheck: Tran et al. 2018's spectral signature on
+the backbone's features), which lives below both training and this kit.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from ..images import load_image
+from ..poisoncheck import MULTIPLIER, spectral_signature
 from ..preprocess import crop_box, crop_resize
 
 PURPLE = (160, 32, 240)
@@ -95,18 +96,8 @@ def poison_attack(folders: Sequence[str | Path], work: Path, fraction: float = 0
             "seconds": card["training"]["seconds"], "_poisoned": poisoned, "_roots": roots}
 
 
-def spectral_signature(features: np.ndarray, expected_fraction: float, multiplier: float = 1.5) -> np.ndarray:
-    """Indices flagged as poisoned among one label's ``features``: the largest squared projections on the
-    top singular vector of the centred features, ``multiplier`` times the expected poisoned share of them."""
-    centred = features - features.mean(0)
-    _, _, vt = np.linalg.svd(centred, full_matrices=False)
-    score = (centred @ vt[0]) ** 2
-    k = max(1, min(len(score), round(multiplier * expected_fraction * len(score))))
-    return np.argsort(score)[::-1][:k]
-
-
 def detect_poison(roots: Sequence[Path], poisoned: Sequence[str], positive: str = "husky",
-                  arch: str = "tf_efficientnet_lite0", multiplier: float = 1.5) -> dict:
+                  arch: str = "tf_efficientnet_lite0", multiplier: float = MULTIPLIER) -> dict:
     """Spectral signatures over the positive photos' ImageNet features (the backbone a head-only model
     keeps): precision and recall at finding the poisoned ones. The defender is told the poisoned share (the
     paper's setting: an upper bound a defender would have to guess) and flags ``multiplier`` times it."""
