@@ -99,19 +99,29 @@ def test_tampered_copies_are_refused_and_the_payload_never_runs(tmp_path):
 
 
 def test_attack_cli_writes_json_markdown_and_pictures(tmp_path, toy_export, toy_data):
+    """`attack all --quick`: both rounds in one folder; membership says why the toy card (no held-out list)
+    cannot serve it instead of failing the run."""
     out = tmp_path / "report"
     proc = subprocess.run([sys.executable, "-m", "huskyai", "attack", "all", "--data", str(toy_data), "--out",
-                           str(out), "--model", str(toy_export), "--budget-seconds", "60"],
+                           str(out), "--model", str(toy_export), "--quick"],
                           capture_output=True, text=True, env=python_env(), cwd=ROOT, timeout=900)
     assert proc.returncode == 0, proc.stderr[-2000:]
     summary = json.loads((out / "summary.json").read_text())
+    print(f"attack all --quick: {summary['seconds']} s")
     assert summary["tamper_all_refused"] and summary["scaling_attack_defeated"]
-    for name in ("junk", "perturb", "query", "scaling", "tamper"):
+    for name in ("junk", "perturb", "query", "scaling", "tamper", "steal", "membership", "shortcut"):
         assert (out / f"{name}.json").is_file() and (out / f"{name}.md").is_file()
-    for png in ("junk_worst.png", "perturb_examples.png", "query_examples.png", "scaling.png"):
+    for png in ("junk_worst.png", "perturb_examples.png", "query_examples.png", "scaling.png", "steal_curve.png",
+                "shortcut.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
+    assert set(summary["steal_agreement"]) == {"full", "rounded", "label"} and summary["steal_queries"] == 16
+    assert 0 <= summary["steal_transfer_victim_fooled"] <= 1
+    assert "held out" in summary["membership_skipped"]
+    assert summary["shortcut"].startswith("husky (n=3)")
     readme = (out / "README.md").read_text()
     assert "robustness report" in readme and "![scaling](scaling.png)" in readme
+    for section in ("## Model stealing", "## Membership", "## Shortcut check", "surrogate's agreement after 16"):
+        assert section in readme, section
 
 
 @pytest.mark.parametrize("kind", ["perturb", "query"])

@@ -33,6 +33,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cover", help="scaling: the innocent image (default: skimage coffee)")
     p.add_argument("--hidden", help="scaling: the hidden image (default: skimage chelsea)")
     p.add_argument("--budget-seconds", type=float, default=given, help="all: time budget")
+    p.add_argument("--quick", action="store_true", default=given, help="all: small counts everywhere (seconds on a "
+                   "toy model)")
     p.add_argument("--url", help="steal, hopskipjump: a running app (e.g. http://127.0.0.1:7860/) to query instead "
                    "of the Python predictor; run it with HUSKYAI_RATE_LIMIT=0")
     p.add_argument("--counts", type=int, nargs="+", default=given, help="steal: query counts for the curve")
@@ -67,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
 
         return _finish(run_poison([Path(d) for d in args.data], _out(args), **_pick(vars(args), "fractions",
                                                                                     "epochs", "radius")), args)
-    from . import report, runs
+    from . import report, runs, suite
     from .shortcut import shortcut_check
 
     model = load(args.model, sha256=args.sha256, trust_unsigned=args.trust_unsigned)
@@ -87,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
         "hopskipjump": lambda: runs.run_hopskipjump(model, folders, out, args.url, **_pick(
             options, "limit", "max_iter", "rate_limit")),
         "membership": lambda: runs.run_membership(model, folders, out, **_pick(options, "boots")),
-        "all": lambda: report.run_all(model, data, out, **_pick(options, "budget_seconds", "rate_limit")),
+        "all": lambda: suite.run_all(model, data, out, **_pick(options, "budget_seconds", "rate_limit", "quick")),
     }
     try:
         return _finish(attacks[args.attack](), args)

@@ -1,10 +1,10 @@
-"""Running the attacks and writing their evidence: JSON, Markdown and pictures in one folder."""
+"""Running the first-round attacks and writing their evidence: JSON, Markdown and pictures in one folder
+(huskyai.redteam.suite runs them all)."""
 
 from __future__ import annotations
 
 import json
 import random
-import time
 from pathlib import Path
 
 import matplotlib
@@ -151,52 +151,3 @@ def run_tamper(export_dir: Path, out: Path) -> dict:
         "| attack | check | outcome |\n|---|---|---|\n" + "\n".join(lines) +
         f"\n\nEverything refused and no payload ran: **{r['all_refused']}**.\n")
     return save_report(out, "tamper", r)
-
-
-def run_all(model: Predictor, data: Path, out: Path, budget_seconds: float = 900,
-            rate_limit: int = DEFAULT_RATE_LIMIT) -> dict:
-    """Every attack within about ``budget_seconds``; writes README.md and summary.json in ``out``."""
-    from ..images import load_image
-
-    out.mkdir(parents=True, exist_ok=True)
-    start = time.time()
-    results: dict[str, dict] = {}
-    results["tamper"] = run_tamper(model.export_dir, out)
-    results["junk"] = run_junk(model, out)
-    photos, labels = _sample(data, model, 2)
-    hidden = load_image(next((p for p, lab in zip(photos, labels) if lab == model.positive), photos[0]))
-    from skimage import data as skdata
-
-    results["scaling"] = run_scaling(model, out, Image.fromarray(skdata.coffee()), hidden)
-    left = budget_seconds - (time.time() - start)
-    results["query"] = run_query(model, data, out, limit=8 if left > 300 else 4, rate_limit=rate_limit)
-    left = budget_seconds - (time.time() - start)
-    results["perturb"] = run_perturb(model, data, out, limit=16 if left > 300 else 8, steps=10 if left > 200 else 5)
-    summary = {
-        "model_sha256": model.model_sha256,
-        "weights_sha256": model.card["files"]["model.safetensors"],  # survives adding this report to the card
-        "junk_false_positive_rate": results["junk"]["false_positive_rate"],
-        "clean_accuracy": results["perturb"]["clean_accuracy"],
-        "pgd_accuracy": results["perturb"]["attacks"]["pgd"],
-        "query_success_rate": results["query"]["success_rate"],
-        "query_median_queries": results["query"]["median_queries"],
-        "scaling_attack_defeated": results["scaling"]["huskyai_vs_cover_mae"] < results["scaling"][
-            "huskyai_vs_hidden_mae"],
-        "tamper_all_refused": results["tamper"]["all_refused"],
-        "seconds": round(time.time() - start, 1),
-    }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    parts = [(out / f"{name}.md").read_text().replace("# ", "## ", 1)
-             for name in ("junk", "perturb", "query", "scaling", "tamper")]
-    (out / "README.md").write_text(
-        f"# Husky AI robustness report\n\nModel `{model.model_sha256[:16]}`, data `{data}`, "
-        f"{summary['seconds']:.0f} s on this machine.\n\n"
-        f"| headline | value |\n|---|---|\n"
-        f"| junk images called {model.positive} | {summary['junk_false_positive_rate']:.1%} |\n"
-        f"| accuracy clean / PGD 1, 2, 4, 8 of 255 | {summary['clean_accuracy']:.2f} / "
-        + ", ".join(f"{v:.2f}" for v in summary["pgd_accuracy"].values()) + " |\n"
-        f"| black-box success, median queries | {summary['query_success_rate']:.0%}, "
-        f"{summary['query_median_queries']} |\n"
-        f"| scaling attack defeated by the preprocessing | {summary['scaling_attack_defeated']} |\n"
-        f"| tampered files all refused | {summary['tamper_all_refused']} |\n\n" + "\n".join(parts))
-    return summary

@@ -1,0 +1,160 @@
+"""`attack all`: every attack on one model and one labelled folder, within a time budget, into one folder
+with README.md (headline table, then each attack's write-up) and summary.json (the numbers the model card
+may show). ``quick`` runs small counts everywhere (seconds on the toy model: for the tests)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+from ..predictor import Predictor
+from ..serving import DEFAULT_RATE_LIMIT
+from . import report, runs
+
+ROUND_ONE = ("junk", "perturb", "query", "scaling", "tamper")
+ROUND_TWO = ("steal", "membership", "shortcut")
+QUICK = {"junk": {"n": 60}, "perturb": {"limit": 4, "steps": 3}, "query": {"limit": 2, "budget": 30},
+         "steal": {"counts": (8, 16), "transfer_limit": 4, "query_limit": 2, "budget": 20},
+         "membership": {"boots": 20}, "shortcut": {"limit": 3}}
+
+
+class Clock:
+    """Seconds left of the budget."""
+
+    def __init__(self, budget_seconds: float):
+        self.start, self.budget = time.time(), budget_seconds
+
+    def left(self) -> float:
+        return self.budget - (time.time() - self.start)
+
+
+def _options(clock: Clock, quick: bool) -> dict[str, dict]:
+    """Each attack's counts: QUICK's, else its defaults scaled down as the budget runs low (checked when it starts)."""
+    if quick:
+        return QUICK
+    short = clock.left() < 300
+    return {"junk": {}, "perturb": {"limit": 8, "steps": 5} if short else {"limit": 16, "steps": 10},
+            "query": {"limit": 4 if short else 8},
+            "steal": {"counts": (100, 300), "transfer_limit": 24} if clock.left() < 600 else {},
+            "membership": {}, "shortcut": {"limit": 10 if clock.left() < 300 else 40}}
+
+
+def _attempt(name: str, out: Path, clock: Clock, attack: Callable[[], dict]) -> dict:
+    """The attack's result, or why it was skipped (the budget spent, or photos that cannot serve it),
+    written as its JSON and Markdown either way."""
+    if clock.left() <= 0:
+        reason = "the time budget was spent"
+    else:
+        try:
+            return attack()
+        except (ValueError, FileNotFoundError) as err:
+            reason = str(err)
+    (out / f"{name}.md").write_text(f"# {name.capitalize()}\n\nSkipped: {reason}.\n")
+    return report.save_report(out, name, {"skipped": reason})
+
+
+def _run_attacks(model: Predictor, data: Path, out: Path, clock: Clock, quick: bool, rate_limit: int) -> dict:
+    from PIL import Image
+    from skimage import data as skdata
+
+    from ..images import load_image
+    from .shortcut import shortcut_check
+
+    photos, labels = report._sample(data, model, 2)
+    hidden = load_image(next((p for p, lab in zip(photos, labels) if lab == model.positive), photos[0]))
+    steps: dict[str, Callable[[dict], dict]] = {
+        "tamper": lambda o: report.run_tamper(model.export_dir, out),
+        "junk": lambda o: report.run_junk(model, out, **o),
+        "scaling": lambda o: report.run_scaling(model, out, Image.fromarray(skdata.coffee()), hidden),
+        "query": lambda o: report.run_query(model, data, out, rate_limit=rate_limit, **o),
+        "perturb": lambda o: report.run_perturb(model, data, out, **o),
+        "steal": lambda o: runs.run_steal(model, [data], out, rate_limit=rate_limit, **o),
+        "membership": lambda o: runs.run_membership(model, [data], out, **o),
+        "shortcut": lambda o: shortcut_check(model, data, out, **o),
+    }
+    results = {}
+    for name, step in steps.items():
+        options = _options(clock, quick).get(name, {})
+        if name in ROUND_ONE:  # the first round always runs (scaled down late): the card's numbers come from it
+            results[name] = step(options)
+        else:
+            results[name] = _attempt(name, out, clock, partial(step, options))
+    return results
+
+
+def _steal_numbers(r: dict) -> dict:
+    if "skipped" in r:
+        return {"steal_skipped": r["skipped"]}
+    rows = r["transfer"]["rows"]
+    at8 = next((t for t in rows if t["eps"] == 8), rows[-1])
+    return {"steal_queries": next(iter(r["curves"].values()))[-1]["queries"],
+            "steal_agreement": {d: rows_[-1]["agreement"] for d, rows_ in r["curves"].items()},
+            "steal_transfer_eps": at8["eps"], "steal_transfer_victim_fooled": at8["victim_fooled"]}
+
+
+def _summary(model: Predictor, results: dict, seconds: float) -> dict:
+    m, s = results["membership"], results["shortcut"]
+    return {
+        "model_sha256": model.model_sha256,
+        "weights_sha256": model.card["files"]["model.safetensors"],  # survives adding this report to the card
+        "junk_false_positive_rate": results["junk"]["false_positive_rate"],
+        "clean_accuracy": results["perturb"]["clean_accuracy"],
+        "pgd_accuracy": results["perturb"]["attacks"]["pgd"],
+        "query_success_rate": results["query"]["success_rate"],
+        "query_median_queries": results["query"]["median_queries"],
+        "scaling_attack_defeated": results["scaling"]["huskyai_vs_cover_mae"] < results["scaling"][
+            "huskyai_vs_hidden_mae"],
+        "tamper_all_refused": results["tamper"]["all_refused"],
+        **_steal_numbers(results["steal"]),
+        **({"membership_skipped": m["skipped"]} if "skipped" in m else
+           {"membership_auc": m["auc"], "membership_advantage": m["advantage"]}),
+        "shortcut": f"skipped: {s['skipped']}" if "skipped" in s else s["headline"],
+        "seconds": round(seconds, 1),
+    }
+
+
+def _round_two_rows(s: dict) -> str:
+    """The headline rows of the round-2 attacks (or why each was skipped)."""
+    if "steal_agreement" in s:
+        steal = (f"| surrogate's agreement after {s['steal_queries']} queries ("
+                 + " / ".join(s["steal_agreement"]) + ") | "
+                 + " / ".join(f"{v:.2f}" for v in s["steal_agreement"].values()) + " |\n"
+                 f"| PGD on the stolen copy fools the victim ({s['steal_transfer_eps']:.0f}/255) | "
+                 f"{s['steal_transfer_victim_fooled']:.0%} |\n")
+    else:
+        steal = f"| model stealing | skipped: {s['steal_skipped']} |\n"
+    member = (f"| membership inference AUC, advantage over chance | {s['membership_auc']:.3f}, "
+              f"{s['membership_advantage']:+.3f} |\n" if "membership_auc" in s
+              else f"| membership inference | skipped: {s['membership_skipped']} |\n")
+    return steal + member + f"| shortcut (centre against background) | {s['shortcut']} |\n"
+
+
+def _write_readme(model: Predictor, data: Path, out: Path, s: dict) -> None:
+    parts = [(out / f"{name}.md").read_text().replace("# ", "## ", 1) for name in ROUND_ONE + ROUND_TWO]
+    (out / "README.md").write_text(
+        f"# Husky AI robustness report\n\nModel `{model.model_sha256[:16]}`, data `{data}`, "
+        f"{s['seconds']:.0f} s on this machine.\n\n"
+        f"| headline | value |\n|---|---|\n"
+        f"| junk images called {model.positive} | {s['junk_false_positive_rate']:.1%} |\n"
+        f"| accuracy clean / PGD {', '.join(k.split('/')[0] for k in s['pgd_accuracy'])} of 255 | "
+        f"{s['clean_accuracy']:.2f} / " + ", ".join(f"{v:.2f}" for v in s["pgd_accuracy"].values()) + " |\n"
+        f"| black-box success, median queries | {s['query_success_rate']:.0%}, {s['query_median_queries']} |\n"
+        f"| scaling attack defeated by the preprocessing | {s['scaling_attack_defeated']} |\n"
+        f"| tampered files all refused | {s['tamper_all_refused']} |\n" + _round_two_rows(s) + "\n"
+        + "\n".join(parts))
+
+
+def run_all(model: Predictor, data: Path, out: Path, budget_seconds: float = 900,
+            rate_limit: int = DEFAULT_RATE_LIMIT, quick: bool = False) -> dict:
+    """Every attack within about ``budget_seconds`` (round two is skipped once it is spent); writes
+    README.md and summary.json in ``out``. ``quick``: small counts everywhere."""
+    out.mkdir(parents=True, exist_ok=True)
+    clock = Clock(budget_seconds)
+    results = _run_attacks(model, data, out, clock, quick, rate_limit)
+    summary = _summary(model, results, time.time() - clock.start)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    _write_readme(model, data, out, summary)
+    return summary
