@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 
 def user_error(msg: str) -> None:
@@ -20,6 +21,21 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sha256", help="trust the export whose model.json has this sha256 (or $HUSKYAI_MODEL_SHA256)")
     p.add_argument("--trust-unsigned", action="store_true",
                    help="load an unsigned, unpinned export anyway (shown in the audit log and the app)")
+
+
+PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+
+
+def picture_path_problem(path: str | Path) -> str | None:
+    """Why a picture cannot be written to ``path`` (checked before the work, not after), else None."""
+    path = Path(path)
+    if path.is_dir():
+        return f"{path} is a folder: name a picture file in it, e.g. {path / 'out.png'}"
+    if path.suffix.lower() not in PICTURE_SUFFIXES:
+        return f"{path}: write the picture as {', '.join(PICTURE_SUFFIXES)}"
+    if not path.parent.is_dir():
+        return f"{path}: the folder {path.parent} does not exist"
+    return None
 
 
 def command(sub, name: str, text: str, run) -> argparse.ArgumentParser:

@@ -7,7 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
-from .cli_common import add_model_arguments, command, stderr, user_error
+from .cli_common import add_model_arguments, command, picture_path_problem, stderr, user_error
 from .config import ExplainConfig, add_options, options_from
 
 
@@ -39,6 +39,9 @@ def run_predict(args: argparse.Namespace) -> int:
     from . import load
     from .audit import AuditLog
 
+    if args.explain and (problem := picture_path_problem(args.explain)):
+        user_error(problem)
+        return 1
     model = load(args.model, sha256=args.sha256, trust_unsigned=args.trust_unsigned)
     audit, client = AuditLog(), f"cli:{getpass.getuser()}"
     maps = explain_paths(args.explain, args.files) if args.explain else [None] * len(args.files)
@@ -94,6 +97,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     if args.explain and not args.sheet:
         user_error("--explain draws the heatmaps on the contact sheet: name it with --sheet FILE.png")
+        return 1
+    if args.sheet and (problem := picture_path_problem(args.sheet)):
+        user_error(problem)
         return 1
     result = evaluate(args.model, args.data, sheet=args.sheet, sha256=args.sha256, trust_unsigned=args.trust_unsigned,
                       report=stderr, explain=args.explain, **options_from(args, ExplainConfig))

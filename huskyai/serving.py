@@ -46,7 +46,7 @@ class SettingsError(ValueError):
     """A setting in the environment has a value the app cannot use; the message names it."""
 
 
-def _int_env(name: str, default: int, minimum: int = 0) -> int:
+def _int_env(name: str, default: int, minimum: int = 0, maximum: int | None = None) -> int:
     raw = os.environ.get(name, "").strip()
     if not raw:
         return default
@@ -56,6 +56,8 @@ def _int_env(name: str, default: int, minimum: int = 0) -> int:
         raise SettingsError(f"{name}={raw!r} is not a whole number") from None
     if value < minimum:
         raise SettingsError(f"{name}={value} must be at least {minimum}")
+    if maximum is not None and value > maximum:
+        raise SettingsError(f"{name}={value} must be at most {maximum}")
     return value
 
 
@@ -103,7 +105,7 @@ class Settings:
             explain_rate_limit=_int_env("HUSKYAI_EXPLAIN_RATE_LIMIT", DEFAULT_EXPLAIN_RATE_LIMIT),
             explain_method=_choice_env("HUSKYAI_EXPLAIN_METHOD", METHODS),
             host=host or os.environ.get("GRADIO_SERVER_NAME") or "127.0.0.1",
-            port=port or _int_env("GRADIO_SERVER_PORT", 7860, minimum=1),
+            port=port or _int_env("GRADIO_SERVER_PORT", 7860, minimum=1, maximum=65535),
         )
 
 
@@ -157,5 +159,9 @@ def serve(model_dir: str | None = None, host: str | None = None, port: int | Non
     except (IntegrityError, EngineError) as err:
         print(f"error: cannot serve the model: {err}", file=sys.stderr)
         return 1
-    launch(predictor, settings)
+    try:
+        launch(predictor, settings)
+    except (OSError, OverflowError) as err:  # the port is taken, or not a port
+        print(f"error: cannot listen on {settings.host}:{settings.port}: {err}", file=sys.stderr)
+        return 1
     return 0

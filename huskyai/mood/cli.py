@@ -8,6 +8,7 @@ import argparse
 import json
 import sys
 from dataclasses import asdict
+from pathlib import Path
 
 
 def _model_arguments(p: argparse.ArgumentParser) -> None:
@@ -44,16 +45,24 @@ def add_mood(sub) -> None:
 
 
 def run_sample(args: argparse.Namespace) -> int:
+    from .diary import DiaryError
     from .sample import write_sample
 
+    if args.days < 1:
+        raise DiaryError(f"--days {args.days}: a diary needs at least one day")
+    if not Path(args.out).resolve().parent.is_dir():
+        raise DiaryError(f"{args.out}: the folder {Path(args.out).resolve().parent} does not exist")
     csv, truth = write_sample(args.out, args.days, args.seed)
     print(f"wrote {csv} ({args.days} days, SYNTHETIC) and its true effects in {truth}")
     return 0
 
 
 def run_mood_train(args: argparse.Namespace) -> int:
+    from .diary import DiaryError
     from .export import train_export
 
+    if args.folds < 2:
+        raise DiaryError(f"--folds {args.folds}: validation by time needs at least 2 folds")
     models = tuple(m.strip() for m in args.models.split(",") if m.strip())
     card = train_export(args.csv, args.out, args.target, models, args.folds, args.seed, sign=not args.no_sign)
     print(summary(card))
