@@ -35,7 +35,10 @@ def _best_threshold(score: np.ndarray, member: np.ndarray) -> tuple[float, float
 
 def _calibrated_advantage(score: np.ndarray, member: np.ndarray, rng: np.random.Generator) -> float:
     """TPR - FPR on one random half at the threshold chosen on the other half (and back), averaged."""
-    half = rng.permutation(len(score)) < len(score) // 2
+    half = np.zeros(len(score), bool)
+    for side in (member, ~member):  # each half gets its share of both sides: neither rate is of nothing
+        idx = rng.permutation(np.flatnonzero(side))
+        half[idx[: len(idx) // 2]] = True
     out = []
     for fit, test in ((half, ~half), (~half, half)):
         t, _ = _best_threshold(score[fit], member[fit])
