@@ -138,3 +138,19 @@ def test_explain_settings_are_read_from_the_environment(monkeypatch):
     monkeypatch.setenv("HUSKYAI_API_DETAIL", "scores")
     with pytest.raises(SettingsError, match="HUSKYAI_API_DETAIL='scores': use one of full, rounded, label"):
         Settings.from_env()
+
+
+def test_a_large_photos_overlay_is_sent_at_page_size(shipped, tmp_path):
+    """The page shows the overlay 360 px high: a phone photo's overlay is shrunk before it is encoded."""
+    from huskyai.audit import AuditLog
+    from huskyai.explain_app import PAGE_SIDE, explained
+    from huskyai.photo_input import Upload
+
+    big = skimage_photo("coffee").resize((2400, 1800))
+    path = tmp_path / "big.jpg"
+    big.save(path, quality=90)
+    settings = Settings(explain_method="occlusion")
+    overlay, method, verdict = explained(shipped, Upload(path.read_bytes(), "big.jpg"), settings, "test",
+                                         AuditLog(tmp_path / "audit.jsonl"))
+    assert overlay.size == (PAGE_SIDE, PAGE_SIDE * 1800 // 2400) and method == "occlusion"
+    assert verdict.startswith("Not a husky")
