@@ -180,6 +180,8 @@ def _output_path(out: str | os.PathLike) -> Path:
     out = Path(out)
     if out.is_dir() or not out.parent.is_dir():
         raise ScoreError(f"{out}: give a parquet file in an existing folder")
+    if out.suffix.lower() != ".parquet":  # a results.csv holding parquet bytes would mislead whoever opens it
+        raise ScoreError(f"{out}: the results are written as parquet; name the file *.parquet")
     return out
 
 

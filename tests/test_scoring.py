@@ -159,6 +159,9 @@ def test_output_of_another_model_or_not_parquet_is_refused(tmp_path, shipped):
         score(photo, out, shipped, workers=0, progress=False)
     with pytest.raises(ScoreError, match="existing folder"):
         score(photo, tmp_path / "no" / "results.parquet", shipped, workers=0, progress=False)
+    with pytest.raises(ScoreError, match=r"name the file \*\.parquet"):
+        score(photo, tmp_path / "results.csv", shipped, workers=0, progress=False)
+    assert not (tmp_path / "results.csv").exists()
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
