@@ -216,6 +216,11 @@ def test_cli_predict_and_evaluate(trained):
     predicted = mood_cli("predict", "--csv", str(csv), "--model", str(folder / "export"), "--json")
     rows = json.loads(predicted)
     assert len(rows) == len(pd.read_csv(csv)) and rows[0]["date"] == "2026-01-01"
+    pd.read_csv(csv).drop(columns=["sleep_hours", "steps"]).to_csv(folder / "fewer.csv", index=False)
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        mood_cli("predict", "--csv", str(folder / "fewer.csv"), "--model", str(folder / "export"), "--json")
+    assert "has no column sleep_hours, steps; treated as unknown on every day" in err.getvalue()
     scored = json.loads(mood_cli("evaluate", "--csv", str(csv), "--model", str(folder / "export"), "--json"))
     assert scored["metrics"]["model"]["mae"] < scored["metrics"]["overall_mean"]["mae"]
 

@@ -96,6 +96,10 @@ def run_mood_predict(args: argparse.Namespace) -> int:
     diary = read_diary(args.csv, model.target, min_days=1, require_target=False)
     for problem in diary.problems:
         print(f"note: {problem}", file=sys.stderr)
+    absent = [c for c in model.numeric + model.categorical if c not in diary.days.columns]
+    if absent:  # predicted all the same, as unknown: say so, or a renamed column would go unnoticed
+        print(f"note: {args.csv} has no column {', '.join(absent)}; treated as unknown on every day",
+              file=sys.stderr)
     predictions = model.predict(diary.days)
     if args.json:
         print(json.dumps([asdict(p) for p in predictions], indent=1))
