@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import warnings
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -50,29 +51,64 @@ class TorchEngine:
             return self.net(torch.from_numpy(batch)).numpy()
 
 
-class OnnxEngine:
-    name = "onnx"
+@dataclass(frozen=True)
+class OnnxOptions:
+    """ONNX Runtime's session options, each default chosen by ``bench/engine_options.py`` on 2 cores (the
+    table is in docs/performance.md); ``threads`` None means one per core."""
+    level: str = "all"  # graph optimisation: "basic", "extended", "layout" or "all"
+    threads: int | None = None  # intra-op threads for one call
+    inter_threads: int = 1  # only used by the parallel execution mode
+    parallel: bool = False  # execution mode: run independent branches at once (this network is a chain)
+    arena: bool = True  # enable_cpu_mem_arena: reuse activation buffers between calls
+    spinning: bool = True  # session.intra_op.allow_spinning: idle pool threads busy-wait for the next task
+    fixed_batch: bool = True  # a batch-1 session whose shapes are all known: the "same" padding folds away
 
-    def __init__(self, graph: bytes, threads: int | None = None):
+    def session_options(self, batch: int | None = None):
+        """The ``onnxruntime.SessionOptions`` these stand for; ``batch`` fixes the graph's free batch axis."""
         import onnxruntime as ort
 
         options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, f"ORT_ENABLE_{self.level.upper()}")
         options.log_severity_level = 3
-        if threads:  # a pool of worker processes wants one thread each, not one per core each
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+        if self.threads:  # a pool of worker processes wants one thread each, not one per core each
+            options.intra_op_num_threads = self.threads
+        options.inter_op_num_threads = self.inter_threads
+        options.execution_mode = ort.ExecutionMode.ORT_PARALLEL if self.parallel else ort.ExecutionMode.ORT_SEQUENTIAL
+        options.enable_cpu_mem_arena = self.arena
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.spinning else "0")
+        if batch is not None:
+            options.add_free_dimension_override_by_name("batch", batch)
+        return options
+
+
+class OnnxEngine:
+    """ONNX Runtime on a graph with a free batch axis named "batch". With ``fixed_batch`` one photo runs
+    in a session made for batch 1, where every shape is known and timm's run-time "same" padding
+    (Shape, Gather, Ceil, Pad: a third of the nodes) is folded away; batches run row by row in it,
+    which measured faster per photo on 2 cores than the dynamic session at batch 4 or 8."""
+    name = "onnx"
+
+    def __init__(self, graph: bytes, threads: int | None = None, options: OnnxOptions | None = None):
+        import onnxruntime as ort
+
+        options = options or OnnxOptions()
+        self.options = replace(options, threads=threads or options.threads)
+        batch = 1 if self.options.fixed_batch else None
+        self.session = ort.InferenceSession(graph, self.options.session_options(batch),
+                                            providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self.input_name: batch})[0]
+        if not self.options.fixed_batch or len(batch) == 1:
+            return self.session.run(None, {self.input_name: batch})[0]
+        rows = [self.session.run(None, {self.input_name: batch[i:i + 1]})[0] for i in range(len(batch))]
+        return np.concatenate(rows) if rows else np.empty((0, self.session.get_outputs()[0].shape[1]), np.float32)
 
 
-def create_engine(kind: str, arch: str, n_classes: int, weights: bytes,
-                  graph: bytes | None, threads: int | None = None) -> OnnxEngine | TorchEngine:
+def create_engine(kind: str, arch: str, n_classes: int, weights: bytes, graph: bytes | None,
+                  threads: int | None = None, options: OnnxOptions | None = None) -> OnnxEngine | TorchEngine:
     """``kind``: "onnx", "torch" or "auto" (ONNX Runtime on ``graph`` when both exist, else torch).
-    ``threads``: ONNX Runtime's intra-op threads (default: one per core)."""
+    ``threads``: ONNX Runtime's intra-op threads (default: one per core); ``options``: its other settings."""
     if kind not in ("auto", "onnx", "torch"):
         raise EngineError(f"unknown engine {kind!r}: use 'auto', 'onnx' or 'torch'")
     if kind in ("auto", "onnx"):
@@ -84,7 +120,7 @@ def create_engine(kind: str, arch: str, n_classes: int, weights: bytes,
             problem = None if graph else "this export has no model.onnx (made before 2026-11-28: " \
                                          "`python -m huskyai sign DIR` adds it)"
         if problem is None:
-            return OnnxEngine(graph, threads)
+            return OnnxEngine(graph, threads, options)
         if kind == "onnx":
             raise EngineError(problem)
         warnings.warn(f"{problem}; serving with the slower torch engine instead", stacklevel=3)

@@ -53,3 +53,22 @@ def test_warm_serving_path_imports_no_torch_and_no_fastai():
 
 def test_the_export_size_stays_under_60_mb():
     assert sum(p.stat().st_size for p in EXPORT.iterdir()) < 60e6
+
+
+def test_every_session_option_gives_the_same_probabilities():
+    """The batch-1 session (shapes fixed, padding folded) and every option bench/engine_options.py measures
+    answer as the dynamic graph does, for one photo, a batch and an empty batch."""
+    from dataclasses import replace
+
+    from huskyai.engine import OnnxEngine, OnnxOptions
+
+    graph = (EXPORT / "model.onnx").read_bytes()
+    batch = np.random.default_rng(7).normal(0, 1, (3, 3, 288, 288)).astype(np.float32)
+    reference = OnnxEngine(graph, options=OnnxOptions(fixed_batch=False))(batch)
+    base = OnnxOptions()
+    for options in (base, replace(base, level="basic"), replace(base, threads=1, spinning=False),
+                    replace(base, arena=False), replace(base, parallel=True, inter_threads=2)):
+        engine = OnnxEngine(graph, options=options)
+        assert np.abs(engine(batch) - reference).max() < 1e-5, options
+        assert np.abs(engine(batch[1:2]) - reference[1:2]).max() < 1e-5, options
+    assert engine(batch[:0]).shape == (0, 2)
