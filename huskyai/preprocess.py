@@ -3,7 +3,10 @@ features, the attacks and the explanations.
 
 A decoded RGB photo (huskyai.images decodes untrusted files) is centre-cropped to its largest square,
 resized bilinearly to the card's ``input_size`` (in uint8, before any float conversion), scaled to
-[0, 1] and normalised with the card's mean and std, channels first (CHW float32).
+[0, 1] and normalised with the card's mean and std, channels first (CHW float32). Serving does the
+scaling and normalising in place in one float32 array (:meth:`Preprocessing.to_input`), the same
+operations in the same order as :func:`to_unit` then :func:`normalise`, so the result is the same to
+the bit, without their temporaries: 0.5 ms instead of 4.4 ms at 288 px (bench/preprocess.py).
 
 fastai sees the same: huskyai.dataloaders puts :func:`crop_resize` in the DataBlock as the validation
 item transform and :func:`normalise` as the batch transform, so ``learn.predict`` and ``huskyai.load``
@@ -13,7 +16,7 @@ agree by construction. Only numpy and Pillow here: serving never imports torch o
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 import numpy as np
@@ -68,6 +71,8 @@ class Preprocessing:
     size: int
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
+    _mean: np.ndarray = field(init=False, repr=False, compare=False)  # mean_array, made once for to_input
+    _std: np.ndarray = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):  # accept lists and numpy numbers; keep plain, hashable values
         object.__setattr__(self, "size", int(self.size))
@@ -78,6 +83,8 @@ class Preprocessing:
             object.__setattr__(self, name, values)
         if min(self.std) <= 0 or self.size < 1:
             raise ValueError(f"bad preprocessing: size {self.size}, std {self.std}")
+        object.__setattr__(self, "_mean", self.mean_array)
+        object.__setattr__(self, "_std", self.std_array)
 
     @classmethod
     def from_card(cls, card: dict) -> Preprocessing:
@@ -119,11 +126,24 @@ class Preprocessing:
         """The network's input -> [0, 1] pixels (for showing an input)."""
         return x * self.std_array + self.mean_array
 
-    def array(self, photo: Image.Image | np.ndarray) -> np.ndarray:
-        """One decoded photo -> the network's CHW float32 input."""
-        return self.normalise(self.pixels(photo))
+    def to_input(self, pixels: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """HxWx3 uint8 pixels -> the network's CHW float32 input, written into ``out`` when given.
+        The operations of ``normalise(to_unit(pixels))`` in their order, each in place: equal to the bit."""
+        out = np.empty((3, *pixels.shape[:2]), np.float32) if out is None else out
+        out[...] = pixels.transpose(2, 0, 1)
+        out /= 255.0
+        out -= self._mean
+        out /= self._std
+        return out
+
+    def array(self, photo: Image.Image | np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """One decoded photo -> the network's CHW float32 input (written into ``out`` when given)."""
+        return self.to_input(np.asarray(self.crop_resize(photo)), out)
 
     def batch(self, photos: Iterable[Image.Image | np.ndarray]) -> np.ndarray:
         """Decoded photos -> an NCHW float32 batch."""
-        return np.stack([self.array(p) for p in photos])
-
+        photos = list(photos)
+        out = np.empty((len(photos), 3, self.size, self.size), np.float32)
+        for photo, row in zip(photos, out):
+            self.array(photo, row)
+        return out

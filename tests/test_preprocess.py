@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from conftest import EXPORT, python_env, skimage_photo
-from huskyai.preprocess import Preprocessing, crop_box, crop_resize
+from huskyai.preprocess import Preprocessing, crop_box, crop_resize, normalise, to_unit
 
 
 def test_the_shipped_card_reads_back_into_the_same_fields():
@@ -49,6 +49,22 @@ def test_scaling_and_normalisation_are_the_cards():
     assert np.allclose(prep.denormalise(x), 0.2, atol=1e-6)
     batch = prep.batch([skimage_photo("chelsea"), skimage_photo("coffee")])
     assert batch.shape == (2, 3, 32, 32) and np.array_equal(batch[0], prep.array(skimage_photo("chelsea")))
+
+
+def test_the_in_place_path_is_to_unit_then_normalise_to_the_bit():
+    """Serving scales and normalises in place; fastai runs to_unit's and normalise's arithmetic (in torch):
+    both must give the same floats, not merely close ones."""
+    prep = Preprocessing(288, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    rng = np.random.default_rng(1)
+    photos = [skimage_photo(n) for n in ("chelsea", "coffee")] + [rng.integers(0, 256, (300, 500, 3), np.uint8)]
+    for photo in photos:
+        reference = normalise(to_unit(prep.crop_resize(photo)), prep.mean_array, prep.std_array)
+        out = np.full((3, 288, 288), np.nan, np.float32)
+        assert prep.array(photo, out) is out and np.array_equal(out, reference)
+        assert np.array_equal(prep.array(photo), reference)
+    every_value = np.repeat(np.arange(256, dtype=np.uint8), 3).reshape(16, 16, 3)
+    assert np.array_equal(prep.to_input(every_value), normalise(to_unit(every_value), prep.mean_array, prep.std_array))
+    assert np.array_equal(prep.batch(photos), np.stack([prep.array(p) for p in photos]))
 
 
 def test_the_predictor_prepares_photos_with_it(shipped):
