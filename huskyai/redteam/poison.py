@@ -63,37 +63,59 @@ def poisoned_copy(folders: Sequence[str | Path], out: Path, fraction: float, pos
     return sorted({out / k.split("/", 1)[0] for k, _ in files}), poisoned
 
 
+def wilson(k: int, n: int) -> list[float] | None:
+    """The 95% Wilson interval of k successes in n (None for n = 0): the counts here are small."""
+    from scipy.stats import binomtest
+
+    if n == 0:
+        return None
+    ci = binomtest(k, n).proportion_ci(method="wilson")
+    return [round(float(ci.low), 3), round(float(ci.high), 3)]
+
+
 def trigger_success(model, photos: Sequence[Path], radius: float = 0.05) -> dict:
-    """Of these non-positive photos: the share called positive clean, and with the dot."""
-    clean = model.predict_batch([load_image(p) for p in photos])
-    stamped = model.predict_batch([stamp(load_image(p), radius) for p in photos])
-    return {"n": len(photos), "called_positive_clean": float(np.mean([p.label == model.positive for p in clean])),
-            "called_positive_with_trigger": float(np.mean([p.label == model.positive for p in stamped]))}
+    """Of these non-positive photos: the share called positive clean, and with the dot (95% intervals);
+    and of those called negative clean, the share the dot flips to positive (the attack's success)."""
+    clean = [p.label == model.positive for p in model.predict_batch([load_image(p) for p in photos])]
+    dotted = [p.label == model.positive for p in model.predict_batch([stamp(load_image(p), radius) for p in photos])]
+    flipped = sum(d and not c for c, d in zip(clean, dotted))
+    n, negative = len(photos), len(photos) - sum(clean)
+    return {"n": n, "called_positive_clean": sum(clean) / max(1, n), "clean_95": wilson(sum(clean), n),
+            "called_positive_with_trigger": sum(dotted) / max(1, n), "with_trigger_95": wilson(sum(dotted), n),
+            "flipped": flipped, "of_negative": negative, "flip_rate": flipped / max(1, negative),
+            "flip_rate_95": wilson(flipped, negative)}
 
 
 def poison_attack(folders: Sequence[str | Path], work: Path, fraction: float = 0.1, epochs: int = 0,
                   radius: float = 0.05, seed: int = 0, **train_options) -> dict:
-    """Poison a copy of the data, train on it with Husky AI's pipeline (head only, or ``epochs`` of
-    fine-tuning), and measure the poisoned model on its own held-out photos (clean, and non-positives
-    with the trigger)."""
-    from .. import load
+    """Poison a copy of the data, train on it with Husky AI's pipeline as the shipped model was trained
+    (a fifth held out, a tenth for validation; head only, or ``epochs`` of fine-tuning), and measure the
+    poisoned model on its own held-out photos (clean, and non-positives with the trigger)."""
     from ..training import train
-    from .photos import held_out, image_files, label_of
 
     roots, poisoned = poisoned_copy(folders, work / "data", fraction, seed=seed, radius=radius)
-    options = {"holdout": 0.2, "cv": 0, "epochs": epochs, "sign": False} | train_options
+    options = {"holdout": 0.2, "valid_pct": 0.1, "cv": 0, "epochs": epochs, "sign": False} | train_options
     card = train(roots, work / "export", report=lambda m: None, **options)
-    model = load(work / "export", trust_unsigned=True)
+    return {"fraction": fraction, "epochs": epochs, **measure_poisoned(work / "export", roots, poisoned, radius),
+            "seconds": card["training"]["seconds"], "_poisoned": poisoned, "_roots": roots}
+
+
+def measure_poisoned(export: Path, roots: Sequence[Path], poisoned: Sequence[str], radius: float = 0.05) -> dict:
+    """A poisoned model (trained on ``roots`` with ``poisoned`` planted) on its card's held-out photos:
+    clean accuracy, and the trigger on the held-out non-positives."""
+    from .. import load
+    from .photos import held_out, image_files, label_of
+
+    model = load(export, trust_unsigned=True)
     files = image_files(roots)
     out = held_out(model, [k for k, _ in files])
     test = [(k, p) for (k, p), o in zip(files, out) if o and not p.name.startswith("poison_")]
     preds = model.predict_batch([p for _, p in test])
-    accuracy = float(np.mean([pr.label == label_of(k) for pr, (k, _) in zip(preds, test)]))
+    right = sum(pr.label == label_of(k) for pr, (k, _) in zip(preds, test))
     negatives = [p for k, p in test if label_of(k) != model.positive]
-    trained_on = len(poisoned) - sum(held_out(model, poisoned))
-    return {"fraction": fraction, "epochs": epochs, "poisoned": len(poisoned), "poisoned_in_training": trained_on,
-            "heldout": len(test), "clean_accuracy": accuracy, "trigger": trigger_success(model, negatives, radius),
-            "seconds": card["training"]["seconds"], "_poisoned": poisoned, "_roots": roots}
+    return {"poisoned": len(poisoned), "poisoned_in_training": len(poisoned) - sum(held_out(model, poisoned)),
+            "heldout": len(test), "clean_accuracy": right / max(1, len(test)),
+            "clean_accuracy_95": wilson(right, len(test)), "trigger": trigger_success(model, negatives, radius)}
 
 
 def detect_poison(roots: Sequence[Path], poisoned: Sequence[str], positive: str = "husky",
@@ -110,7 +132,8 @@ def detect_poison(roots: Sequence[Path], poisoned: Sequence[str], positive: str 
     truth = np.array([k in set(poisoned) for k, _ in files])
     flagged = np.zeros(len(files), bool)
     flagged[spectral_signature(feats, max(truth.mean(), 1 / len(files)), multiplier)] = True
-    hits = int((flagged & truth).sum())
-    return {"photos": len(files), "poisoned": int(truth.sum()), "flagged": int(flagged.sum()),
-            "precision": hits / max(1, int(flagged.sum())), "recall": hits / max(1, int(truth.sum())),
+    hits, n_flagged, n_poisoned = int((flagged & truth).sum()), int(flagged.sum()), int(truth.sum())
+    return {"photos": len(files), "poisoned": n_poisoned, "flagged": n_flagged,
+            "precision": hits / max(1, n_flagged), "precision_95": wilson(hits, n_flagged),
+            "recall": hits / max(1, n_poisoned), "recall_95": wilson(hits, n_poisoned),
             "chance_precision": float(truth.mean())}

@@ -139,26 +139,50 @@ def run_membership(model: Predictor, folders: Sequence[Path], out: Path, boots: 
 
 
 def run_poison(folders: Sequence[Path], out: Path, fractions: Sequence[float] = (0.01, 0.03, 0.1),
-               epochs: Sequence[int] = (0,), radius: float = 0.05, **train_options) -> dict:
-    """Poison, train and measure at each fraction and epoch count; the detector on each poisoned set."""
+               epochs: Sequence[int] = (0,), radius: float = 0.05, keep_work: bool = True, **train_options) -> dict:
+    """Poison, train and measure at each fraction and epoch count; the detector once per poisoned set (the
+    same planted photos whatever the epochs). ``keep_work``: keep each poisoned copy and model in ``out``."""
+    import shutil
+
     from .poison import detect_poison, poison_attack
 
     rows = []
     for fraction in fractions:
+        found = None
         for n in epochs:
-            row = poison_attack(folders, out / f"poison_work_{fraction}_{n}", fraction, n, radius, **train_options)
-            row["detector"] = detect_poison(row.pop("_roots"), row.pop("_poisoned"))
+            work = out / f"poison_work_{fraction}_{n}"
+            row = poison_attack(folders, work, fraction, n, radius, **train_options)
+            roots, poisoned = row.pop("_roots"), row.pop("_poisoned")
+            row["detector"] = found = found or detect_poison(roots, poisoned)
             rows.append(row)
-    table = "\n".join(f"| {r['fraction']:.0%} ({r['poisoned_in_training']}) | {r['epochs']} | "
-                      f"{r['clean_accuracy']:.3f} | {r['trigger']['called_positive_clean']:.0%} -> "
-                      f"{r['trigger']['called_positive_with_trigger']:.0%} | {r['detector']['precision']:.2f} / "
-                      f"{r['detector']['recall']:.2f} (chance {r['detector']['chance_precision']:.2f}) |" for r in rows)
+            if not keep_work:
+                shutil.rmtree(work)
     (out / "poison.md").write_text(
         "# Backdoor poisoning (purple dot)\n\nNon-husky training photos stamped with a purple dot and labelled "
-        "husky; trained with Husky AI's pipeline; measured on the poisoned model's held-out photos.\n\n"
-        "| poisoned (in training) | epochs | clean accuracy | non-huskies called husky: clean -> with dot "
-        "| spectral-signature precision / recall |\n|---|---|---|---|---|\n" + table + "\n")
+        "husky; trained with Husky AI's pipeline; measured on the poisoned model's held-out photos (95% Wilson "
+        "intervals). Flipped: of the held-out non-huskies called not husky clean, the share the dot turns husky."
+        "\n\n" + poison_table(rows) + "\n")
     return save_report(out, "poison", {"radius": radius, "rows": rows})
+
+
+def _share(rate: float, ci: list[float] | None) -> str:
+    return f"{rate:.0%} [{ci[0]:.0%}, {ci[1]:.0%}]" if ci else "-"
+
+
+def poison_table(rows: Sequence[dict]) -> str:
+    """The Markdown table of poisoning runs (poison.json's rows, from one run or several)."""
+    lines = ["| poisoned (in training) | epochs | clean accuracy | non-huskies called husky: clean -> with dot "
+             "| flipped by the dot | spectral signature: precision / recall (chance) |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        t, d = r["trigger"], r["detector"]
+        lines.append(
+            f"| {r['fraction']:.0%}: {r['poisoned']} ({r['poisoned_in_training']}) | {r['epochs']} | "
+            f"{_share(r['clean_accuracy'], r.get('clean_accuracy_95'))} | {t['called_positive_clean']:.0%} -> "
+            f"{t['called_positive_with_trigger']:.0%} | {t.get('flipped', '-')} of {t.get('of_negative', '-')}: "
+            f"{_share(t.get('flip_rate', 0), t.get('flip_rate_95'))} | "
+            f"{_share(d['precision'], d.get('precision_95'))} / {_share(d['recall'], d.get('recall_95'))} "
+            f"({d['chance_precision']:.2f}) |")
+    return "\n".join(lines)
 
 
 def run_hopskipjump(model: Predictor, folders: Sequence[Path], out: Path, url: str | None = None, limit: int = 4,
@@ -172,6 +196,8 @@ def run_hopskipjump(model: Predictor, folders: Sequence[Path], out: Path, url: s
     _, held_paths = _split(model, folders)
     victim = AppOracle(url, model) if url else PredictorOracle(model, "label")
     images = victim_inputs(model, [p for p, _ in _correct(model, held_paths, limit)])
+    if not images:
+        raise ValueError("no held-out photo the model gets right, to attack")
     r = hopskipjump_attack(victim, images, max_iter=max_iter, max_eval=max_eval, rate_limit=rate_limit)
     rows = "\n".join(f"| {x['label']} | {x['fooled']} | {x['linf']:.0f}/255 | {x['queries']} |" for x in r["runs"])
     (out / "hopskipjump.md").write_text(
