@@ -109,7 +109,8 @@ def test_attack_cli_writes_json_markdown_and_pictures(tmp_path, toy_export, toy_
     summary = json.loads((out / "summary.json").read_text())
     print(f"attack all --quick: {summary['seconds']} s")
     assert summary["tamper_all_refused"] and summary["scaling_attack_defeated"]
-    for name in ("junk", "perturb", "query", "scaling", "tamper", "steal", "membership", "shortcut"):
+    for name in ("junk", "perturb", "query", "scaling", "tamper", "steal", "membership", "shortcut", "hopskipjump",
+                 "poison"):
         assert (out / f"{name}.json").is_file() and (out / f"{name}.md").is_file()
     for png in ("junk_worst.png", "perturb_examples.png", "query_examples.png", "scaling.png", "steal_curve.png",
                 "shortcut.png"):
@@ -118,9 +119,13 @@ def test_attack_cli_writes_json_markdown_and_pictures(tmp_path, toy_export, toy_
     assert 0 <= summary["steal_transfer_victim_fooled"] <= 1
     assert "held out" in summary["membership_skipped"]
     assert summary["shortcut"].startswith("husky (n=3)")
+    assert summary["hopskipjump_median_queries"] > 0 and 0 <= summary["hopskipjump_success_rate"] <= 1
+    assert summary["poison_fraction"] == 0.25 and 0 <= summary["poison_clean_accuracy"] <= 1
+    assert not any(p.name.startswith("poison_work") for p in out.iterdir())  # no copies of the photos left
     readme = (out / "README.md").read_text()
     assert "robustness report" in readme and "![scaling](scaling.png)" in readme
-    for section in ("## Model stealing", "## Membership", "## Shortcut check", "surrogate's agreement after 16"):
+    for section in ("## Model stealing", "## Membership", "## Shortcut check", "surrogate's agreement after 16",
+                    "## Label-only HopSkipJump", "## Backdoor poisoning", "| poisoned 25%: clean accuracy"):
         assert section in readme, section
 
 

@@ -141,3 +141,15 @@ def test_hopskipjump_label_only_flips_the_toy_victim(toy_export, tmp_path):
     r = hopskipjump_attack(victim, images, max_iter=3, max_eval=50, init_eval=10)
     assert all(run["queries"] > 0 for run in r["runs"])
     assert any(run["fooled"] for run in r["runs"]), r["runs"]
+
+
+def test_attack_all_records_an_attack_its_budget_cannot_fit_as_skipped(tmp_path):
+    """Poisoning retrains the model: with less of the budget left than that takes, it is skipped, saying why."""
+    from huskyai.redteam.suite import Clock, _attempt
+
+    ran = []
+    r = _attempt("poison", tmp_path, Clock(60), lambda: ran.append(1) or {"rows": []}, needs=600)
+    assert not ran and r["skipped"].startswith("it needs about 600 s"), r
+    assert json.loads((tmp_path / "poison.json").read_text()) == r
+    assert "Skipped: it needs about 600 s" in (tmp_path / "poison.md").read_text()
+    assert _attempt("poison", tmp_path, Clock(60), lambda: {"rows": []}, needs=10) == {"rows": []}

@@ -15,10 +15,12 @@ from ..serving import DEFAULT_RATE_LIMIT
 from . import report, runs
 
 ROUND_ONE = ("junk", "perturb", "query", "scaling", "tamper")
-ROUND_TWO = ("steal", "membership", "shortcut")
+ROUND_TWO = ("steal", "membership", "shortcut", "hopskipjump", "poison")
 QUICK = {"junk": {"n": 60}, "perturb": {"limit": 4, "steps": 3}, "query": {"limit": 2, "budget": 30},
          "steal": {"counts": (8, 16), "transfer_limit": 4, "query_limit": 2, "budget": 20},
-         "membership": {"boots": 20}, "shortcut": {"limit": 3}}
+         "membership": {"boots": 20}, "shortcut": {"limit": 3},
+         "hopskipjump": {"limit": 2, "max_iter": 2, "max_eval": 30},
+         "poison": {"fractions": (0.25,), "radius": 0.25}}  # the toy model's frozen 96 px features see a big dot
 
 
 class Clock:
@@ -39,14 +41,17 @@ def _options(clock: Clock, quick: bool) -> dict[str, dict]:
     return {"junk": {}, "perturb": {"limit": 8, "steps": 5} if short else {"limit": 16, "steps": 10},
             "query": {"limit": 4 if short else 8},
             "steal": {"counts": (100, 300), "transfer_limit": 24} if clock.left() < 600 else {},
-            "membership": {}, "shortcut": {"limit": 10 if clock.left() < 300 else 40}}
+            "membership": {}, "shortcut": {"limit": 10 if clock.left() < 300 else 40},
+            "hopskipjump": {"limit": 2, "max_iter": 5}, "poison": {"fractions": (0.1,)}}
 
 
-def _attempt(name: str, out: Path, clock: Clock, attack: Callable[[], dict]) -> dict:
-    """The attack's result, or why it was skipped (the budget spent, or photos that cannot serve it),
-    written as its JSON and Markdown either way."""
+def _attempt(name: str, out: Path, clock: Clock, attack: Callable[[], dict], needs: float = 0) -> dict:
+    """The attack's result, or why it was skipped (the budget spent, less of it left than the attack
+    ``needs``, or photos that cannot serve it), written as its JSON and Markdown either way."""
     if clock.left() <= 0:
         reason = "the time budget was spent"
+    elif clock.left() < needs:
+        reason = f"it needs about {needs:.0f} s and {clock.left():.0f} s of the budget were left"
     else:
         try:
             return attack()
@@ -74,14 +79,19 @@ def _run_attacks(model: Predictor, data: Path, out: Path, clock: Clock, quick: b
         "steal": lambda o: runs.run_steal(model, [data], out, rate_limit=rate_limit, **o),
         "membership": lambda o: runs.run_membership(model, [data], out, **o),
         "shortcut": lambda o: shortcut_check(model, data, out, **o),
+        "hopskipjump": lambda o: runs.run_hopskipjump(model, [data], out, rate_limit=rate_limit, **o),
+        "poison": lambda o: runs.run_poison([data], out, keep_work=False, arch=model.card["arch"],
+                                            size=model.preprocessing.size, **o),
     }
+    # poisoning retrains the model: about its card's training time, and as long again to measure it
+    needs = {"poison": 2 * model.card.get("training", {}).get("seconds", 0)}
     results = {}
     for name, step in steps.items():
         options = _options(clock, quick).get(name, {})
         if name in ROUND_ONE:  # the first round always runs (scaled down late): the card's numbers come from it
             results[name] = step(options)
         else:
-            results[name] = _attempt(name, out, clock, partial(step, options))
+            results[name] = _attempt(name, out, clock, partial(step, options), needs.get(name, 0))
     return results
 
 
@@ -93,6 +103,19 @@ def _steal_numbers(r: dict) -> dict:
     return {"steal_queries": next(iter(r["curves"].values()))[-1]["queries"],
             "steal_agreement": {d: rows_[-1]["agreement"] for d, rows_ in r["curves"].items()},
             "steal_transfer_eps": at8["eps"], "steal_transfer_victim_fooled": at8["victim_fooled"]}
+
+
+def _evasion_and_poison_numbers(h: dict, p: dict) -> dict:
+    hsj = ({"hopskipjump_skipped": h["skipped"]} if "skipped" in h else
+           {"hopskipjump_eps": h["eps"], "hopskipjump_success_rate": h["success_rate"],
+            "hopskipjump_median_queries": h["median_queries"]})
+    if "skipped" in p:
+        return hsj | {"poison_skipped": p["skipped"]}
+    row = p["rows"][0]
+    return hsj | {"poison_fraction": row["fraction"], "poison_clean_accuracy": row["clean_accuracy"],
+                  "poison_called_positive": [row["trigger"]["called_positive_clean"],
+                                             row["trigger"]["called_positive_with_trigger"]],
+                  "poison_detector": [row["detector"]["precision"], row["detector"]["recall"]]}
 
 
 def _summary(model: Predictor, results: dict, seconds: float) -> dict:
@@ -111,12 +134,13 @@ def _summary(model: Predictor, results: dict, seconds: float) -> dict:
         **_steal_numbers(results["steal"]),
         **({"membership_skipped": m["skipped"]} if "skipped" in m else
            {"membership_auc": m["auc"], "membership_advantage": m["advantage"]}),
+        **_evasion_and_poison_numbers(results["hopskipjump"], results["poison"]),
         "shortcut": f"skipped: {s['skipped']}" if "skipped" in s else s["headline"],
         "seconds": round(seconds, 1),
     }
 
 
-def _round_two_rows(s: dict) -> str:
+def _round_two_rows(s: dict, positive: str) -> str:
     """The headline rows of the round-2 attacks (or why each was skipped)."""
     if "steal_agreement" in s:
         steal = (f"| surrogate's agreement after {s['steal_queries']} queries ("
@@ -129,7 +153,16 @@ def _round_two_rows(s: dict) -> str:
     member = (f"| membership inference AUC, advantage over chance | {s['membership_auc']:.3f}, "
               f"{s['membership_advantage']:+.3f} |\n" if "membership_auc" in s
               else f"| membership inference | skipped: {s['membership_skipped']} |\n")
-    return steal + member + f"| shortcut (centre against background) | {s['shortcut']} |\n"
+    hsj = (f"| HopSkipJump, label only: fooled within {s['hopskipjump_eps']}/255, median queries | "
+           f"{s['hopskipjump_success_rate']:.0%}, {s['hopskipjump_median_queries']:.0f} |\n"
+           if "hopskipjump_eps" in s else f"| HopSkipJump | skipped: {s['hopskipjump_skipped']} |\n")
+    clean, dotted = s.get("poison_called_positive", (0, 0))
+    poison = (f"| poisoned {s['poison_fraction']:.0%}: clean accuracy; non-{positive} called "
+              f"{positive} clean -> with the dot; detector precision / recall | "
+              f"{s['poison_clean_accuracy']:.2f}; {clean:.0%} -> {dotted:.0%}; "
+              f"{s['poison_detector'][0]:.2f} / {s['poison_detector'][1]:.2f} |\n"
+              if "poison_fraction" in s else f"| poisoning | skipped: {s['poison_skipped']} |\n")
+    return steal + member + f"| shortcut (centre against background) | {s['shortcut']} |\n" + hsj + poison
 
 
 def _write_readme(model: Predictor, data: Path, out: Path, s: dict) -> None:
@@ -143,7 +176,7 @@ def _write_readme(model: Predictor, data: Path, out: Path, s: dict) -> None:
         f"{s['clean_accuracy']:.2f} / " + ", ".join(f"{v:.2f}" for v in s["pgd_accuracy"].values()) + " |\n"
         f"| black-box success, median queries | {s['query_success_rate']:.0%}, {s['query_median_queries']} |\n"
         f"| scaling attack defeated by the preprocessing | {s['scaling_attack_defeated']} |\n"
-        f"| tampered files all refused | {s['tamper_all_refused']} |\n" + _round_two_rows(s) + "\n"
+        f"| tampered files all refused | {s['tamper_all_refused']} |\n" + _round_two_rows(s, model.positive) + "\n"
         + "\n".join(parts))
 
 
