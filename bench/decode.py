@@ -344,7 +344,7 @@ def quality(n_shared: int) -> None:
     print(f"{'photo':28} {'large size':>11} {'decoded':>10} {'p full':>7} {'p served':>8} {'diff':>7}")
     diffs, flips, threshold = [], 0, float(getattr(model, "threshold", 0.5))
     for name, img in sources:
-        scale = 6000 / min(img.size)  # upscaled so the short side is 6000 px: decoded at 1/4 (JPEG)
+        scale = 6000 / min(img.size)  # upscaled so the short side is 6000 px: decoded at 1/8 (JPEG)
         big = img.resize((round(img.size[0] * scale), round(img.size[1] * scale)), Image.BICUBIC)
         if big.size[0] * big.size[1] > 64_000_000:
             big = big.crop((0, 0, min(big.size[0], 10000), min(big.size[1], 6000)))

@@ -6,7 +6,7 @@ filter strip by strip), so the budget counts the reduced result, not the full-si
 
 from __future__ import annotations
 
-from .image_limits import MEMORY_BUDGET, STRIP_PIXELS, WORK_SIDE, Header, check_size, too_large
+from .image_limits import JPEG_DRAFT_SIDE, MEMORY_BUDGET, STRIP_PIXELS, WORK_SIDE, Header, check_size, too_large
 
 
 def reduction_factor(width: int, height: int) -> int:
@@ -15,8 +15,8 @@ def reduction_factor(width: int, height: int) -> int:
 
 
 def jpeg_draft_scale(width: int, height: int) -> int:
-    """The scale (1, 2, 4 or 8) Pillow's draft picks for (WORK_SIDE, WORK_SIDE): libjpeg decodes at 1/scale."""
-    fits = min(width // WORK_SIDE, height // WORK_SIDE)
+    """The scale (1, 2, 4 or 8) Pillow's draft picks for JPEG_DRAFT_SIDE square: libjpeg decodes at 1/scale."""
+    fits = min(width // JPEG_DRAFT_SIDE, height // JPEG_DRAFT_SIDE)
     return next((a for a in (8, 4, 2) if fits >= a), 1)
 
 

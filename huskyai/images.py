@@ -4,8 +4,9 @@ Formats are recognised by content, never by file name. Before Pillow sees a byte
 the file's own structure (image_headers, image_jpeg) reads its size and everything that would make
 decoding slow or large, estimates the memory decoding needs (image_budget), and refuses what is over
 the limits (image_limits), with a message for a person. Large JPEGs are then decoded reduced
-(``draft``), other formats are reduced by an integer box filter strip by strip (image_convert), EXIF
-orientation is applied on the small result (image_exif) and every mode ends as 8-bit RGB.
+(``draft``, shorter side at least JPEG_DRAFT_SIDE), other formats are reduced by an integer box
+filter strip by strip (image_convert), EXIF orientation is applied on the small result (image_exif)
+and every mode ends as 8-bit RGB.
 
 What this bounds (measured by ``bench/decode.py``): any file of MAX_FILE_BYTES or less is decoded or
 refused within about 2 s and 400 MB of extra memory on a 2-core machine.
@@ -28,6 +29,7 @@ from .image_exif import apply_orientation, exif_orientation, orientation
 from .image_headers import declared_size, inspect_header
 from .image_limits import (
     ALLOWED_FORMATS,
+    JPEG_DRAFT_SIDE,
     MAX_ASPECT,
     MAX_FILE_BYTES,
     MAX_PIXELS,
@@ -74,8 +76,8 @@ def read_limited(path: str | os.PathLike, max_bytes: int = MAX_FILE_BYTES) -> by
 def decode_bytes(data: bytes, name: str = "image", max_pixels: int = MAX_PIXELS) -> Image.Image:
     """Decode encoded image bytes into an RGB image, or raise InvalidImageError naming ``name``.
 
-    Images whose shorter side is at least twice WORK_SIDE come back reduced by an integer factor
-    (JPEG through libjpeg's scaled decoding), never below WORK_SIDE."""
+    Images whose shorter side is at least twice WORK_SIDE come back reduced by an integer factor, never
+    below WORK_SIDE; JPEGs already from twice JPEG_DRAFT_SIDE, through libjpeg's scaled decoding."""
     if len(data) == 0:
         raise InvalidImageError(f"{name}: the file is empty")
     if len(data) > MAX_FILE_BYTES:
@@ -107,7 +109,7 @@ def _decode_checked(data: bytes, header: Header, name: str) -> Image.Image:
         raise InvalidImageError(f"{name}: the image header is inconsistent ({img.size[0]}x{img.size[1]} "
                                 f"and {header.width}x{header.height} pixels)")
     if header.format == "JPEG":
-        img.draft(None, (WORK_SIDE, WORK_SIDE))  # libjpeg decodes at 1/2, 1/4 or 1/8 scale
+        img.draft(None, (JPEG_DRAFT_SIDE, JPEG_DRAFT_SIDE))  # libjpeg decodes at 1/2, 1/4 or 1/8 scale
     img.load()
     turn = orientation(img)
     return apply_orientation(to_rgb_reduced(img, name), turn)
@@ -129,7 +131,8 @@ def describe(data: bytes | None) -> dict:
 
 def load_image(source: ImageInput, name: str | None = None) -> Image.Image:
     """Any supported input (path, bytes, PIL image, numpy array) as a checked 8-bit RGB image,
-    reduced by an integer factor when its shorter side is at least 2 * WORK_SIDE."""
+    reduced by an integer factor when its shorter side is at least 2 * WORK_SIDE (2 * JPEG_DRAFT_SIDE for
+    JPEG files)."""
     if isinstance(source, (str, os.PathLike)):
         label = name or Path(source).name
         return decode_bytes(read_limited(source), label)

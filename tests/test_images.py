@@ -237,7 +237,7 @@ def test_refused_files_are_still_described_for_the_audit_log():
 
 def test_limits_leave_ordinary_and_large_photos_alone(pillow_spy):
     """A 48 MP phone-size baseline JPEG and panorama-shaped PNGs within the caps decode."""
-    assert load_image(jpeg_with_segments([], image=Image.new("RGB", (8000, 6000), "grey"))).size == (2000, 1500)
+    assert load_image(jpeg_with_segments([], image=Image.new("RGB", (8000, 6000), "grey"))).size == (1000, 750)
     assert load_image(png_solid(11000, 1100)).size == (11000, 1100)  # aspect 10, short side under 2x1152: kept
     assert pillow_spy.count("open") == 2
 
@@ -247,15 +247,16 @@ def test_large_jpegs_are_decoded_reduced_with_draft(pillow_spy):
     data = jpeg_bytes(photo)
     pillow_spy.clear()
     img = load_image(data)
-    assert pillow_spy == ["open", "load JPEG 2400x1800"]  # libjpeg decoded at half scale: never 4800x3600
-    assert img.size == (2400, 1800)
+    assert pillow_spy == ["open", "load JPEG 1200x900"]  # libjpeg decoded at 1/4: never 4800x3600
+    assert img.size == (1200, 900)  # the shorter side stays at least twice the 288 px input
     # the same picture as a full decode reduced afterwards, within JPEG's own noise
-    full = Image.open(io.BytesIO(data)).convert("RGB").reduce(2)
+    full = Image.open(io.BytesIO(data)).convert("RGB").reduce(4)
     diff = np.abs(np.asarray(img, np.int16) - np.asarray(full, np.int16))
     assert diff.mean() < 2.0, diff.mean()
     exif = Image.Exif()
     exif[0x0112] = 6  # EXIF rotation still applies to the reduced image
-    assert load_image(jpeg_bytes(photo, exif=exif.tobytes())).size == (1800, 2400)
+    assert load_image(jpeg_bytes(photo, exif=exif.tobytes())).size == (900, 1200)
+    assert load_image(jpeg_bytes(photo.resize((2400, 1151)))).size == (2400, 1151)  # 1/2 would go under 576
 
 
 def test_large_images_of_other_formats_are_reduced_by_a_box_filter():
@@ -271,9 +272,10 @@ def test_large_images_of_other_formats_are_reduced_by_a_box_filter():
 
 
 def test_normal_photos_decode_exactly_as_before():
-    """Below twice the working size nothing is reduced: the pixels are Pillow's own decode."""
+    """Below twice the working size (JPEG: twice JPEG_DRAFT_SIDE) nothing is reduced: Pillow's own decode."""
     for photo, fmt in ((skimage_photo("astronaut"), "JPEG"), (skimage_photo("coffee"), "PNG"),
-                       (skimage_photo("chelsea").resize((2000, 1500)), "JPEG"),
+                       (skimage_photo("chelsea").resize((1500, 1151)), "JPEG"),
+                       (skimage_photo("chelsea").resize((3000, 2250)), "PNG"),
                        (skimage_photo("rocket"), "WEBP")):
         data = encode(photo, fmt)
         expected = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
