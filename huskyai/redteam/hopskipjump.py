@@ -9,6 +9,7 @@ rounding).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -31,8 +32,13 @@ def _label_only_classifier(victim, shape: tuple[int, ...]):
 
 
 def hopskipjump_attack(victim, images: Sequence[np.ndarray], eps: float = 8 / 255, max_iter: int = 10,
-                       max_eval: int = 200, init_eval: int = 20, rate_limit: int = DEFAULT_RATE_LIMIT) -> dict:
-    """Untargeted label-only attack on HxWx3 uint8 images (the victim's input); success and queries."""
+                       max_eval: int = 200, init_eval: int = 20, rate_limit: int = DEFAULT_RATE_LIMIT,
+                       starts: Sequence[np.ndarray | None] | None = None) -> dict:
+    """Untargeted label-only attack on HxWx3 uint8 images (the victim's input); success and queries.
+
+    ``starts``: for each image, one the victim labels otherwise (say a photo of the other class) to walk
+    back from; None, or no start, lets ART try random noise, which the victim may call the same
+    (noise is "not husky"), and then the attack never starts."""
     try:
         from art.attacks.evasion import HopSkipJump
     except ImportError:
@@ -40,18 +46,21 @@ def hopskipjump_attack(victim, images: Sequence[np.ndarray], eps: float = 8 / 25
 
     attack = HopSkipJump(_label_only_classifier(victim, images[0].shape), targeted=False, norm=np.inf,
                          max_iter=max_iter, max_eval=max_eval, init_eval=init_eval, init_size=20, verbose=False)
-    runs = []
-    for i, image in enumerate(images):
+    runs, started = [], time.perf_counter()
+    for i, (image, start) in enumerate(zip(images, starts or [None] * len(images))):
         np.random.seed(i)  # ART draws its random starts from numpy's global generator
         x = image.astype(np.float32)[None] / 255
         before, label = victim.queries, victim.predict(image).label
-        adv8 = (np.clip(attack.generate(x)[0], 0, 1) * 255 + 0.5).astype(np.uint8)
+        init = {} if start is None else {"x_adv_init": start.astype(np.float32)[None] / 255}
+        adv8 = (np.clip(attack.generate(x, **init)[0], 0, 1) * 255 + 0.5).astype(np.uint8)
         distance = float(np.abs(adv8.astype(int) - image.astype(int)).max()) / 255
         fooled = victim.predict(adv8).label != label
-        runs.append({"label": label, "fooled": fooled, "linf": round(distance * 255, 1),
+        runs.append({"label": label, "start": "random" if start is None else "photo", "fooled": fooled,
+                     "linf": round(distance * 255, 1),
                      "success": fooled and distance <= eps + 0.5 / 255, "queries": victim.queries - before})
     queries = [r["queries"] for r in runs]
     return {"n": len(runs), "eps": round(eps * 255), "max_iter": max_iter, "success_rate": float(np.mean(
         [r["success"] for r in runs])), "median_queries": float(np.median(queries)),
         "minutes_per_photo_at_rate_limit": float(np.median(queries)) / rate_limit if rate_limit else None,
+        "seconds_per_query": (time.perf_counter() - started) / max(1, sum(queries)),  # with no rate limit
         "runs": runs}
