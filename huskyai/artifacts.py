@@ -3,6 +3,7 @@
     model.json          the card: architecture, classes, preprocessing, threshold, metrics, hashes
     model.safetensors   the weights, loadable without unpickling anything
     model.onnx          the same network as an fp32 ONNX graph, what serving runs
+    model.int8.onnx     optional: its static INT8 quantization (huskyai.quantize), served on request
     learner.pkl         fastai's Learner pickle, only when asked for (never opened by Husky AI)
     *.png, redteam.json validation plots and a red-team summary
 
@@ -34,11 +35,13 @@ from .keys import SIGNING_KEY_ENV, card_signature, key_path, signature_ok, signi
 CARD_NAME = "model.json"
 WEIGHTS_NAME = "model.safetensors"
 ONNX_NAME = "model.onnx"
+INT8_ONNX_NAME = "model.int8.onnx"  # optional second graph; the card's "graphs" names its precision and calibration
 LEARNER_NAME = "learner.pkl"
 PLOT_NAMES = ("confusion_matrix.png", "top_losses.png")
 REDTEAM_NAME = "redteam.json"
 MOOD_NAMES = ("mood.onnx", "importance.png", "validation.png")  # the mood model's export (huskyai.mood)
-EXPORT_NAMES = (WEIGHTS_NAME, ONNX_NAME, LEARNER_NAME, *PLOT_NAMES, REDTEAM_NAME, *MOOD_NAMES)  # nothing else is read
+EXPORT_NAMES = (WEIGHTS_NAME, ONNX_NAME, INT8_ONNX_NAME, LEARNER_NAME, *PLOT_NAMES, REDTEAM_NAME,
+                *MOOD_NAMES)  # nothing else is read
 FORMAT_VERSION = 2
 MODEL_SHA256_ENV = "HUSKYAI_MODEL_SHA256"
 

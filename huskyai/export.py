@@ -10,6 +10,7 @@ import os
 import platform
 import shutil
 import tempfile
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -95,9 +96,10 @@ def model_card(learn: Learner, photos: PhotoSet, data, held: list[Sample], confi
 
 
 def write_export(out: str | Path, learn: Learner, card: dict, valid_probs: np.ndarray, config: TrainConfig,
-                 report=print) -> dict:
+                 report=print, int8_data: Sequence[str | Path] | None = None) -> dict:
     """Plots, weights, graph (and the pickle if asked) staged beside ``out``, the card signed, then all moved
-    into place; returns the card as written."""
+    into place; returns the card as written. ``int8_data`` (the training photo folders): also a static INT8
+    model.int8.onnx, calibrated on training photos that are not held out (huskyai.quantize)."""
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=".export-", dir=out))  # same file system: files move atomically
@@ -110,6 +112,11 @@ def write_export(out: str | Path, learn: Learner, card: dict, valid_probs: np.nd
                    "whatever it holds; share model.safetensors and model.json instead")
             learn.export(stage / artifacts.LEARNER_NAME)
         save_weights_and_graph(learn.model, card["input_size"], stage)
+        if int8_data:
+            from .quantize import add_to_export
+
+            report(f"quantizing {artifacts.ONNX_NAME} to INT8 (an option: fp32 stays the default)")
+            card = add_to_export(stage, dict(card), (stage / artifacts.ONNX_NAME).read_bytes(), list(int8_data))
         card = artifacts.write_card(stage, card, artifacts.signing_key(create=True) if config.sign else None)
         move_into_place(stage, out)
     finally:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -77,13 +78,18 @@ class SignResult:
     card_sha256: str  # pin it where this machine's key is not
     key: str  # where the key came from: the environment variable or the key file
     added_onnx: bool = False  # the export predated model.onnx, which signing added
+    added_int8: bool = False  # model.int8.onnx was made (huskyai.quantize) and listed in the card
 
 
 def sign(folder: str | Path | None = None, replace_signature: bool = False,
-         redteam_report: str | Path | None = None) -> SignResult:
+         redteam_report: str | Path | None = None, int8_data: Sequence[str | Path] | None = None,
+         reduce_range: bool = False, int8_photos: int | None = None) -> SignResult:
     """Sign an export's card with this machine's key (made on first use), after verify's checks; with
     ``redteam_report`` (a red-team summary.json made for these weights) the card also hashes it as
-    redteam.json. Raises IntegrityError with every problem when verify would refuse the export."""
+    redteam.json; with ``int8_data`` (the training photo folders) the export also gets model.int8.onnx,
+    calibrated on ``int8_photos`` training photos (default 128) that are not among the card's held-out
+    ones (``reduce_range``: 7-bit weights, for AVX2 CPUs without VNNI). Raises IntegrityError
+    with every problem when verify would refuse the export."""
     folder = artifacts.resolve(folder)
     card, problems, files = artifacts.check_files(folder)
     if card is not None and not problems:
@@ -96,12 +102,16 @@ def sign(folder: str | Path | None = None, replace_signature: bool = False,
     if redteam_report:
         _add_redteam_report(folder, card, Path(redteam_report))
     added_onnx = artifacts.ONNX_NAME not in files
-    if added_onnx:
-        _add_onnx_graph(folder, card, files)
+    graph = _add_onnx_graph(folder, card, files) if added_onnx else files[artifacts.ONNX_NAME]
+    if int8_data:
+        from .quantize import add_to_export
+
+        add_to_export(folder, card, graph, list(int8_data), reduce_range=reduce_range,
+                      **({"count": int8_photos} if int8_photos else {}))
     artifacts.save_card(folder, card, artifacts.signing_key(create=True))
     env = artifacts.SIGNING_KEY_ENV
     return SignResult(folder, artifacts.sha256((folder / artifacts.CARD_NAME).read_bytes()),
-                      f"${env}" if os.environ.get(env) else str(artifacts.key_path()), added_onnx)
+                      f"${env}" if os.environ.get(env) else str(artifacts.key_path()), added_onnx, bool(int8_data))
 
 
 def _add_redteam_report(folder: Path, card: dict, report: Path) -> None:
@@ -117,7 +127,7 @@ def _add_redteam_report(folder: Path, card: dict, report: Path) -> None:
     card["files"][artifacts.REDTEAM_NAME] = artifacts.sha256(data)
 
 
-def _add_onnx_graph(folder: Path, card: dict, files: dict[str, bytes]) -> None:
+def _add_onnx_graph(folder: Path, card: dict, files: dict[str, bytes]) -> bytes:
     """An export made before 2026-11-28 gets the ONNX graph it now ships, built from its verified weights."""
     from .engine import onnx_bytes, torch_network
     from .extras import require
@@ -127,3 +137,4 @@ def _add_onnx_graph(folder: Path, card: dict, files: dict[str, bytes]) -> None:
     graph = onnx_bytes(net, int(card["input_size"]))
     (folder / artifacts.ONNX_NAME).write_bytes(graph)
     card["files"][artifacts.ONNX_NAME] = artifacts.sha256(graph)
+    return graph
