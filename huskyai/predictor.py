@@ -6,6 +6,7 @@ validation path calls too, so probabilities match ``learn.predict`` on the same 
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -17,9 +18,28 @@ from pathlib import Path
 import numpy as np
 
 from . import artifacts
-from .engine import create_engine, torch_network
+from .engine import EngineError, create_engine, torch_network
 from .images import ImageInput, load_image
 from .preprocess import Preprocessing
+
+PRECISION_ENV = "HUSKYAI_PRECISION"  # "fp32" (default) or "int8": which of the export's ONNX graphs serves
+GRAPHS = {"fp32": artifacts.ONNX_NAME, "int8": artifacts.INT8_ONNX_NAME}
+
+
+def graph_for(export: artifacts.VerifiedExport, precision: str | None, engine: str) -> tuple[str, bytes | None]:
+    """(precision, verified graph bytes) for ``precision`` (default: $HUSKYAI_PRECISION, else "fp32").
+    fp32 stays the default: on the held-out photos the INT8 graph moved P(husky) by more than its 0.02 bound
+    (bench/quantize.py)."""
+    precision = (precision or os.environ.get(PRECISION_ENV) or "fp32").strip().lower()
+    if precision not in GRAPHS:
+        raise EngineError(f"unknown precision {precision!r}: use 'fp32' or 'int8' (${PRECISION_ENV})")
+    if precision == "int8":
+        if engine == "torch":
+            raise EngineError("precision 'int8' runs on ONNX Runtime; engine 'torch' is fp32 only")
+        if artifacts.INT8_ONNX_NAME not in export.files:
+            raise EngineError(f"{export.folder}: this export has no {artifacts.INT8_ONNX_NAME} (add one with "
+                              "huskyai.sign(DIR, int8_data=[PHOTO FOLDERS]))")
+    return precision, export.files.get(GRAPHS[precision])
 
 
 @dataclass(frozen=True)
@@ -39,7 +59,7 @@ class Predictor:
     """A loaded Husky AI model. Use :func:`huskyai.load` to get one."""
 
     def __init__(self, export_dir: str | Path | None = None, engine: str = "auto", sha256: str | None = None,
-                 trust_unsigned: bool = False, threads: int | None = None):
+                 trust_unsigned: bool = False, threads: int | None = None, precision: str | None = None):
         export = artifacts.open_export(export_dir, sha256=sha256, trust_unsigned=trust_unsigned)
         self.export_dir = export.folder
         self.card = export.card
@@ -56,10 +76,13 @@ class Predictor:
         self.mean: np.ndarray = self.preprocessing.mean_array  # (3, 1, 1) float32
         self.std: np.ndarray = self.preprocessing.std_array
         # built from the very bytes that were hashed; the big ones are not kept
+        self.precision, graph = graph_for(export, precision, engine)  # "fp32" or "int8": the graph that serves
         self.engine = create_engine(engine, self.card["arch"], len(self.classes), export.files[artifacts.WEIGHTS_NAME],
-                                    export.files.get(artifacts.ONNX_NAME), threads)
+                                    graph, threads)
+        if self.precision == "int8" and self.engine.name != "onnx":  # "auto" fell back to torch
+            raise EngineError("precision 'int8' needs onnxruntime: pip install onnxruntime")
         self._extras = {name: data for name, data in export.files.items()
-                        if name not in (artifacts.WEIGHTS_NAME, artifacts.ONNX_NAME, artifacts.LEARNER_NAME)}
+                        if name not in (artifacts.WEIGHTS_NAME, *GRAPHS.values(), artifacts.LEARNER_NAME)}
 
     def artifact(self, name: str) -> bytes | None:
         """The verified bytes of an extra file the card lists (a plot, redteam.json), else None."""
@@ -132,17 +155,17 @@ class Predictor:
 
     def __repr__(self) -> str:
         return (f"Predictor({self.card['arch']}, classes={self.classes}, engine={self.engine.name}, "
-                f"from {self.export_dir})")
+                f"precision={self.precision}, from {self.export_dir})")
 
 
 def load_in_background(export_dir: str | Path | None = None, engine: str = "auto", sha256: str | None = None,
-                       trust_unsigned: bool = False) -> Future:
+                       trust_unsigned: bool = False, precision: str | None = None) -> Future:
     """Start loading (and warming up) a model in a thread; ``.result()`` gives the Predictor.
 
     The app uses it to verify hashes and open ONNX Runtime while ``import gradio`` runs: hashing,
     file reads and the engine's start release the GIL."""
     def load_and_warm() -> Predictor:
-        model = load(export_dir, engine, sha256=sha256, trust_unsigned=trust_unsigned)
+        model = load(export_dir, engine, sha256=sha256, trust_unsigned=trust_unsigned, precision=precision)
         model.predict(np.zeros((model.size, model.size, 3), np.uint8))  # the engine's first run is the slow one
         return model
 
@@ -153,7 +176,7 @@ def load_in_background(export_dir: str | Path | None = None, engine: str = "auto
 
 
 def load(export_dir: str | Path | None = None, engine: str = "auto", sha256: str | None = None,
-         trust_unsigned: bool = False, threads: int | None = None) -> Predictor:
+         trust_unsigned: bool = False, threads: int | None = None, precision: str | None = None) -> Predictor:
     """Load the shipped model (or the export folder ``export_dir``) once its card is trusted and every
     file matches it; IntegrityError otherwise.
 
@@ -161,6 +184,9 @@ def load(export_dir: str | Path | None = None, engine: str = "auto", sha256: str
     pinned in this package, carries this machine's signature, or ``trust_unsigned`` is given.
     ``engine``: "auto" (ONNX Runtime on the export's graph when installed, else torch), "onnx" or "torch";
     ``threads``: ONNX Runtime's threads for one call (default: every core; a pool of processes wants 1).
+    ``precision``: "fp32" (the default) or "int8", the export's model.int8.onnx when it has one
+    (default: $HUSKYAI_PRECISION, else "fp32").
     ``export_dir`` may also name a shipped model ("husky").
     """
-    return Predictor(export_dir, engine, sha256=sha256, trust_unsigned=trust_unsigned, threads=threads)
+    return Predictor(export_dir, engine, sha256=sha256, trust_unsigned=trust_unsigned, threads=threads,
+                     precision=precision)
