@@ -165,8 +165,8 @@ def run_poison(folders: Sequence[Path], out: Path, fractions: Sequence[float] = 
     return save_report(out, "poison", {"radius": radius, "rows": rows})
 
 
-def _share(rate: float, ci: list[float] | None) -> str:
-    return f"{rate:.0%} [{ci[0]:.0%}, {ci[1]:.0%}]" if ci else "-"
+def _share(rate: float, ci: list[float] | None, form: str = ".0%") -> str:
+    return f"{rate:{form}} [{ci[0]:{form}}, {ci[1]:{form}}]" if ci else "-"
 
 
 def poison_table(rows: Sequence[dict]) -> str:
@@ -177,7 +177,7 @@ def poison_table(rows: Sequence[dict]) -> str:
         t, d = r["trigger"], r["detector"]
         lines.append(
             f"| {r['fraction']:.0%}: {r['poisoned']} ({r['poisoned_in_training']}) | {r['epochs']} | "
-            f"{_share(r['clean_accuracy'], r.get('clean_accuracy_95'))} | {t['called_positive_clean']:.0%} -> "
+            f"{_share(r['clean_accuracy'], r.get('clean_accuracy_95'), '.3f')} | {t['called_positive_clean']:.0%} -> "
             f"{t['called_positive_with_trigger']:.0%} | {t.get('flipped', '-')} of {t.get('of_negative', '-')}: "
             f"{_share(t.get('flip_rate', 0), t.get('flip_rate_95'))} | "
             f"{_share(d['precision'], d.get('precision_95'))} / {_share(d['recall'], d.get('recall_95'))} "
