@@ -53,14 +53,18 @@ class TorchEngine:
 
 @dataclass(frozen=True)
 class OnnxOptions:
-    """ONNX Runtime's session options, each default chosen by ``bench/engine_options.py`` on 2 cores (the
-    table is in docs/performance.md); ``threads`` None means one per core."""
+    """ONNX Runtime's session options, each default chosen by ``bench/engine_options.py`` on this shared
+    2-core VM (the table is in docs/performance.md); ``threads`` None means one per core. Measured against
+    ONNX Runtime's own defaults, at load average 9 to 16: spinning off took one request, batches,
+    two requests at once and predict_batch to 0.26-0.43x the time (noise: 0.87-1.14x); the batch-1
+    session to 0.54-0.77x; basic or extended optimisation, the parallel mode and no arena were slower
+    or within the noise."""
     level: str = "all"  # graph optimisation: "basic", "extended", "layout" or "all"
     threads: int | None = None  # intra-op threads for one call
     inter_threads: int = 1  # only used by the parallel execution mode
     parallel: bool = False  # execution mode: run independent branches at once (this network is a chain)
     arena: bool = True  # enable_cpu_mem_arena: reuse activation buffers between calls
-    spinning: bool = True  # session.intra_op.allow_spinning: idle pool threads busy-wait for the next task
+    spinning: bool = False  # session.intra_op.allow_spinning: idle pool threads busy-wait (steal a shared core)
     fixed_batch: bool = True  # a batch-1 session whose shapes are all known: the "same" padding folds away
 
     def session_options(self, batch: int | None = None):
