@@ -12,6 +12,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import Future
 
 import numpy as np
@@ -64,3 +65,9 @@ class EngineQueue:
             self.batch_sizes[len(batch)] += 1
             for (_, answer), probs in zip(batch, probabilities):
                 answer.set_result(self.model.to_prediction(probs))
+
+
+def shared_predict(model: Predictor, engine_batch: int) -> Callable[..., Prediction]:
+    """The app's one prediction call, shared by the page and huskyai.rest: through an EngineQueue of up to
+    ``engine_batch`` photos a call, or the model's own ``predict`` when ``engine_batch`` is 0."""
+    return EngineQueue(model, engine_batch).predict if engine_batch else model.predict

@@ -17,22 +17,24 @@ from PIL import Image
 
 from . import disclosure
 from .audit import AuditLog, audited_predict, model_trust
-from .batching import EngineQueue
+from .batching import shared_predict
 from .explain_app import SOURCE as EXPLAIN_SOURCE
 from .explain_app import explained
 from .images import InvalidImageError
 from .photo_input import Upload
-from .predictor import Predictor
+from .predictor import Prediction, Predictor
 from .ratelimit import RateLimiter
 from .serving import Settings, client_address
 
 Scores = dict[str, float] | str  # gr.Label's value: every class's probability, or the label alone
 
 
-def classifier(model: Predictor, settings: Settings, audit: AuditLog) -> Callable[..., tuple[Scores, str]]:
+def classifier(model: Predictor, settings: Settings, audit: AuditLog,
+               predict: Callable[..., Prediction] | None = None) -> Callable[..., tuple[Scores, str]]:
     """The event handler: an Upload in, (scores for gr.Label, the verdict line) out; a gr.Error otherwise.
-    Both are told as far as ``settings.api_detail`` allows."""
-    predict = EngineQueue(model, settings.engine_batch).predict if settings.engine_batch else model.predict
+    Both are told as far as ``settings.api_detail`` allows. ``predict``: the app's shared prediction call
+    (huskyai.batching.shared_predict), made here when not given."""
+    predict = predict or shared_predict(model, settings.engine_batch)
 
     def classify(upload: Upload | None, request: gr.Request) -> tuple[Scores, str]:
         client = checked_client(upload, request, model, settings, audit, "app")

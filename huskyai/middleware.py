@@ -6,13 +6,15 @@ For every request, in this order:
    the bytes are counted while they stream, so an unannounced (chunked) body is cut off at the cap
    instead of being read and parsed. A body that stalls is cut off too.
 2. On the routes that cost work (``/gradio_api/upload``, ``/gradio_api/queue/join``,
-   ``/gradio_api/call/...``, ``/gradio_api/run/...``): a per-client cap on requests in flight
+   ``/gradio_api/call/...``, ``/gradio_api/run/...``, and the lean ``/api/v1/predict`` of huskyai.rest,
+   whose body is the photo and which counts as a prediction): a per-client cap on requests in flight
    (requests being received or waiting plus events queued or running), then the per-minute rate
    limit (uploads and predictions have a budget each; a heatmap's request counts as a prediction here,
    and its own, smaller limit is applied by its handler, huskyai.handlers.explainer, since only gradio
    knows which function a queue/join calls).
 3. One event per client in gradio's queue: a client's next prediction waits at the door (costing
-   an idle coroutine, nothing else) until its previous one has finished. One client can therefore
+   an idle coroutine, nothing else) until its previous one has finished (on the lean route, until its
+   answer is sent). One client can therefore
    never fill the queue, and never hold more than one of the workers, however slow its photos are
    to decode; a person who clicks twice just waits for the second answer.
 4. Uploads that succeed are recorded (the only files the app will ever delete); gradio's own
@@ -34,18 +36,20 @@ from .ratelimit import RateLimiter
 from .serving import client_address
 from .uploads import UploadRegistry
 
-UPLOAD, JOIN, DIRECT, OTHER = "upload", "join", "direct", "other"
+UPLOAD, JOIN, DIRECT, LEAN, OTHER = "upload", "join", "direct", "lean", "other"
 _ROUTES = [
     (UPLOAD, re.compile(r"/gradio_api/upload")),
     (JOIN, re.compile(r"/gradio_api/(queue/join|call/(v2/)?[^/]+)")),
     (DIRECT, re.compile(r"/gradio_api/(run|api)/[^/]+")),
+    (LEAN, re.compile(r"/api/v1/predict")),
 ]
 SMALL_BODY = 64 * 1024  # headroom for multipart headers and JSON around a photo; the cap for any other route
 MAX_FILES_PER_UPLOAD = 4  # the page sends one photo per upload
 
 
 def route_kind(method: str, path: str) -> str:
-    """Which budget a request draws on: UPLOAD, JOIN (starts a prediction), DIRECT, or OTHER (free)."""
+    """Which budget a request draws on: UPLOAD, JOIN (starts a prediction), DIRECT, LEAN (a prediction whose
+    body is the photo), or OTHER (free)."""
     if method != "POST":
         return OTHER
     path = path.rstrip("/")
@@ -66,11 +70,12 @@ class FairServing:
         self.caps = {UPLOAD: upload_limit + SMALL_BODY,
                      JOIN: math.ceil(upload_limit / 3) * 4 + SMALL_BODY,  # a photo inline as a data: URL
                      DIRECT: math.ceil(upload_limit / 3) * 4 + SMALL_BODY,
+                     LEAN: upload_limit,
                      OTHER: SMALL_BODY}
         self.upload_limit = upload_limit
         self.max_in_flight = max_in_flight
         self.hops = trusted_proxy_hops
-        self.limiters = {JOIN: predictions, UPLOAD: uploads_limiter}
+        self.limiters = {JOIN: predictions, LEAN: predictions, UPLOAD: uploads_limiter}
         self.uploads = uploads
         self.queued_for = queued_for
         self.on_refusal = on_refusal
@@ -116,8 +121,8 @@ class FairServing:
             return await self._forward(scope, receive, send, kind, client, cap)
         self._active[client] = self._active.get(client, 0) + 1
         try:
-            if kind == JOIN:
-                await self._join_in_turn(scope, receive, send, client, cap)
+            if kind in (JOIN, LEAN):
+                await self._in_turn(scope, receive, send, kind, client, cap)
             else:
                 await self._forward(scope, receive, send, kind, client, cap)
         finally:
@@ -128,8 +133,9 @@ class FairServing:
                 del self._active[client]
                 self._doors.pop(client, None)
 
-    async def _join_in_turn(self, scope: Scope, receive: Receive, send: Send, client: str, cap: int) -> None:
-        """Let a client's prediction into the queue only when none of its others is queued or running."""
+    async def _in_turn(self, scope: Scope, receive: Receive, send: Send, kind: str, client: str, cap: int) -> None:
+        """Let a client's prediction in only when none of its others is queued or running (the lean route's
+        prediction runs while the door is held)."""
         door = self._doors.setdefault(client, asyncio.Lock())
         async with door:  # one at a time through the door, so two waiters cannot both see an empty queue
             deadline = asyncio.get_running_loop().time() + self.turn_timeout
@@ -139,14 +145,14 @@ class FairServing:
                                               "try again in a moment.", "waited too long for its turn",
                                               retry_after=5)
                 await asyncio.sleep(0.02)
-            await self._forward(scope, receive, send, JOIN, client, cap)  # returns once the event is queued
+            await self._forward(scope, receive, send, kind, client, cap)  # JOIN: returns once the event is queued
 
     async def _forward(self, scope: Scope, receive: Receive, send: Send, kind: str, client: str, cap: int) -> None:
         body = CappedBody(receive, cap, self.idle_timeout, self._too_large_message(kind),
                           abort_on_disconnect=kind == UPLOAD)
 
         def hold(status: int) -> bool:  # the upload route's answer names the files: read it before passing it on
-            return kind == UPLOAD or (kind != OTHER and status >= 400)
+            return kind == UPLOAD or (kind in (JOIN, DIRECT) and status >= 400)  # the lean route audits its own
 
         async def finish(start: Message, content: bytes) -> None:
             await self._finish_held(send, start, content, kind, client)

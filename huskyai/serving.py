@@ -14,6 +14,7 @@ Settings come from the environment (read here and nowhere else):
     HUSKYAI_WORKERS         predictions prepared at once (decoding runs in parallel; default 2)
     HUSKYAI_ENGINE_BATCH    >0: concurrent predictions share engine calls of up to this many photos, one call at
                             a time (huskyai.batching); 0: each prediction calls the engine itself (default 0)
+    HUSKYAI_ENGINE_THREADS  ONNX Runtime's threads for one call (default 0: one per core)
     HUSKYAI_API_DETAIL      how much every answer reveals (huskyai.disclosure): full (probabilities, the default),
                             rounded (to 0.1), label (the label only)
     HUSKYAI_EXPLAIN_RATE_LIMIT  heatmaps (the page's and /explain's) a minute per client (default 6; 0: off)
@@ -30,6 +31,7 @@ import ipaddress
 import os
 import sys
 from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 UPLOAD_LIMIT_BYTES = 10 * 1024 * 1024  # one photo, uploaded or inline as a data: URL
@@ -38,6 +40,7 @@ DEFAULT_MAX_IN_FLIGHT = 3
 DEFAULT_UPLOAD_TTL = 300.0
 DEFAULT_WORKERS = 2
 DEFAULT_ENGINE_BATCH = 0
+DEFAULT_ENGINE_THREADS = 0  # ONNX Runtime's own choice: one per core
 DEFAULT_EXPLAIN_RATE_LIMIT = 6  # an explanation costs ~10 (Grad-CAM) to ~120 (occlusion) predictions
 API_DETAILS = ("full", "rounded", "label")
 
@@ -79,6 +82,7 @@ class Settings:
     upload_ttl: float = DEFAULT_UPLOAD_TTL
     workers: int = DEFAULT_WORKERS
     engine_batch: int = DEFAULT_ENGINE_BATCH
+    engine_threads: int = DEFAULT_ENGINE_THREADS
     upload_limit: int = UPLOAD_LIMIT_BYTES
     api_detail: str = API_DETAILS[0]
     explain_rate_limit: int = DEFAULT_EXPLAIN_RATE_LIMIT
@@ -101,6 +105,7 @@ class Settings:
             upload_ttl=float(_int_env("HUSKYAI_UPLOAD_TTL", int(DEFAULT_UPLOAD_TTL), minimum=1)),
             workers=_int_env("HUSKYAI_WORKERS", DEFAULT_WORKERS, minimum=1),
             engine_batch=_int_env("HUSKYAI_ENGINE_BATCH", DEFAULT_ENGINE_BATCH),
+            engine_threads=_int_env("HUSKYAI_ENGINE_THREADS", DEFAULT_ENGINE_THREADS),
             api_detail=_choice_env("HUSKYAI_API_DETAIL", API_DETAILS),
             explain_rate_limit=_int_env("HUSKYAI_EXPLAIN_RATE_LIMIT", DEFAULT_EXPLAIN_RATE_LIMIT),
             explain_method=_choice_env("HUSKYAI_EXPLAIN_METHOD", METHODS),
@@ -145,11 +150,8 @@ def serve(model_dir: str | None = None, host: str | None = None, port: int | Non
     except SettingsError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    from .predictor import load_in_background
-
     # hashing and ONNX Runtime's start overlap the import of gradio below
-    model = load_in_background(settings.model_dir, sha256=sha256,
-                               trust_unsigned=trust_unsigned or settings.trust_unsigned)
+    model = _loading(settings, sha256, trust_unsigned or settings.trust_unsigned)
     from .artifacts import IntegrityError
     from .engine import EngineError
     from .webserver import launch
@@ -165,3 +167,23 @@ def serve(model_dir: str | None = None, host: str | None = None, port: int | Non
         print(f"error: cannot listen on {settings.host}:{settings.port}: {err}", file=sys.stderr)
         return 1
     return 0
+
+
+def _loading(settings: Settings, sha256: str | None, trust_unsigned: bool) -> Future:
+    """The model, loaded and warmed up in a thread (hashing, file reads and the engine's start release the
+    GIL), with the engine's thread count from the settings; ``.result()`` gives the Predictor."""
+    def load_and_warm():
+        import numpy as np
+
+        from .predictor import load
+
+        model = load(settings.model_dir, sha256=sha256, trust_unsigned=trust_unsigned,
+                     threads=settings.engine_threads or None)
+        model.predict(np.zeros((model.size, model.size, 3), np.uint8))  # the engine's first run is the slow one
+        return model
+
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="huskyai-load")
+    try:
+        return pool.submit(load_and_warm)
+    finally:
+        pool.shutdown(wait=False)

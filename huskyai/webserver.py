@@ -17,23 +17,27 @@ import gradio as gr
 from fastapi.middleware import Middleware
 
 from .audit import AuditLog
+from .batching import shared_predict
 from .handlers import record_refusal, request_client
 from .middleware import FairServing
 from .predictor import Predictor
 from .ratelimit import RateLimiter
+from .rest import predict_route
 from .serving import Settings
 from .ui import CSS, build_demo
 from .uploads import UploadRegistry
 
 
 def launch(model: Predictor, settings: Settings) -> None:
-    """Serve ``model`` with the fairness middleware and the upload sweeper, until interrupted."""
+    """Serve ``model`` (the page, gradio's API and huskyai.rest's lean route, all through one prediction call)
+    with the fairness middleware and the upload sweeper, until interrupted."""
     from gradio.utils import get_upload_folder
 
     audit = AuditLog()
     uploads = UploadRegistry(get_upload_folder(), ttl=settings.upload_ttl,
                              unread_ttl=min(60.0, settings.upload_ttl))
-    demo = build_demo(model, settings, audit, uploads)
+    predict = shared_predict(model, settings.engine_batch)
+    demo = build_demo(model, settings, audit, uploads, predict)
     uploads.never_delete(_kept_files(demo))
     # X-Forwarded-For is interpreted by huskyai (HUSKYAI_TRUST_PROXY), never by uvicorn, whose default
     # trusts any header sent from 127.0.0.1 and would let a local caller pick its own address
@@ -53,6 +57,7 @@ def launch(model: Predictor, settings: Settings) -> None:
             state_session_capacity=1000,
             css=CSS,
             app_kwargs={"middleware": [_fair_serving(model, settings, audit, uploads, demo)],
+                        "routes": [predict_route(model, settings, audit, predict)],
                         "lifespan": _sweeping(uploads, settings.upload_ttl)},
         )
     finally:
