@@ -7,8 +7,9 @@ it, with the limits that run before gradio's queue, is huskyai.webserver.
 
 from __future__ import annotations
 
+import contextlib
 import html
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import gradio as gr
@@ -17,7 +18,7 @@ from .audit import AuditLog
 from .handlers import classifier, explainer, request_client
 from .modelcard import confusion_matrix, model_card_markdown
 from .photo_input import PhotoInput
-from .predictor import Predictor
+from .predictor import Prediction, Predictor
 from .serving import Settings
 from .uploads import UploadRegistry
 
@@ -37,23 +38,43 @@ CSS = "#verdict p { font-size: 2rem; font-weight: 700; margin: 0.4em 0; }"
 
 
 def build_demo(model: Predictor, settings: Settings | None = None, audit: AuditLog | None = None,
-               uploads: UploadRegistry | None = None) -> gr.Blocks:
+               uploads: UploadRegistry | None = None, predict: Callable[..., Prediction] | None = None) -> gr.Blocks:
     """The page, queued: one concurrency group for every listener that predicts, one for heatmaps, and no
-    REST route around the queue."""
+    REST route around the queue. Its server app is built by ``launch`` (``demo.app`` is None until then)."""
     settings = settings or Settings()
-    with gr.Blocks(title="Husky AI", analytics_enabled=False, delete_cache=None) as demo:
-        gr.Markdown("# Husky AI\nIs this a husky? Drop a photo, paste one, or use your webcam.")
-        audit = audit or AuditLog()
-        with gr.Tab("Husky"):
-            husky_page(model, settings, audit, uploads)
-        with gr.Tab("Mood"):
-            mood_page(settings, audit)
-    # api_open=False: the REST route /run/predict would skip the queue and its concurrency limit
-    demo.queue(default_concurrency_limit=settings.workers, max_size=64, api_open=False)
+    with _server_app_built_at_launch():
+        with gr.Blocks(title="Husky AI", analytics_enabled=False, delete_cache=None) as demo:
+            gr.Markdown("# Husky AI\nIs this a husky? Drop a photo, paste one, or use your webcam.")
+            audit = audit or AuditLog()
+            with gr.Tab("Husky"):
+                husky_page(model, settings, audit, uploads, predict)
+            with gr.Tab("Mood"):
+                mood_page(settings, audit)
+        # api_open=False: the REST route /run/predict would skip the queue and its concurrency limit
+        demo.queue(default_concurrency_limit=settings.workers, max_size=64, api_open=False)
     return demo
 
 
-def husky_page(model: Predictor, settings: Settings, audit: AuditLog, uploads: UploadRegistry | None) -> None:
+@contextlib.contextmanager
+def _server_app_built_at_launch() -> Iterator[None]:
+    """gradio builds a FastAPI app of ~85 routes in Blocks(), at the end of its ``with`` and in queue(), and
+    throws each away: launch() (or gr.mount_gradio_app) builds the one it serves. The three throwaway builds
+    cost 0.2 to 0.5 s each here, a third of the start-up after ``import gradio`` (issue #17): skipped."""
+    from gradio.routes import App
+
+    real = App.__dict__.get("create_app")
+    if not isinstance(real, staticmethod):  # another gradio: leave it alone
+        yield
+        return
+    App.create_app = staticmethod(lambda *args, **kwargs: None)
+    try:
+        yield
+    finally:
+        App.create_app = real
+
+
+def husky_page(model: Predictor, settings: Settings, audit: AuditLog, uploads: UploadRegistry | None,
+               predict: Callable[..., Prediction] | None = None) -> None:
     """The husky classifier inside the current Blocks (or gr.Tab): photo, verdict, heatmap, examples, card.
 
     Every trigger answers the verdict first; the heatmap follows as a chained event (``.success``), so the
@@ -70,7 +91,7 @@ def husky_page(model: Predictor, settings: Settings, audit: AuditLog, uploads: U
             overlay = gr.Image(label="Where it looked (red: the strongest husky evidence)", type="pil",
                                format="png", interactive=False, height=360, elem_id="heatmap")
             method = gr.Textbox(label="Heatmap made by", interactive=False, max_lines=1, elem_id="heatmap-method")
-    ask = _asker(classifier(model, settings, audit), explainer(model, settings, audit), photo,
+    ask = _asker(classifier(model, settings, audit, predict), explainer(model, settings, audit), photo,
                  [scores, answer], [overlay, method, answer])
     photo.change(None, None, [overlay, method], js=CLEAR_HEATMAP_JS, api_visibility="private")
     examples = sorted(EXAMPLES_DIR.glob("*.jpg"))
