@@ -64,15 +64,22 @@ def profile(graph: bytes, options: ort.SessionOptions, size: int, runs: int) -> 
     return events[per_run:], float(np.mean(times[1:]) * 1000)
 
 
-def network_flops(graph: bytes, size: int) -> dict[str, float]:
-    """FLOPs of one batch-1 forward pass, by kind, and "total"."""
+def _bytes(event: dict) -> int:
+    """Bytes a node must read and write at least once: its float inputs (weights too) and outputs."""
+    shapes = event["args"]["input_type_shape"] + event["args"]["output_type_shape"]
+    return sum(4 * int(np.prod(v)) for s in shapes for t, v in s.items() if t == "float")
+
+
+def network_flops(graph: bytes, size: int) -> tuple[dict[str, float], dict[str, float]]:
+    """FLOPs of one batch-1 forward pass by kind (and "total"), and the bytes each kind moves."""
     options = OnnxOptions().session_options(1)
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     events, _ = profile(graph, options, size, runs=1)
-    flops = defaultdict(float, {k: 0.0 for k in KINDS})
+    flops, moved = defaultdict(float, {k: 0.0 for k in KINDS}), defaultdict(float)
     for e in events:
         flops[_kind(e)] += 2 * _macs(e)
-    return dict(flops, total=sum(flops.values()))
+        moved[_kind(e)] += _bytes(e)
+    return dict(flops, total=sum(flops.values())), dict(moved)
 
 
 def time_by_kind(graph: bytes, size: int, runs: int = 10) -> dict[str, float]:
@@ -114,19 +121,31 @@ def _timed(fn) -> float:
 
 def floor_report(graph: bytes, size: int) -> dict:
     """Everything bench/predict.py prints about the floor, as plain numbers (JSON-able)."""
-    return {"flops": network_flops(graph, size), "gflops": matmul_gflops(), "copy_gbs": copy_gbs(),
-            "ms": time_by_kind(graph, size)}
+    flops, moved = network_flops(graph, size)
+    return {"flops": flops, "bytes": moved, "gflops": matmul_gflops(), "copy_gbs": copy_gbs(64),
+            "cache_gbs": copy_gbs(8), "ms": time_by_kind(graph, size)}
+
+
+def roofline_ms(report: dict) -> float:
+    """A floor that counts memory too: each kind of op at the lower of the matmul rate and its FLOPs per
+    byte times the copy rate of an 8 MB array (the largest activation, 96x144x144 floats, is 8 MB)."""
+    kinds = [k for k in KINDS if k != "other ops"]
+    return sum(max(report["flops"][k] / (report["gflops"] * 1e9), report["bytes"][k] / (report["cache_gbs"] * 1e9))
+               for k in kinds) * 1000
 
 
 def format_profile(report: dict) -> list[str]:
-    """The floor's table: each kind's share of the FLOPs and of the time, and the rate it reaches."""
+    """The floor's table: each kind's share of the FLOPs and of the time, the rate it reaches, and the
+    memory traffic it needs at least (FLOPs per byte low: memory bound, whatever the matmul rate)."""
     flops, ms, peak = report["flops"], report["ms"], report["gflops"]
     lines = [f"{'op kind':16s} {'GFLOP':>7s} {'of FLOPs':>9s} {'ms':>7s} {'of time':>8s} {'GFLOP/s':>8s} "
-             f"{'of matmul':>10s}"]
+             f"{'of matmul':>10s} {'FLOP/byte':>10s} {'GB/s':>6s}"]
     for kind in KINDS:
-        rate = flops[kind] / 1e9 / (ms[kind] / 1000) if ms[kind] else 0.0
+        seconds, moved = ms[kind] / 1000, report["bytes"].get(kind, 0.0)
+        rate = flops[kind] / 1e9 / seconds if seconds else 0.0
+        memory = f"{flops[kind] / moved:10.1f} {moved / 1e9 / seconds:6.1f}" if flops[kind] else ""
         lines.append(f"{kind:16s} {flops[kind] / 1e9:7.3f} {flops[kind] / flops['total']:9.0%} {ms[kind]:7.2f} "
-                     f"{ms[kind] / ms['kernels']:8.0%} {rate:8.1f} {rate / peak:10.0%}")
+                     f"{ms[kind] / ms['kernels']:8.0%} {rate:8.1f} {rate / peak:10.0%} {memory}")
     lines.append(f"{'all kernels':16s} {flops['total'] / 1e9:7.3f} {'':9s} {ms['kernels']:7.2f} {'':8s} "
                  f"{flops['total'] / 1e9 / (ms['kernels'] / 1000):8.1f}   (profiled call: {ms['wall']:.1f} ms wall)")
     return lines

@@ -80,8 +80,10 @@ def report(fastai: list[float], children: list[dict], fastai_rss: float) -> None
     print(f"network: {net_flops / 1e9:.3f} GFLOP a photo at the card's input size (Conv and Gemm multiply-adds x 2, "
           "from ONNX Runtime's profile of the unoptimised graph)")
     print("matmul: " + " ".join(f"{r['gflops']:.0f}" for r in children) + f" GFLOP/s in the rounds (numpy float32, "
-          f"best of 1024-2048 squares); memory copy {floor_info['copy_gbs']:.1f} GB/s")
-    print(f"floor: {floor:.1f} ms a photo ({net_flops / 1e9:.3f} GFLOP / {gflops:.0f} GFLOP/s)")
+          f"best of 1024-2048 squares); copying 8 MB {floor_info['cache_gbs']:.1f} GB/s, 64 MB "
+          f"{floor_info['copy_gbs']:.1f} GB/s (read + write)")
+    print(f"floor: {floor:.1f} ms a photo ({net_flops / 1e9:.3f} GFLOP / {gflops:.0f} GFLOP/s); counting memory "
+          f"traffic too (roofline, profiled round): {flops.roofline_ms(floor_info):.1f} ms")
     print("rounds, ms: learn.predict " + " ".join(f"{x:.1f}" for x in fastai) + "; model.predict "
           + " ".join(f"{r['b']:.1f}" for r in children))
     print(f"{'path':34s} {'ms/photo':>9s} {'x floor':>8s} {'x learn.predict':>16s}")
