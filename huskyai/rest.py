@@ -25,7 +25,6 @@ from starlette.routing import Route
 
 from . import disclosure
 from .audit import AuditLog, audited_predict
-from .handlers import record_refusal
 from .images import InvalidImageError
 from .predictor import Prediction, Predictor
 from .serving import Settings, client_address
@@ -46,6 +45,8 @@ def answer(pred: Prediction, positive: str, detail: str) -> dict:
 def predict_route(model: Predictor, settings: Settings, audit: AuditLog,
                   predict: Callable[..., Prediction]) -> Route:
     """POST API_PATH: the photo's bytes as the body; at most ``settings.workers`` predictions at once."""
+    from .handlers import record_refusal  # imports gradio: answer() stays light without it
+
     workers: list[anyio.CapacityLimiter] = []  # made on the first request: it belongs to the server's event loop
 
     async def endpoint(request: Request) -> JSONResponse:

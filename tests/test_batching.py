@@ -74,3 +74,39 @@ def test_the_queue_refuses_a_batch_of_zero(model):
 
     with pytest.raises(ValueError):
         EngineQueue(model, max_batch=0)
+
+
+def test_the_apps_one_prediction_call_is_the_queue_only_when_it_is_on(model):
+    from huskyai.batching import EngineQueue, shared_predict
+
+    assert shared_predict(model, 0) == model.predict
+    queued = shared_predict(model, 4)
+    assert isinstance(queued.__self__, EngineQueue) and queued.__self__.max_batch == 4
+    photo = jpeg_bytes(skimage_photo("chelsea"))
+    assert queued(photo, name="chelsea.jpg") == model.predict(photo)
+
+
+def test_engine_threads_are_a_setting(monkeypatch):
+    from huskyai.serving import Settings, SettingsError
+
+    monkeypatch.delenv("HUSKYAI_ENGINE_THREADS", raising=False)
+    assert Settings.from_env().engine_threads == 0  # ONNX Runtime's own choice
+    monkeypatch.setenv("HUSKYAI_ENGINE_THREADS", "1")
+    assert Settings.from_env().engine_threads == 1
+    monkeypatch.setenv("HUSKYAI_ENGINE_THREADS", "one")
+    with pytest.raises(SettingsError, match="HUSKYAI_ENGINE_THREADS='one' is not a whole number"):
+        Settings.from_env()
+
+
+@pytest.mark.parametrize("detail", ["full", "rounded", "label"])
+def test_the_lean_routes_answer_tells_what_the_setting_allows(model, detail):
+    from huskyai.disclosure import rounded
+    from huskyai.rest import answer
+
+    pred = model.predict(jpeg_bytes(skimage_photo("chelsea")))
+    told = answer(pred, model.positive, detail)
+    assert told["label"] == pred.label
+    if detail == "label":
+        assert told == {"label": pred.label, "verdict": "Not a husky"}
+    else:
+        assert told["scores"] == (pred.scores if detail == "full" else {c: rounded(p) for c, p in pred.scores.items()})
