@@ -73,6 +73,7 @@ def report(fastai: list[float], children: list[dict], fastai_rss: float) -> None
 
     floor_info, last = children[0]["floor"], children[-1]
     a, gflops = statistics.median(fastai), med("gflops")
+    floor_info["gflops"] = gflops  # the roofline and the profile's rates use the median of the rounds too
     net_flops = floor_info["flops"]["total"]
     floor = net_flops / (gflops * 1e9) * 1000
     print(f"photo: {PHOTO.name}; huskyai engine: {last['engine_name']}; predict_batch over 32 varied photos; "
@@ -83,7 +84,7 @@ def report(fastai: list[float], children: list[dict], fastai_rss: float) -> None
           f"best of 1024-2048 squares); copying 8 MB {floor_info['cache_gbs']:.1f} GB/s, 64 MB "
           f"{floor_info['copy_gbs']:.1f} GB/s (read + write)")
     print(f"floor: {floor:.1f} ms a photo ({net_flops / 1e9:.3f} GFLOP / {gflops:.0f} GFLOP/s); counting memory "
-          f"traffic too (roofline, profiled round): {flops.roofline_ms(floor_info):.1f} ms")
+          f"traffic too (roofline): {flops.roofline_ms(floor_info):.1f} ms")
     print("rounds, ms: learn.predict " + " ".join(f"{x:.1f}" for x in fastai) + "; model.predict "
           + " ".join(f"{r['b']:.1f}" for r in children))
     print(f"{'path':34s} {'ms/photo':>9s} {'x floor':>8s} {'x learn.predict':>16s}")
