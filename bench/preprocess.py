@@ -4,9 +4,10 @@ Steps of model.preprocess on the example photo: decode, crop and resize, then sc
 three ways: as before (to_unit then normalise, each making new arrays), as now (Preprocessing.to_input,
 the same operations in place: equal to the bit), and a fused multiply-add (x * a + b, not adopted: not
 equal to the bit, so fastai's test_dl would no longer give the very same array).
-Then JPEG draft sizes on a 4000x3000 JPEG (a photo upscaled: real fine detail would differ more): what
-the decoder does now (libjpeg at 1/2, shorter side >= WORK_SIDE), a draft to twice the input size (1/4)
-and to the input size (1/8), with each result's distance from the full decode after crop and resize.
+Then JPEG draft sizes on a 4000x3000 JPEG (a photo upscaled: real fine detail would differ more), decoded,
+cropped and resized: as before (draft to WORK_SIDE, libjpeg at 1/2), as now (load_image: draft to
+JPEG_DRAFT_SIDE, twice the input, 1/4), to the input size (1/8) and in full, with each result's distance
+from the full decode (bench/decode.py --quality compares predictions on 22 photos).
 """
 
 from __future__ import annotations
@@ -19,10 +20,9 @@ import statistics
 import numpy as np
 from PIL import Image
 
-from common import PHOTO, median_ms
-
 import huskyai
-from huskyai.images import load_image
+from common import PHOTO, median_ms
+from huskyai.images import WORK_SIDE, load_image
 from huskyai.preprocess import normalise, to_unit
 
 
@@ -59,7 +59,7 @@ def main() -> None:
     steps = {"decode (huskyai.images)": lambda: load_image(data), "crop and resize": lambda: prep.crop_resize(img)}
     steps |= float_steps(prep, small)
     steps["model.preprocess, all of it"] = lambda: model.preprocess(data)
-    drafts = {"12 MP: decoder as now (1/2)": None, "12 MP: draft to 2x input (1/4)": 2 * prep.size,
+    drafts = {"12 MP: before, draft to 1152 (1/2)": WORK_SIDE, "12 MP: now, load_image (1/4)": None,
               "12 MP: draft to input (1/8)": prep.size, "12 MP: full decode": 0}
     for name, side in drafts.items():
         steps[name] = (lambda: prep.crop_resize(load_image(big))) if side is None else \

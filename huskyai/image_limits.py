@@ -19,8 +19,8 @@ MEMORY_BUDGET = 192 * 1024 * 1024  # decoded pixels + decoder buffers + the RGB 
 # (576 px) a Husky AI model uses, so the centre crop the model sees keeps its detail.
 WORK_SIDE = 1152
 # JPEGs are decoded by libjpeg at 1/2, 1/4 or 1/8 scale while their shorter side stays at least this:
-# twice the shipped model's 288 px input, the size of the largest. A 12 MP photo then costs 58 ms to
-# decode and resize instead of 127 at WORK_SIDE, within 2 grey levels of a full decode (bench/preprocess.py).
+# twice the shipped model's 288 px input, the size of the largest. A 12 MP photo then takes 0.45-0.75x
+# the time to decode and resize as at WORK_SIDE, within 2 grey levels of a full decode (bench/preprocess.py).
 JPEG_DRAFT_SIDE = WORK_SIDE // 2
 STRIP_PIXELS = 1 << 20  # conversion to RGB works on strips this large, never on a whole copy
 
