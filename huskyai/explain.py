@@ -11,7 +11,8 @@ torch nor grad-cam: serving stays torch-free until a Grad-CAM map is asked for.
 The map is made on the network's input, the photo's largest centred square resized (huskyai.preprocess),
 and mapped back with huskyai.preprocess.crop_box, the very square the prediction cropped, onto the photo
 as decoded (EXIF-oriented; reduced by an integer factor only for photos whose shorter side is at least
-twice huskyai.images' WORK_SIDE, as for every prediction): zero outside the square, whose margins the
+twice huskyai.images' WORK_SIDE, or twice JPEG_DRAFT_SIDE for JPEGs, as for every prediction): zero
+outside the square, whose margins the
 overlay dims. Both maps are relative (the photo's strongest husky evidence is 1): the overlay's caption
 gives P(husky), which says how much there is.
 """
