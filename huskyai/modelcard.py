@@ -37,6 +37,7 @@ def model_card_markdown(model: Predictor) -> str:
     if isinstance(cv, dict):
         lines += cv_lines(cv)
     lines += redteam_lines(model)
+    lines += graph_lines(card.get("graphs"), getattr(model, "precision", "fp32"))
     lines.append(f"**Model sha256:** `{_text(model.model_sha256)}`")
     lines.append(f"**Verified:** {_text(model_trust(model))}.")
     lines.append(f"**Created:** {_text(card.get('created', '?'))}.")
@@ -60,6 +61,20 @@ def training_lines(training: dict) -> list[str]:
         line = (f"**Photos:** {trained}, of which {len(training['holdout_files'])} were held out "
                 "and never trained on")
     return [line + f" (data fingerprint `{fingerprint}`)."]
+
+
+def graph_lines(graphs, precision: str) -> list[str]:
+    """Which of the export's graphs serves, when it has more than one (an INT8 graph: huskyai.quantize)."""
+    if not isinstance(graphs, dict) or len(graphs) < 2:
+        return []
+    line = f"**Serving graph:** {_text(precision)} of " + ", ".join(_text(g.get("precision", "?")) for g in
+                                                                   graphs.values() if isinstance(g, dict))
+    calibration = next((g.get("calibration") for g in graphs.values()
+                        if isinstance(g, dict) and isinstance(g.get("calibration"), dict)), None)
+    if calibration and isinstance(calibration.get("photos"), int):
+        line += (f"; INT8 calibrated on {calibration['photos']} training photos "
+                 f"(fingerprint `{_text(str(calibration.get('fingerprint', '?'))[:16])}`)")
+    return [line + "."]
 
 
 def cv_lines(cv: dict) -> list[str]:

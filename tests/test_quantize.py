@@ -107,6 +107,9 @@ def test_int8_matches_fp32_and_fp32_matches_torch(int8_export):
     int8 = huskyai.load(int8_export, precision="int8")
     reference = huskyai.load(int8_export, engine="torch")
     assert (fp32.precision, int8.precision) == ("fp32", "int8") and "signed" in int8.trust
+    from huskyai.modelcard import model_card_markdown
+
+    assert "**Serving graph:** int8 of fp32, int8; INT8 calibrated on 16 training photos" in model_card_markdown(int8)
     batch = np.stack([fp32.preprocess(p) for p in PHOTOS])
     p32, p8 = fp32.probabilities(batch), int8.probabilities(batch)
     assert np.abs(p32 - reference.probabilities(batch)).max() < 1e-4
