@@ -3,6 +3,7 @@
     python bench/load.py [--mode waves] [--requests 200] [--clients 20] [--limit 8] [--waves 3]
     python bench/load.py --mode adversarial [--seconds 40]
     python bench/load.py --mode sustained [--minutes 10]
+    python bench/load.py --mode throughput [--configs gradio:8:8,lean:8:8] [--rounds 3] [--requests 300]
 
 waves: 20 clients, each from its own loopback address (127.0.0.11, .12, ...), send 200 requests
 between them to a fresh app.py whose per-client limit is --limit a minute, then the same again from
@@ -15,6 +16,10 @@ while one attacker (127.0.0.99) sends decoding bombs (an RLE BMP of 4,000,000 x 
 bodies (announced and streamed), then alone again (calm, to see drift). Reports the honest clients'
 p50/p95 latency and errors in each phase. Must: 0 honest errors, honest p95 under attack within
 3x of calm.
+
+throughput: 20 clients ask back to back (rate limit off) through gradio's API or the lean /api/v1/predict
+route, in fresh apps with the engine queue on or off, alternating rounds; req/s, p50 and p95 against the
+unbatched gradio path in the same run.
 
 sustained: two clients ask back to back (the predictor's pace, the queue runs two at a time) for
 --minutes, with varied photos; the server's RSS is sampled every 5 s. Must: no errors, and memory
@@ -63,6 +68,25 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))] if ordered else float("nan")
 
 
+class PeakRss:
+    """The server's peak RSS (MB), sampled every half second in a thread while the ``with`` block runs."""
+
+    def __init__(self, pid: int, start: float = 0.0):
+        self.pid, self.peak = pid, start
+        self._stop = threading.Event()
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.5):
+            self.peak = max(self.peak, rss_mb(self.pid))
+
+    def __enter__(self) -> PeakRss:
+        threading.Thread(target=self._sample, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+
+
 # --- waves ------------------------------------------------------------------------------------------------------
 
 def run_waves(args: argparse.Namespace) -> int:
@@ -98,18 +122,8 @@ def run_waves(args: argparse.Namespace) -> int:
                         if key == "answered":
                             latencies.append(time.perf_counter() - t)
 
-        sampler_stop = threading.Event()
-        peak = [rss["start"]]
-
-        def sample() -> None:
-            while not sampler_stop.wait(0.5):
-                peak[0] = max(peak[0], rss_mb(proc.pid))
-
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
-        with ThreadPoolExecutor(args.clients) as pool:
+        with PeakRss(proc.pid, rss["start"]) as peak, ThreadPoolExecutor(args.clients) as pool:
             list(pool.map(one_client, range(args.clients)))
-        sampler_stop.set()
         elapsed = time.perf_counter() - started
         rss["after wave 1"] = rss_mb(proc.pid)
         # more identical waves from new addresses: memory must level off, not climb
@@ -118,7 +132,11 @@ def run_waves(args: argparse.Namespace) -> int:
                 list(pool.map(lambda i, w=wave: one_client(i + w * args.clients), range(args.clients)))
             rss[f"after wave {wave + 1}"] = rss_mb(proc.pid)
         stop(proc)
+    return report_waves(args, outcomes, latencies, elapsed, rss, peak.peak)
 
+
+def report_waves(args: argparse.Namespace, outcomes: dict[str, int], latencies: list[float], elapsed: float,
+                 rss: dict[str, float], peak: float) -> int:
     total = sum(outcomes.values())
     allowed = args.clients * min(args.limit, args.requests // args.clients) * args.waves
     print(f"{total} requests from {args.clients} clients x {args.waves} waves in {elapsed:.0f} s (first wave), "
@@ -128,7 +146,7 @@ def run_waves(args: argparse.Namespace) -> int:
     print(f"expected answered at most {allowed}; median answered latency "
           f"{statistics.median(latencies) * 1000:.0f} ms under load")
     print("server RSS: " + ", ".join(f"{k} {v:.0f} MB" for k, v in rss.items())
-          + f", peak during wave 1 {peak[0]:.0f} MB")
+          + f", peak during wave 1 {peak:.0f} MB")
     growth = [b - a for a, b in zip(list(rss.values())[1:], list(rss.values())[2:])]
     ok = outcomes["server_error"] == 0 and outcomes["wrong"] == 0 and outcomes["limited"] > 0 \
         and all(g < 50 for g in growth)
@@ -307,26 +325,22 @@ def run_adversarial(args: argparse.Namespace) -> int:
         attacker = multiprocessing.Process(target=attack, args=(base, port, stop_attack, attack_counts,
                                                                      args.only))
         attacker.start()
-        peak = [0.0]
-        sampler_stop = threading.Event()
-
-        def sample() -> None:
-            while not sampler_stop.wait(0.5):
-                peak[0] = max(peak[0], rss_mb(proc.pid))
-
-        threading.Thread(target=sample, daemon=True).start()
-        time.sleep(2)  # let the attack get going before measuring
-        results["under attack"] = honest_phase(base, args.seconds, args.pause)
-        stop_attack.set()
-        counts = attack_counts.get(timeout=180)
-        attacker.join(timeout=30)
-        sampler_stop.set()
+        with PeakRss(proc.pid) as peak:
+            time.sleep(2)  # let the attack get going before measuring
+            results["under attack"] = honest_phase(base, args.seconds, args.pause)
+            stop_attack.set()
+            counts = attack_counts.get(timeout=180)
+            attacker.join(timeout=30)
         rss["after attack"] = rss_mb(proc.pid)
         results["calm again"] = honest_phase(base, args.seconds, args.pause)
         audit = [json.loads(line) for line in (Path(work) / "audit.jsonl").read_text().splitlines()]
         cache_files = [p for p in (Path(work) / "cache").rglob("*") if p.is_file()]
         stop(proc)
+    return report_adversarial(args, results, counts, audit, rss, peak.peak, len(cache_files))
 
+
+def report_adversarial(args: argparse.Namespace, results: dict, counts: dict[str, int], audit: list[dict],
+                       rss: dict[str, float], peak: float, cache_files: int) -> int:
     print(f"10 honest clients (127.0.0.11-20), each asking then pausing {args.pause} s, {args.seconds:.0f} s a phase;"
           f" attacker {ATTACKER}")
     print(f"{'phase':<14} {'answered':>8} {'errors':>6} {'p50 ms':>7} {'p95 ms':>7}")
@@ -344,7 +358,7 @@ def run_adversarial(args: argparse.Namespace) -> int:
             refusals[key] = refusals.get(key, 0) + 1
     print("audit lines of refusals: " + "; ".join(f"{k}: {v}" for k, v in sorted(refusals.items())))
     print("server RSS: " + ", ".join(f"{k} {v:.0f} MB" for k, v in rss.items())
-          + f", peak under attack {peak[0]:.0f} MB; files left in the cache {len(cache_files)}")
+          + f", peak under attack {peak:.0f} MB; files left in the cache {cache_files}")
     calm_p95 = max(percentile(results["calm"][0], .95), percentile(results["calm again"][0], .95))
     attack_p95 = percentile(results["under attack"][0], .95)
     honest_errors = sum(len(errs) for _, errs in results.values())
@@ -395,8 +409,11 @@ def run_sustained(args: argparse.Namespace) -> int:
             t.join(timeout=120)
         cache_files = sum(1 for p in (Path(work) / "cache").rglob("*") if p.is_file())
         stop(proc)
+    return report_sustained(args, counts, errors, samples, time.perf_counter() - start, cache_files)
 
-    elapsed = time.perf_counter() - start
+
+def report_sustained(args: argparse.Namespace, counts: dict[str, int], errors: list[str],
+                     samples: list[tuple[float, float]], elapsed: float, cache_files: int) -> int:
     print(f"{args.minutes:g} minutes, 2 clients back to back: {counts['answered']} answered "
           f"({counts['answered'] / elapsed:.1f}/s), {counts['errors']} errors; files in the cache at the end "
           f"{cache_files}")
@@ -419,12 +436,21 @@ def run_sustained(args: argparse.Namespace) -> int:
 
 # --- throughput ---------------------------------------------------------------------------------------------------
 
-def throughput_round(photos: list[bytes], clients: int, requests: int, **env: str) -> dict:
-    """A fresh app.py with ``env``, rate limit off; ``clients`` ask back to back until ``requests`` are answered."""
+def lean_predict(base: str, photo: bytes, client: httpx.Client) -> dict:
+    """One photo through the lean route (huskyai.rest): its bytes as the body, the JSON answer back."""
+    response = client.post(f"{base}api/v1/predict", content=photo, headers={"content-type": "image/jpeg"})
+    response.raise_for_status()
+    return response.json()
+
+
+def throughput_round(photos: list[bytes], clients: int, requests: int, path: str, **env: str) -> dict:
+    """A fresh app.py with ``env``, rate limit off; ``clients`` ask back to back through ``path`` ("gradio":
+    upload, join, event stream; "lean": POST /api/v1/predict) until ``requests`` are answered."""
+    ask = raw_predict if path == "gradio" else lean_predict
     with tempfile.TemporaryDirectory(prefix="huskyai-throughput-") as work:
         proc, base, _ = serve(work, HUSKYAI_RATE_LIMIT="0", HUSKYAI_MAX_IN_FLIGHT="100", **env)
         try:
-            raw_predict(base, photos[0], client=client_from())  # the first answer warms the engine
+            ask(base, photos[0], client=client_from())  # the first answer warms the engine
             latencies: list[float] = []
             lock = threading.Lock()
 
@@ -432,7 +458,7 @@ def throughput_round(photos: list[bytes], clients: int, requests: int, **env: st
                 client = client_from(f"127.0.0.{11 + k}")
                 for j in range(requests // clients):
                     start = time.perf_counter()
-                    raw_predict(base, photos[(k + j) % len(photos)], client=client)
+                    ask(base, photos[(k + j) % len(photos)], client=client)
                     with lock:
                         latencies.append(time.perf_counter() - start)
 
@@ -445,9 +471,21 @@ def throughput_round(photos: list[bytes], clients: int, requests: int, **env: st
     return {"rps": len(latencies) / wall, "p50": percentile(latencies, 0.5), "p95": percentile(latencies, 0.95)}
 
 
+BASELINE = "gradio:0:2"
+
+
+def throughput_env(config: str) -> tuple[str, dict[str, str]]:
+    """"path:batch:workers[:threads]" as the path and the app's environment."""
+    path, batch, workers, *threads = config.split(":")
+    if path not in ("gradio", "lean"):
+        raise SystemExit(f"--configs: {config!r} must start with gradio: or lean:")
+    return path, {"HUSKYAI_ENGINE_BATCH": batch, "HUSKYAI_WORKERS": workers,
+                  "HUSKYAI_ENGINE_THREADS": threads[0] if threads else "0"}
+
+
 def run_throughput(args: argparse.Namespace) -> int:
-    """Unbatched (HUSKYAI_ENGINE_BATCH=0, two workers) against each configuration in --configs, alternating
-    rounds on the same photos; the median of the rounds per configuration."""
+    """The unbatched gradio path (BASELINE) against each configuration in --configs, in alternating rounds on
+    the same photos, each round a fresh app; the median of the rounds per configuration."""
     from PIL import Image
 
     rng = np.random.default_rng(0)
@@ -456,24 +494,27 @@ def run_throughput(args: argparse.Namespace) -> int:
         buf = io.BytesIO()
         Image.fromarray(rng.integers(0, 256, (480, 640, 3), dtype="uint8")).save(buf, "JPEG", quality=90)
         photos.append(buf.getvalue())
-    configs = ["0:2", *[c for c in args.configs.split(",") if c and c != "0:2"]]
+    configs = [BASELINE, *[c for c in args.configs.split(",") if c and c != BASELINE]]
     results: dict[str, list[dict]] = {c: [] for c in configs}
+    print(f"load average at the start: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
     for r in range(args.rounds):
         for config in configs:
-            batch, workers = config.split(":")
-            res = throughput_round(photos, args.clients, args.requests, HUSKYAI_ENGINE_BATCH=batch,
-                                   HUSKYAI_WORKERS=workers)
+            path, env = throughput_env(config)
+            res = throughput_round(photos, args.clients, args.requests, path, **env)
             results[config].append(res)
-            print(f"round {r + 1} batch={batch} workers={workers}: {res['rps']:.1f} req/s, p50 {res['p50']:.2f} s, "
-                  f"p95 {res['p95']:.2f} s", flush=True)
-    base = {k: statistics.median(x[k] for x in results["0:2"]) for k in ("rps", "p50", "p95")}
-    print(f"\n{args.clients} clients, {args.requests} requests a round, median of {args.rounds} rounds:")
-    print("| engine batch : workers | req/s | p50 s | p95 s | throughput vs unbatched | p95 vs unbatched |")
-    print("|---|---|---|---|---|---|")
+            print(f"round {r + 1} {config}: {res['rps']:.1f} req/s, p50 {res['p50']:.2f} s, p95 {res['p95']:.2f} s",
+                  flush=True)
+    print(f"load average at the end: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
+    base = {k: statistics.median(x[k] for x in results[BASELINE]) for k in ("rps", "p50", "p95")}
+    print(f"\n{args.clients} clients, {args.requests} requests a round, median of {args.rounds} rounds "
+          "(path:engine batch:workers[:engine threads]; the per-round ratio pairs each round with the baseline's):")
+    print("| configuration | req/s | p50 s | p95 s | throughput vs baseline | p95 vs baseline | per round |")
+    print("|---|---|---|---|---|---|---|")
     for config, rounds in results.items():
         m = {k: statistics.median(x[k] for x in rounds) for k in ("rps", "p50", "p95")}
+        per_round = ", ".join(f"{x['rps'] / b['rps']:.2f}" for x, b in zip(rounds, results[BASELINE]))
         print(f"| {config} | {m['rps']:.1f} | {m['p50']:.2f} | {m['p95']:.2f} | {m['rps'] / base['rps']:.2f}x | "
-              f"{m['p95'] / base['p95']:.2f}x |")
+              f"{m['p95'] / base['p95']:.2f}x | {per_round} |")
     return 0
 
 
@@ -489,8 +530,9 @@ def main() -> int:
     parser.add_argument("--only", default="", choices=["", "bomber", "queue_flood", "upload_flood", "oversized"],
                         help="adversarial: one of the attacker's four threads only (default: all four)")
     parser.add_argument("--minutes", type=float, default=10, help="sustained: how long")
-    parser.add_argument("--configs", default="4:4,8:8", help="throughput: engine batch:workers pairs to compare "
-                        "with the unbatched 0:2")
+    parser.add_argument("--configs", default="gradio:8:8,gradio:8:8:1,lean:0:2,lean:8:8,lean:8:8:1",
+                        help=f"throughput: path:engine batch:workers[:engine threads] to compare with {BASELINE} "
+                        "(path: gradio or lean, the /api/v1/predict route)")
     parser.add_argument("--rounds", type=int, default=3, help="throughput: alternating rounds")
     args = parser.parse_args()
     modes = {"waves": run_waves, "adversarial": run_adversarial, "sustained": run_sustained,
