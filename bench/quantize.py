@@ -18,13 +18,13 @@ import shutil
 import statistics
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 from flops import matmul_gflops, network_flops
 
 import huskyai
+from common import median_ms
 from huskyai import artifacts, quantize
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -87,15 +87,6 @@ def noise_floor(model: huskyai.Predictor, x: np.ndarray) -> None:
           f"{int(((q >= 0.5) != (p >= 0.5)).sum())} decisions changed")
 
 
-def _median_ms(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t) * 1000)
-    return statistics.median(times)
-
-
 def speed(models: dict[str, huskyai.Predictor], photo: Path, batch: list[Path], rounds: int) -> None:
     """model.predict ms and predict_batch photos/s, the models alternating within every round."""
     ms = {name: [] for name in models}
@@ -103,9 +94,8 @@ def speed(models: dict[str, huskyai.Predictor], photo: Path, batch: list[Path], 
     for r in range(rounds):
         for name in (list(models) if r % 2 == 0 else list(models)[::-1]):
             model = models[name]
-            model.predict(photo)
-            ms[name].append(_median_ms(lambda m=model: m.predict(photo), 15))
-            rate[name].append(len(batch) / _median_ms(lambda m=model: m.predict_batch(batch), 1) * 1000)
+            ms[name].append(median_ms(lambda m=model: m.predict(photo), 15, warmup=1))
+            rate[name].append(len(batch) / median_ms(lambda m=model: m.predict_batch(batch), 1, warmup=0) * 1000)
     base_ms, base_rate = statistics.median(ms["fp32"]), statistics.median(rate["fp32"])
     print(f"{'graph':18s} {'predict ms':>11s} {'x fp32':>7s} {'best ms':>8s} {'x fp32':>7s} {'faster rounds':>14s} "
           f"{'batch photos/s':>15s} {'x fp32':>7s}")
@@ -129,7 +119,8 @@ def int8_gops(n: int = 1536, repeat: int = 5) -> float:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     a = rng.integers(0, 256, (n, n), dtype=np.uint8)
-    return 2 * n ** 3 / (min(_median_ms(lambda: session.run(None, {"a": a}), 1) for _ in range(repeat)) / 1000) / 1e9
+    best_ms = min(median_ms(lambda: session.run(None, {"a": a}), 1, warmup=0) for _ in range(repeat))
+    return 2 * n ** 3 / (best_ms / 1000) / 1e9
 
 
 def floors(graph: bytes, size: int) -> None:
