@@ -98,15 +98,23 @@ def add_sign(sub) -> None:
     p.add_argument("--replace-signature", action="store_true",
                    help="re-sign a card signed with another (lost or rotated) key")
     p.add_argument("--report", help="a red-team report/summary.json for this model, added to the card as redteam.json")
+    p.add_argument("--int8", nargs="+", metavar="DATA",
+                   help="also add model.int8.onnx, calibrated on training photos from these folders (never the "
+                        "card's held-out ones); serve it with HUSKYAI_PRECISION=int8")
+    p.add_argument("--int8-photos", type=int, default=None, help="calibration photos (default 128)")
+    p.add_argument("--reduce-range", action="store_true", help="7-bit INT8 weights (CPUs without VNNI)")
 
 
 def run_sign(args: argparse.Namespace) -> int:
     from . import artifacts
     from .api import sign
 
-    done = sign(args.dir, replace_signature=args.replace_signature, redteam_report=args.report)
+    done = sign(args.dir, replace_signature=args.replace_signature, redteam_report=args.report,
+                int8_data=args.int8, int8_photos=args.int8_photos, reduce_range=args.reduce_range)
     if done.added_onnx:
         print(f"added {artifacts.ONNX_NAME} (this export predates it)")
+    if done.added_int8:
+        print(f"added {artifacts.INT8_ONNX_NAME} (check it against fp32 with bench/quantize.py before serving it)")
     print(f"signed {done.folder / artifacts.CARD_NAME} with {done.key}")
     print(f"card sha256 (pin it with {artifacts.MODEL_SHA256_ENV} where that key is not): {done.card_sha256}")
     return 0

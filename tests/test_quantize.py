@@ -77,8 +77,11 @@ def int8_export(tmp_path_factory):
         pytest.skip("needs ../shared/data/huskies and huskies-web (training photos to calibrate on)")
     folder = tmp_path_factory.mktemp("int8") / "export"
     shutil.copytree(EXPORT, folder)
-    done = huskyai.sign(folder, int8_data=[SHARED_HUSKIES, SHARED_HUSKIES.parent / "huskies-web"], int8_photos=16)
-    assert done.added_int8
+    # through the command line, as a user adds it
+    done = subprocess.run([sys.executable, "-m", "huskyai", "sign", str(folder), "--int8", str(SHARED_HUSKIES),
+                           str(SHARED_HUSKIES.parent / "huskies-web"), "--int8-photos", "16"],
+                          capture_output=True, text=True, env=python_env(), timeout=600)
+    assert done.returncode == 0 and "added model.int8.onnx" in done.stdout, done.stderr
     return folder
 
 
