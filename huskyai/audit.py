@@ -112,7 +112,7 @@ def audited_predict(model: Predictor, data: bytes, *, name: str, source: str, cl
 
 
 def audited_explain(model: Predictor, data: bytes, *, name: str, source: str, client: str, log: AuditLog,
-                    method: str = "auto"):
+                    method: str = "auto", detail: str = "full"):
     """``huskyai.explain.explain`` on encoded image bytes, audited as one prediction (its own answer), whether
     it answers or refuses. Returns the Explanation."""
     from .explain import explain
@@ -120,7 +120,7 @@ def audited_explain(model: Predictor, data: bytes, *, name: str, source: str, cl
     made = []
 
     def predict(data: bytes, name: str | None = None) -> Prediction:
-        made.append(explain(model, data, name, method=method))
+        made.append(explain(model, data, name, method=method, detail=detail))
         return made[-1].prediction
 
     audited_predict(model, data, name=name, source=source, client=client, log=log, predict=predict)

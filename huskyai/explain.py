@@ -50,11 +50,13 @@ class Explanation:
         return Path(path)
 
 
-def explain(model: Predictor, source: ImageInput, name: str | None = None, method: str = "auto") -> Explanation:
+def explain(model: Predictor, source: ImageInput, name: str | None = None, method: str = "auto",
+            detail: str = "full") -> Explanation:
     """Predict one photo (anything ``model.predict`` takes) and show where the model looked.
 
-    ``method``: "auto", "grad-cam" or "occlusion" (see the module's docstring). A photo the predictor
-    refuses raises the same InvalidImageError; "grad-cam" without torch raises MissingExtraError."""
+    ``method``: "auto", "grad-cam" or "occlusion" (see the module's docstring). ``detail``: what the
+    overlay's caption may tell of the answer (huskyai.disclosure: "full", "rounded" or "label"). A photo the
+    predictor refuses raises the same InvalidImageError; "grad-cam" without torch raises MissingExtraError."""
     if method not in METHODS:
         raise ValueError(f"unknown explanation method {method!r}: use one of {', '.join(METHODS)}")
     photo = load_image(source, name)
@@ -76,7 +78,14 @@ def explain(model: Predictor, source: ImageInput, name: str | None = None, metho
         small, used = occlusion_map(model, x), "occlusion"
     box = crop_box(photo.size, model.size)
     heatmap = to_photo(small, photo.size, box)
-    overlay = draw_overlay(photo, heatmap, box, caption(used, box, photo.size, model, prediction))
+    if detail == "full":
+        text = caption(used, box, photo.size, model, prediction)
+    else:
+        from . import disclosure
+
+        whole = (box[2] - box[0], box[3] - box[1]) == photo.size
+        text = disclosure.caption(METHOD_NAMES[used], whole, prediction, model.positive, detail)
+    overlay = draw_overlay(photo, heatmap, box, text)
     return Explanation(prediction, heatmap, overlay, used, box)
 
 

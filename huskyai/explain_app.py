@@ -1,8 +1,8 @@
 """A heatmap for the app: huskyai.explain on an upload, one audit line, and no more told than HUSKYAI_API_DETAIL
 allows.
 
-The overlay's caption written by huskyai.explain gives P(husky) to two decimals; for "rounded" and "label"
-the overlay is drawn again from the same heatmap with a caption that tells only as much (huskyai.disclosure).
+The overlay's caption gives P(husky) to two decimals under "full"; for "rounded" and "label" huskyai.explain
+writes a caption that tells only as much (huskyai.disclosure), on the one decoded photo.
 The heatmap itself is relative (its peak is 1 whatever P is), but it is still a measurement of how P moves
 under ~120 occlusions (or of a gradient): far more about the model per query than a label, which is why
 heatmaps have their own, smaller rate limit.
@@ -14,8 +14,6 @@ from PIL import Image
 
 from . import disclosure
 from .audit import AuditLog, audited_explain
-from .explain import METHOD_NAMES, Explanation, draw_overlay
-from .images import load_image
 from .photo_input import Upload
 from .predictor import Predictor
 from .serving import Settings
@@ -30,19 +28,11 @@ def explained(model: Predictor, upload: Upload, settings: Settings, client: str,
     """(overlay, method, verdict) for one upload, audited as one line of source "app-explain"; an unreadable
     photo raises InvalidImageError (audited too)."""
     shown = audited_explain(model, upload.data, name=upload.name, source=SOURCE, client=client, log=audit,
-                            method=settings.explain_method)
+                            method=settings.explain_method, detail=settings.api_detail)
     pred = shown.prediction
-    overlay = shown.overlay if settings.api_detail == "full" else _recaptioned(model, upload, shown,
-                                                                                settings.api_detail)
+    overlay = shown.overlay
     if max(overlay.size) > PAGE_SIDE:  # the caption's font scales with the width, so it stays readable
         overlay = overlay.copy()
         overlay.thumbnail((PAGE_SIDE, PAGE_SIDE), Image.Resampling.LANCZOS)
     return overlay, shown.method, disclosure.verdict(pred, model.positive, settings.api_detail)
 
-
-def _recaptioned(model: Predictor, upload: Upload, shown: Explanation, detail: str) -> Image.Image:
-    """The overlay drawn again with a caption that tells no more than ``detail`` allows."""
-    photo = load_image(upload.data, upload.name)  # decoded as explain() did: same size, same orientation
-    whole = (shown.crop_box[2] - shown.crop_box[0], shown.crop_box[3] - shown.crop_box[1]) == photo.size
-    text = disclosure.caption(METHOD_NAMES[shown.method], whole, shown.prediction, model.positive, detail)
-    return draw_overlay(photo, shown.heatmap, shown.crop_box, text)
