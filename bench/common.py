@@ -52,14 +52,16 @@ def start_server(cmd: list[str], port: int, extra_env: dict | None = None) -> tu
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/"
-    while time.perf_counter() - t0 < 300:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{cmd} exited with {proc.returncode}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return proc, time.perf_counter() - t0
-        except httpx.HTTPError:
-            time.sleep(0.05)
+    # one client for every poll: a new one per poll builds an SSL context, ~30 ms of CPU taken from the server
+    with httpx.Client(timeout=2) as http:
+        while time.perf_counter() - t0 < 300:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{cmd} exited with {proc.returncode}")
+            try:
+                if http.get(url).status_code == 200:
+                    return proc, time.perf_counter() - t0
+            except httpx.HTTPError:
+                time.sleep(0.05)
     proc.kill()
     raise TimeoutError(url)
 
