@@ -27,7 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "(or to mask)")
     p.add_argument("--max-iter", type=int, default=given, help="hopskipjump: iterations per photo")
     p.add_argument("--steps", type=int, default=given, help="perturb: PGD steps")
-    p.add_argument("--budget", type=int, default=given, help="query: queries per photo")
+    p.add_argument("--budget", type=int, default=given, help="query, hopskipjump: queries per photo")
     p.add_argument("--rate-limit", type=int, default=given, help="query, all: the app's per-minute limit to cost "
                    "against")
     p.add_argument("--cover", help="scaling: the innocent image (default: skimage coffee)")
@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         "steal": lambda: runs.run_steal(model, folders, out, args.url, **_pick(
             options, "counts", "transfer_limit", "query_limit", "budget", "rate_limit")),
         "hopskipjump": lambda: runs.run_hopskipjump(model, folders, out, args.url, **_pick(
-            options, "limit", "max_iter", "rate_limit")),
+            options, "limit", "max_iter", "rate_limit", "budget")),
         "membership": lambda: runs.run_membership(model, folders, out, **_pick(options, "boots")),
         "all": lambda: suite.run_all(model, data, out, **_pick(options, "budget_seconds", "rate_limit", "quick")),
     }

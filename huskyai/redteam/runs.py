@@ -186,7 +186,8 @@ def poison_table(rows: Sequence[dict]) -> str:
 
 
 def run_hopskipjump(model: Predictor, folders: Sequence[Path], out: Path, url: str | None = None, limit: int = 4,
-                    max_iter: int = 10, max_eval: int = 200, rate_limit: int = DEFAULT_RATE_LIMIT) -> dict:
+                    max_iter: int = 10, max_eval: int = 200, rate_limit: int = DEFAULT_RATE_LIMIT,
+                    budget: int = 1000) -> dict:
     """Label-only HopSkipJump on held-out photos the model gets right, through the app at ``url`` (run it with
     HUSKYAI_API_DETAIL=label) or the Python predictor answering labels only."""
     from .hopskipjump import hopskipjump_attack
@@ -202,12 +203,14 @@ def run_hopskipjump(model: Predictor, folders: Sequence[Path], out: Path, url: s
     # each walks back from a photo of the other class (the attacker owns photos; noise is never a husky)
     starts = [next((im for im, (_, other) in zip(images, right) if other != label), None) for _, label in right]
     r = hopskipjump_attack(victim, images, max_iter=max_iter, max_eval=max_eval, rate_limit=rate_limit,
-                           starts=starts)
-    rows = "\n".join(f"| {x['label']} | {x['start']} | {x['fooled']} | {x['linf']:.0f}/255 | {x['queries']} |"
+                           starts=starts, budget=budget)
+    rows = "\n".join(f"| {x['label']} | {x['start']} | {x['fooled']} | "
+                     + ("-" if x["linf"] is None else f"{x['linf']:.0f}/255") + f" | {x['queries']} |"
                      for x in r["runs"])
     (out / "hopskipjump.md").write_text(
         f"# Label-only HopSkipJump (ART)\n\nVictim: {url or 'the Python predictor, label only'}. {r['n']} photos, "
-        f"{max_iter} iterations: {r['success_rate']:.0%} fooled within {r['eps']}/255; median {r['median_queries']:.0f}"
+        f"{max_iter} iterations or {budget} queries: {r['success_rate']:.0%} fooled within {r['eps']}/255; "
+        f"median {r['median_queries']:.0f}"
         f" queries a photo, {r['minutes_per_photo_at_rate_limit'] or 0:.0f} minutes at {rate_limit} a minute.\n\n"
         f"| label | started from | fooled | L-inf distance | queries |\n|---|---|---|---|---|\n{rows}\n")
     return save_report(out, "hopskipjump", r)

@@ -19,7 +19,7 @@ ROUND_TWO = ("steal", "membership", "shortcut", "hopskipjump", "poison")
 QUICK = {"junk": {"n": 60}, "perturb": {"limit": 4, "steps": 3}, "query": {"limit": 2, "budget": 30},
          "steal": {"counts": (8, 16), "transfer_limit": 4, "query_limit": 2, "budget": 20},
          "membership": {"boots": 20}, "shortcut": {"limit": 3},
-         "hopskipjump": {"limit": 2, "max_iter": 2, "max_eval": 30},
+         "hopskipjump": {"limit": 2, "max_iter": 2, "max_eval": 30, "budget": 100},
          "poison": {"fractions": (0.25,), "radius": 0.25}}  # the toy model's frozen 96 px features see a big dot
 
 
@@ -42,7 +42,7 @@ def _options(clock: Clock, quick: bool) -> dict[str, dict]:
             "query": {"limit": 4 if short else 8},
             "steal": {"counts": (100, 300), "transfer_limit": 24} if clock.left() < 600 else {},
             "membership": {}, "shortcut": {"limit": 10 if clock.left() < 300 else 40},
-            "hopskipjump": {"limit": 2, "max_iter": 5}, "poison": {"fractions": (0.1,)}}
+            "hopskipjump": {"limit": 2, "max_iter": 5, "budget": 500}, "poison": {"fractions": (0.1,)}}
 
 
 def _attempt(name: str, out: Path, clock: Clock, attack: Callable[[], dict], needs: float = 0) -> dict:
