@@ -140,6 +140,7 @@ def test_explain_settings_are_read_from_the_environment(monkeypatch):
         Settings.from_env()
 
 
+@pytest.mark.slow  # an occlusion map: 7 s
 def test_a_large_photos_overlay_is_sent_at_page_size(shipped, tmp_path):
     """The page shows the overlay 360 px high: a phone photo's overlay is shrunk before it is encoded."""
     from huskyai.audit import AuditLog
