@@ -108,9 +108,14 @@ def add_sign(sub) -> None:
 def run_sign(args: argparse.Namespace) -> int:
     from . import artifacts
     from .api import sign
+    from .quantize import QuantizeError
 
-    done = sign(args.dir, replace_signature=args.replace_signature, redteam_report=args.report,
-                int8_data=args.int8, int8_photos=args.int8_photos, reduce_range=args.reduce_range)
+    try:
+        done = sign(args.dir, replace_signature=args.replace_signature, redteam_report=args.report,
+                    int8_data=args.int8, int8_photos=args.int8_photos, reduce_range=args.reduce_range)
+    except QuantizeError as err:  # e.g. a calibration folder that is not there: the card is left as it was
+        _err(str(err))
+        return 1
     if done.added_onnx:
         print(f"added {artifacts.ONNX_NAME} (this export predates it)")
     if done.added_int8:

@@ -139,3 +139,15 @@ def test_a_changed_int8_graph_is_refused(int8_export, tmp_path):
     (copy / "model.int8.onnx").write_bytes(bytes(data))
     with pytest.raises(huskyai.IntegrityError, match="model.int8.onnx: sha256"):
         huskyai.load(copy)  # even the fp32 default refuses an export with any changed file
+
+
+def test_sign_with_a_missing_calibration_folder_is_one_line_and_changes_nothing(tmp_path):
+    folder = tmp_path / "export"
+    shutil.copytree(EXPORT, folder)
+    done = subprocess.run([sys.executable, "-m", "huskyai", "sign", str(folder), "--int8", str(tmp_path / "none")],
+                          capture_output=True, text=True, env=python_env(), timeout=120)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    missing = tmp_path / "none"
+    assert done.stderr.strip() == f"error: {missing}: no such photo folder (expected one sub-folder per label)"
+    assert (folder / "model.json").read_bytes() == (EXPORT / "model.json").read_bytes()
+    assert not (folder / artifacts.INT8_ONNX_NAME).exists()
