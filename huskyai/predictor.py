@@ -159,13 +159,15 @@ class Predictor:
 
 
 def load_in_background(export_dir: str | Path | None = None, engine: str = "auto", sha256: str | None = None,
-                       trust_unsigned: bool = False, precision: str | None = None) -> Future:
+                       trust_unsigned: bool = False, precision: str | None = None,
+                       threads: int | None = None) -> Future:
     """Start loading (and warming up) a model in a thread; ``.result()`` gives the Predictor.
 
     The app uses it to verify hashes and open ONNX Runtime while ``import gradio`` runs: hashing,
     file reads and the engine's start release the GIL."""
     def load_and_warm() -> Predictor:
-        model = load(export_dir, engine, sha256=sha256, trust_unsigned=trust_unsigned, precision=precision)
+        model = load(export_dir, engine, sha256=sha256, trust_unsigned=trust_unsigned, threads=threads,
+                     precision=precision)
         model.predict(np.zeros((model.size, model.size, 3), np.uint8))  # the engine's first run is the slow one
         return model
 

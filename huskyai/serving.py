@@ -31,7 +31,6 @@ import ipaddress
 import os
 import sys
 from collections.abc import Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 UPLOAD_LIMIT_BYTES = 10 * 1024 * 1024  # one photo, uploaded or inline as a data: URL
@@ -151,7 +150,11 @@ def serve(model_dir: str | None = None, host: str | None = None, port: int | Non
         print(f"error: {err}", file=sys.stderr)
         return 1
     # hashing and ONNX Runtime's start overlap the import of gradio below
-    model = _loading(settings, sha256, trust_unsigned or settings.trust_unsigned)
+    from .predictor import load_in_background
+
+    model = load_in_background(settings.model_dir, sha256=sha256,
+                               trust_unsigned=trust_unsigned or settings.trust_unsigned,
+                               threads=settings.engine_threads or None)
     from .artifacts import IntegrityError
     from .engine import EngineError
     from .webserver import launch
@@ -168,22 +171,3 @@ def serve(model_dir: str | None = None, host: str | None = None, port: int | Non
         return 1
     return 0
 
-
-def _loading(settings: Settings, sha256: str | None, trust_unsigned: bool) -> Future:
-    """The model, loaded and warmed up in a thread (hashing, file reads and the engine's start release the
-    GIL), with the engine's thread count from the settings; ``.result()`` gives the Predictor."""
-    def load_and_warm():
-        import numpy as np
-
-        from .predictor import load
-
-        model = load(settings.model_dir, sha256=sha256, trust_unsigned=trust_unsigned,
-                     threads=settings.engine_threads or None)
-        model.predict(np.zeros((model.size, model.size, 3), np.uint8))  # the engine's first run is the slow one
-        return model
-
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="huskyai-load")
-    try:
-        return pool.submit(load_and_warm)
-    finally:
-        pool.shutdown(wait=False)
