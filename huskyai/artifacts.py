@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import IntegrityError
+from .errors import IntegrityError, UnsignedError
 from .keys import SIGNING_KEY_ENV, card_signature, key_path, signature_ok, signing_key
 
 CARD_NAME = "model.json"
@@ -153,7 +153,7 @@ def _trust(card: dict[str, Any], digest: str, folder: Path, pin: str | None, tru
         raise IntegrityError(f"{path}: the shipped model was changed (card sha256 {digest[:16]}..., the package "
                              f"pins {SHIPPED_CARD_SHA256[:16]}...); refusing to load it. Restore it with "
                              "`git checkout export/`, or pin your own with sha256= / $HUSKYAI_MODEL_SHA256")
-    raise IntegrityError(f"{path}: the model card is not signed and not pinned, so anyone could have written it; "
+    raise UnsignedError(f"{path}: the model card is not signed and not pinned, so anyone could have written it; "
                          f"refusing to load it. Pin it (sha256={digest} or ${MODEL_SHA256_ENV}), sign it "
                          "(`python -m huskyai verify DIR`, then `python -m huskyai sign DIR`), or pass "
                          "trust_unsigned=True / --trust-unsigned")

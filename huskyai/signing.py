@@ -15,9 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import artifacts
-from .errors import IntegrityError
+from .errors import IntegrityError, UnsignedError
 
-UNSIGNED = "not signed and not pinned"  # how artifacts words the refusal of a card nobody vouches for
 
 
 @dataclass
@@ -44,12 +43,12 @@ def verify(folder: str | Path | None = None, sha256: str | None = None) -> Verif
     try:
         result.trust = artifacts.open_export(result.folder, sha256=sha256).trust
         result.findings.append("trusted: " + result.trust)
-    except IntegrityError as err:
-        if UNSIGNED not in str(err):
-            result.problems.append(str(err))
-            return result
+    except UnsignedError:
         result.findings.append("UNSIGNED: huskyai.load refuses it until it is signed (`python -m huskyai sign DIR`), "
                                "pinned (sha256=...) or trusted explicitly (--trust-unsigned)")
+    except IntegrityError as err:
+        result.problems.append(str(err))
+        return result
     problems, result.pickle_note = _pickle_check(result.folder)
     result.problems += problems
     return result
