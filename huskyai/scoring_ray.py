@@ -1,12 +1,12 @@
 """The scorer on Ray Data (pip install 'huskyai[ray]'): the local pool's per-photo function, in a pool of
 scorer actors, each holding one verified one-thread model.
 
-Paths go in with ``from_items`` and each actor reads its photos itself, through the same size-limited
-reader as everywhere else: an unreadable or oversized file becomes an error row instead of failing the
-whole dataset (``read_binary_files`` would read any size into the object store, and a file that
-vanished would fail the job). On a cluster, the photos and any ``--model`` folder must be at the same
-paths on every node (a shared file system), and huskyai installed there; the shipped model is found in
-each node's own install and checked against the same pin.
+Photos (path, the identity of the file the scan found, any refusal) go in with ``from_items`` and each actor
+reads its photos itself, through the same size-limited, link-refusing reader as the local pool: an unreadable
+or oversized file becomes an error row instead of failing the whole dataset (``read_binary_files`` would read
+any size into the object store, and a file that vanished would fail the job). On a cluster, the photos and any
+``--model`` folder must be at the same paths on every node (a shared file system), and huskyai installed
+there; the shipped model is found in each node's own install and checked against the same pin.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from .predictor import Predictor
-from .scoring_pool import CHUNK, Row, load_worker_model, model_ref, result_schema, score_file
+from .scoring_pool import CHUNK, Photo, Row, inode_only, load_worker_model, model_ref, result_schema, score_file
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -28,7 +28,7 @@ CPUS_PER_ACTOR = 0.5
 
 
 class Scorer:
-    """A Ray Data actor: one verified model, a batch of paths in, a batch of result rows out."""
+    """A Ray Data actor: one verified model, a batch of photos (path, identity) in, a batch of result rows out."""
 
     def __init__(self, ref: str | None, sha256: str):
         self.model = load_worker_model(ref, sha256)
@@ -36,13 +36,13 @@ class Scorer:
     def __call__(self, batch: pa.Table) -> pa.Table:
         import pyarrow as pa
 
-        return pa.Table.from_pylist([score_file(self.model, p) for p in batch["path"].to_pylist()],
-                                    schema=result_schema())
+        photos = [Photo(*fields) for fields in zip(*(batch[c].to_pylist() for c in Photo._fields))]
+        return pa.Table.from_pylist([score_file(self.model, p) for p in photos], schema=result_schema())
 
 
 class RayPool:
     """Scorer actors on the Ray cluster at ``address`` (default: a local Ray on this machine's cores,
-    or the one this process is already connected to); a context manager, then ``map(paths)``."""
+    or the one this process is already connected to); a context manager, then ``map(photos)``."""
 
     def __init__(self, model: Predictor, workers: int | None, address: str | None):
         self.ref, self.sha256 = model_ref(model), model.model_sha256
@@ -67,12 +67,13 @@ class RayPool:
             self.workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
         return self
 
-    def map(self, paths: list[str]) -> Iterator[list[Row]]:
+    def map(self, photos: list[Photo]) -> Iterator[list[Row]]:
         import ray
 
         # a block per chunk of photos (at least one per actor, so that every actor has work)
-        blocks = min(len(paths), max(self.workers, -(-len(paths) // CHUNK)), 10_000)
-        dataset = ray.data.from_items([{"path": p} for p in paths], override_num_blocks=blocks)
+        blocks = min(len(photos), max(self.workers, -(-len(photos) // CHUNK)), 10_000)
+        items = [p._replace(identity=inode_only(p.identity))._asdict() for p in photos]  # actors may be elsewhere
+        dataset = ray.data.from_items(items, override_num_blocks=blocks)
         results = dataset.map_batches(Scorer, fn_constructor_kwargs=dict(ref=self.ref, sha256=self.sha256),
                                       batch_size=CHUNK, batch_format="pyarrow", num_cpus=CPUS_PER_ACTOR,
                                       compute=ray.data.ActorPoolStrategy(size=self.workers))

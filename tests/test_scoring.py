@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -19,7 +20,7 @@ from PIL import Image
 from conftest import EXPORT, bad_files, python_env
 from huskyai import IntegrityError
 from huskyai.cli import add_model_arguments
-from huskyai.scoring import ScoreError, add_score_arguments, list_photos, run_score, score
+from huskyai.scoring import REFUSED, ScoreError, add_score_arguments, list_photos, run_score, score
 from huskyai.scoring_pool import LocalPool
 
 HEAVY = "[m for m in ('torch', 'fastai', 'timm') if m in __import__('sys').modules]"
@@ -134,34 +135,58 @@ def test_resume_skips_scored_photos_and_adds_new_ones(tmp_path, shipped):
     assert first.scored == 5
     before, mtime = out.read_bytes(), out.stat().st_mtime_ns
     again = score(tmp_path / "p", out, shipped, workers=0, progress=False)
-    assert (again.scored, again.skipped) == (0, 5)
-    assert out.read_bytes() == before and out.stat().st_mtime_ns == mtime  # nothing new: not even rewritten
+    # the 3 scores are checked against their files and kept; the 2 refusals are tried again (only decoding
+    # can check one) and refused again: nothing new, so the file is not even rewritten
+    assert (again.scored, again.refused, again.skipped) == (2, 2, 3)
+    assert again.rescored == {REFUSED: 2}
+    assert out.read_bytes() == before and out.stat().st_mtime_ns == mtime
     old_rows = rows_by_path(out)
     new = tmp_path / "p" / "sub" / "new.png"
     Image.fromarray(np.full((64, 80, 3), 200, np.uint8)).save(new)
     third = score(tmp_path / "p", out, shipped, workers=0, progress=False)
-    assert (third.scored, third.skipped) == (1, 5)
+    assert (third.scored - third.refused, third.skipped) == (1, 3)
     rows = rows_by_path(out)
     assert {k: v for k, v in rows.items() if k != str(new)} == old_rows
     check_rows(rows, shipped, good + [new], refused)
 
 
-def test_output_of_another_model_or_not_parquet_is_refused(tmp_path, shipped):
-    photo = make_photos(tmp_path / "p", n=1)[0]
+def test_output_of_another_model_or_not_a_results_file_is_refused(tmp_path, shipped):
+    photo, other = make_photos(tmp_path / "p", n=2)
     out = tmp_path / "results.parquet"
     score(photo, out, shipped, workers=0, progress=False)
     table = pq.read_table(out)
     pq.write_table(table.set_column(5, "model_sha256", pa.array(["ab" * 32])), out)
+    before = out.read_bytes()
+    # rows of another model for photos this run does not score cannot be redone here: the file is refused
+    # rather than left mixing two models (rows of this run's own photos are scored again: test_scoring_attacks)
     with pytest.raises(ScoreError, match="another model"):
-        score(photo, out, shipped, workers=0, progress=False)
+        score(other, out, shipped, workers=0, progress=False)
+    assert out.read_bytes() == before
     out.write_text("path,label\n")
     with pytest.raises(ScoreError, match="not a parquet file"):
         score(photo, out, shipped, workers=0, progress=False)
+    (tmp_path / "results.csv").write_text("path,label\n")
+    with pytest.raises(ScoreError, match="not a results file"):
+        score(photo, tmp_path / "results.csv", shipped, workers=0, progress=False)
     with pytest.raises(ScoreError, match="existing folder"):
         score(photo, tmp_path / "no" / "results.parquet", shipped, workers=0, progress=False)
-    with pytest.raises(ScoreError, match=r"name the file \*\.parquet"):
-        score(photo, tmp_path / "results.csv", shipped, workers=0, progress=False)
-    assert not (tmp_path / "results.csv").exists()
+    with pytest.raises(ScoreError, match=r"name the file \*\.parquet or \*\.csv"):
+        score(photo, tmp_path / "results.txt", shipped, workers=0, progress=False)
+    assert not (tmp_path / "results.txt").exists()
+
+
+def test_csv_output_holds_the_same_rows_as_parquet_and_resumes(tmp_path, shipped):
+    good = make_photos(tmp_path / "p", n=3)
+    refused = add_refused(tmp_path / "p")
+    score(tmp_path / "p", tmp_path / "r.parquet", shipped, workers=0, progress=False)
+    first = score(tmp_path / "p", tmp_path / "r.csv", shipped, workers=0, progress=False)
+    assert (first.scored, first.refused) == (5, 2)
+    frame = pd.read_csv(tmp_path / "r.csv")  # as a person reads it
+    by_path = {r["path"]: r for r in frame.astype(object).where(frame.notna(), None).to_dict("records")}
+    check_rows(by_path, shipped, good, refused)
+    assert by_path == rows_by_path(tmp_path / "r.parquet")  # the same rows; probabilities survive the text exactly
+    again = score(tmp_path / "p", tmp_path / "r.csv", shipped, workers=0, progress=False)
+    assert (again.skipped, again.rescored) == (3, {REFUSED: 2})
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
