@@ -13,7 +13,7 @@ from PIL import Image
 
 from conftest import SHARED_HUSKIES, running_app, skimage_photo
 from huskyai import disclosure
-from huskyai.explain import METHOD_NAMES, draw_overlay, explain
+from huskyai.explain import METHOD_NAMES, display_size, draw_overlay, explain
 from huskyai.images import load_image
 from huskyai.predictor import Prediction
 from huskyai.serving import Settings, SettingsError
@@ -56,7 +56,7 @@ def test_the_verdict_stays_torch_free_and_explain_answers_with_overlay_method_an
     assert not torch_loaded(full_app)  # the plain verdict never imports torch
     overlay, method, said = ask(full_app, photo, "/explain")
     assert (method, said) == ("grad-cam", verdict)  # torch is installed here: auto takes Grad-CAM
-    assert Image.open(overlay).size == load_image(photo).size
+    assert Image.open(overlay).size == display_size(load_image(photo).size)
     assert np.asarray(Image.open(overlay)).std() > 10  # a photo, not a blank
     entry = audit_lines(full_app)[-1]
     assert entry["source"] == "app-explain" and entry["label"] == "husky" and entry["refused"] is None
@@ -95,7 +95,8 @@ def test_api_detail_holds_for_every_answer(tmp_path, shipped, detail):
         assert re.fullmatch(r"Husky, about \d*0%", verdict)
     # the overlay is the heatmap under a caption that tells no more than the setting allows
     shown = explain(shipped, photo, method="occlusion")
-    whole = (shown.crop_box[2] - shown.crop_box[0], shown.crop_box[3] - shown.crop_box[1]) == shown.overlay.size
+    whole = (shown.overlay_box[2] - shown.overlay_box[0], shown.overlay_box[3] - shown.overlay_box[1]) == \
+        shown.overlay.size
     told = draw_overlay(load_image(photo), shown.heatmap, shown.crop_box,
                         disclosure.caption(METHOD_NAMES[method], whole, exact, "husky", detail))
     got = np.asarray(Image.open(overlay).convert("RGB"), dtype=np.int16)

@@ -1,5 +1,6 @@
-"""Explanations: the crop mapped back onto the photo, Grad-CAM and occlusion on a model trained to look at
-one corner, the whole husky score behind the map, the torch-free path, and the shortcut check."""
+"""Explanations: the map over the network's input drawn on the crop of a display-size overlay, Grad-CAM and
+occlusion on a model trained to look at one corner, the whole husky score behind the map, the torch-free path,
+and the shortcut check."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 from PIL import Image
 
 from conftest import ROOT, bad_files, python_env, skimage_photo
-from huskyai.explain import draw_overlay, explain, to_photo
+from huskyai.explain import DISPLAY_SIDE, draw_overlay, explain
 from huskyai.images import InvalidImageError
 from huskyai.preprocess import crop_box
 
@@ -61,8 +62,8 @@ def corner_model(tmp_path_factory):
 
 
 def corner_mass(heatmap: np.ndarray) -> float:
-    """Share of the map inside the top-left quarter of the centre square (a quarter of what the model saw)."""
-    return float(heatmap[:SIDE // 2, MARGIN:MARGIN + SIDE // 2].sum() / heatmap.sum())
+    """Share of the map (over the network's input) inside its top-left quarter (a quarter of what the model saw)."""
+    return float(heatmap[:SIDE // 2, :SIDE // 2].sum() / heatmap.sum())
 
 
 @pytest.mark.slow
@@ -74,29 +75,44 @@ def test_the_map_finds_the_corner_that_carries_the_class(corner_model, method):
         e = explain(corner_model, photo, method=method)
         assert e.method == method and e.prediction.label == "husky"
         assert e.prediction == corner_model.predict(photo)
-        assert e.crop_box == (MARGIN, 0, MARGIN + SIDE, SIDE)
-        assert e.heatmap.shape == (SIDE, SIDE + 2 * MARGIN) and e.heatmap.dtype == np.float32
+        assert e.crop_box == e.overlay_box == (MARGIN, 0, MARGIN + SIDE, SIDE)  # a small photo is shown as is
+        assert e.heatmap.shape == (SIDE, SIDE) and e.heatmap.dtype == np.float32  # the network's input
         assert e.overlay.size == photo.size and e.overlay.mode == "RGB"
         assert 0 <= e.heatmap.min() and e.heatmap.max() <= 1 and e.heatmap.max() > 0.5
-        assert not e.heatmap[:, :MARGIN].any() and not e.heatmap[:, -MARGIN:].any()  # the model never saw them
         assert corner_mass(e.heatmap) > 0.5, corner_mass(e.heatmap)  # a uniform map: 0.25
+        shown, seen = np.asarray(e.overlay, dtype=np.float32), np.asarray(photo, dtype=np.float32)
+        assert np.abs(shown[:100, :MARGIN - 2] - 0.35 * seen[:100, :MARGIN - 2]).max() <= 1  # margins: dimmed only
 
 
-def test_a_map_lands_on_the_crop_box_of_the_photo():
+def heat_drawn(overlay: Image.Image) -> np.ndarray:
+    """Where an overlay of a plain grey photo differs from the photo (or its dimmed margins) by colour: the heat."""
+    pixels = np.asarray(overlay, dtype=np.int16)[:-40]  # above the caption band
+    return np.abs(pixels - pixels.mean(axis=2, keepdims=True)).max(axis=2) > 20
+
+
+@pytest.mark.parametrize("size", [(300, 200), (3000, 2000), (2000, 3000)])
+def test_the_map_is_drawn_on_the_crop_at_a_bounded_display_size(size):
+    """A map hot in the top-left quarter of what the model saw lands on the top-left quarter of the crop box,
+    scaled with the photo to at most DISPLAY_SIDE; the margins are dimmed, not heated."""
     small = np.zeros((96, 96), np.float32)
     small[:48, :48] = 1.0  # the top-left quarter of what the model saw
-    box = crop_box((300, 200), 96)
-    assert box == (50, 0, 250, 200)
-    heat = to_photo(small, (300, 200), box)
-    assert heat.shape == (200, 300)
-    assert not heat[:, :50].any() and not heat[:, 250:].any()  # the margins the model never saw
-    assert not heat[110:, :].any() and not heat[:, 160:].any()  # the rest of the square, beyond the blur
-    assert heat[:95, 50:145].min() == 1.0
-    overlay = draw_overlay(Image.new("RGB", (300, 200), "grey"), heat, box, "the model saw only the centre square")
-    pixels = np.asarray(overlay)
-    assert overlay.size == (300, 200)
-    assert pixels[100, 10].sum() < pixels[100, 200].sum()  # the margins are dimmed
-    assert tuple(pixels[50, 100]) != tuple(pixels[150, 150])  # the heat is drawn
+    photo = Image.new("RGB", size, "grey")
+    box = crop_box(size, 96)
+    overlay = draw_overlay(photo, small, box, "the model saw only the centre square")
+    scale = min(1.0, DISPLAY_SIDE / max(size))
+    assert overlay.size == (round(size[0] * scale), round(size[1] * scale)) and max(overlay.size) <= DISPLAY_SIDE
+    left, top, right, bottom = (round(v * scale) for v in box)
+    hot = heat_drawn(overlay)
+    ys, xs = np.nonzero(hot)
+    quarter = (right - left) // 2
+    assert left <= xs.min() and xs.max() <= left + quarter * 1.15  # the blur spreads a little past the quarter
+    assert top <= ys.min() and ys.max() <= top + quarter * 1.15
+    edge = 2 + max(1, overlay.width // 250)  # inside the white outline
+    assert hot[top + edge:top + quarter * 9 // 10, left + edge:left + quarter * 9 // 10].all()
+    pixels = np.asarray(overlay, dtype=np.int16)
+    margin = (left // 2, pixels.shape[0] // 2) if left else (pixels.shape[1] // 2, top // 2)
+    inside = ((left + right) // 2, (top + bottom) * 3 // 4)
+    assert pixels[margin[1], margin[0]].sum() < pixels[inside[1], inside[0]].sum()  # the margins are dimmed
 
 
 def test_a_refused_photo_raises_what_predict_raises(shipped):
