@@ -10,6 +10,12 @@ Settings come from the environment (read here and nowhere else):
     HUSKYAI_MAX_IN_FLIGHT   requests one client may have uploading, queued or running at once (default 3)
     HUSKYAI_TRUST_PROXY     reverse-proxy hops in front of the app whose X-Forwarded-For is trusted
                             (default 1 on Hugging Face Spaces, i.e. when SPACE_ID is set, else 0)
+    HUSKYAI_HEADER_TIMEOUT  seconds a connection has to send a request's headers, from its opening or from the
+                            previous answer (default 10; huskyai.connlimits)
+    HUSKYAI_BODY_TIMEOUT    seconds a request body may stall, on any route; past them it must also average
+                            1 KB/s (default 30)
+    HUSKYAI_MAX_CONNECTIONS connections one client address may hold open at once (default 20; 0: no cap); not
+                            applied when HUSKYAI_TRUST_PROXY > 0, where every connection is the proxy's
     HUSKYAI_UPLOAD_TTL      seconds an upload is kept after its last use, for a second question (default 300)
     HUSKYAI_WORKERS         predictions prepared at once (decoding runs in parallel; default 2)
     HUSKYAI_ENGINE_BATCH    >0: concurrent predictions share engine calls of up to this many photos, one call at
@@ -41,6 +47,13 @@ DEFAULT_WORKERS = 2
 DEFAULT_ENGINE_BATCH = 0
 DEFAULT_ENGINE_THREADS = 0  # ONNX Runtime's own choice: one per core
 DEFAULT_EXPLAIN_RATE_LIMIT = 6  # an explanation costs ~10 (Grad-CAM) to ~120 (occlusion) predictions
+# headers come in one packet: 10 s leaves a slow mobile link several retransmissions; a body may pause
+# while a phone changes cells; a browser tab holds up to about 7 connections (6 parallel fetches and the
+# queue's event stream), so 20 lets a few tabs (or people behind one address) in at once
+DEFAULT_HEADER_TIMEOUT = 10
+DEFAULT_BODY_TIMEOUT = 30
+DEFAULT_MAX_CONNECTIONS = 20
+IPV6_BUCKET_PREFIX = 64  # one subscriber is handed at least a /64: its addresses are one client
 API_DETAILS = ("full", "rounded", "label")
 
 
@@ -86,6 +99,9 @@ class Settings:
     api_detail: str = API_DETAILS[0]
     explain_rate_limit: int = DEFAULT_EXPLAIN_RATE_LIMIT
     explain_method: str = "auto"
+    header_timeout: float = float(DEFAULT_HEADER_TIMEOUT)
+    body_timeout: float = float(DEFAULT_BODY_TIMEOUT)
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
     host: str = "127.0.0.1"
     port: int = 7860
 
@@ -108,30 +124,47 @@ class Settings:
             api_detail=_choice_env("HUSKYAI_API_DETAIL", API_DETAILS),
             explain_rate_limit=_int_env("HUSKYAI_EXPLAIN_RATE_LIMIT", DEFAULT_EXPLAIN_RATE_LIMIT),
             explain_method=_choice_env("HUSKYAI_EXPLAIN_METHOD", METHODS),
+            header_timeout=float(_int_env("HUSKYAI_HEADER_TIMEOUT", DEFAULT_HEADER_TIMEOUT, minimum=1)),
+            body_timeout=float(_int_env("HUSKYAI_BODY_TIMEOUT", DEFAULT_BODY_TIMEOUT, minimum=1)),
+            max_connections=_int_env("HUSKYAI_MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS),
             host=host or os.environ.get("GRADIO_SERVER_NAME") or "127.0.0.1",
             port=port or _int_env("GRADIO_SERVER_PORT", 7860, minimum=1, maximum=65535),
         )
 
 
 def client_address(peer: str | None, forwarded_for: Iterable[str], trusted_hops: int) -> str:
-    """The address a request is charged to.
+    """The address a request is charged to: the one key of every per-client budget (rate limits, requests
+    in flight, connections).
 
     ``peer`` is the TCP peer; ``forwarded_for`` the X-Forwarded-For header values in order. With
     ``trusted_hops`` = N proxies in front, each appends the address it received from, so the
     client is the N-th entry from the right: anything left of it was written by the client itself
     and is ignored (a forged first hop cannot pick the rate-limit bucket).
+
+    An IPv6 client is charged as its /64 (one subscriber holds all 2**64 addresses of it, so a budget per
+    address would be no budget); an IPv4-mapped IPv6 address counts as the IPv4 address it carries.
     """
     peer = peer or "unknown"
     if trusted_hops <= 0:
-        return peer
+        return _bucket(peer) or peer
     hops = [h.strip() for value in forwarded_for for h in value.split(",") if h.strip()]
     if not hops:
-        return peer  # a request that bypassed the proxy: charged to whoever connected
+        return _bucket(peer) or peer  # a request that bypassed the proxy: charged to whoever connected
     candidate = hops[-trusted_hops] if len(hops) >= trusted_hops else hops[0]
+    return _bucket(candidate) or _bucket(peer) or peer  # not an address: a trusted proxy would not write that
+
+
+def _bucket(address: str) -> str | None:
+    """The budget ``address`` draws on (itself for IPv4, its /64 for IPv6); None when it is not an IP address."""
     try:
-        return str(ipaddress.ip_address(candidate))
+        ip = ipaddress.ip_address(address)
     except ValueError:
-        return peer  # not an address: a trusted proxy would not write that
+        return None
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((int(ip), IPV6_BUCKET_PREFIX), strict=False))
+    return str(ip)
 
 
 def serve(model_dir: str | None = None, host: str | None = None, port: int | None = None,

@@ -1,4 +1,5 @@
-"""Run the page: gradio's server with the fairness middleware in front, the upload sweeper, and a clean stop.
+"""Run the page: gradio's server with connection deadlines and the fairness middleware in front, the upload
+sweeper, and a clean stop.
 
 Start the app through :func:`huskyai.serving.serve` (``python app.py``, ``python -m huskyai serve``),
 which loads the model and calls :func:`launch`.
@@ -10,7 +11,7 @@ import asyncio
 import contextlib
 import os
 import signal
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import anyio
 import gradio as gr
@@ -18,6 +19,7 @@ from fastapi.middleware import Middleware
 
 from .audit import AuditLog
 from .batching import shared_predict
+from .connlimits import ConnectionGuard
 from .handlers import record_refusal, request_client
 from .middleware import FairServing
 from .predictor import Predictor
@@ -44,22 +46,23 @@ def launch(model: Predictor, settings: Settings) -> None:
     os.environ["FORWARDED_ALLOW_IPS"] = ""
     signal.signal(signal.SIGTERM, _interrupt)  # stop as on Ctrl-C: the server closes and uploads are swept
     try:
-        demo.launch(
-            server_name=settings.host,
-            server_port=settings.port,
-            max_file_size=settings.upload_limit,
-            enable_monitoring=False,
-            show_error=False,
-            ssr_mode=False,
-            run_history=False,  # it would keep people's photos in the browser and offer to re-send them
-            # gradio keeps ~25 KB of per-session state, and every API call is a session of its own: bounded
-            # here it levels off at ~25 MB instead of growing to ~250 MB (its default keeps 10,000)
-            state_session_capacity=1000,
-            css=CSS,
-            app_kwargs={"middleware": [_fair_serving(model, settings, audit, uploads, demo)],
-                        "routes": [predict_route(model, settings, audit, predict)],
-                        "lifespan": _sweeping(uploads, settings.upload_ttl)},
-        )
+        with _uvicorn_protocol(_connection_guard(model, settings, audit).protocol()):
+            demo.launch(
+                server_name=settings.host,
+                server_port=settings.port,
+                max_file_size=settings.upload_limit,
+                enable_monitoring=False,
+                show_error=False,
+                ssr_mode=False,
+                run_history=False,  # it would keep people's photos in the browser and offer to re-send them
+                # gradio keeps ~25 KB of per-session state, and every API call is a session of its own: bounded
+                # here it levels off at ~25 MB instead of growing to ~250 MB (its default keeps 10,000)
+                state_session_capacity=1000,
+                css=CSS,
+                app_kwargs={"middleware": [_fair_serving(model, settings, audit, uploads, demo)],
+                            "routes": [predict_route(model, settings, audit, predict)],
+                            "lifespan": _sweeping(uploads, settings.upload_ttl)},
+            )
     finally:
         uploads.sweep(everything=True)
 
@@ -75,7 +78,22 @@ def _fair_serving(model: Predictor, settings: Settings, audit: AuditLog, uploads
                       trusted_proxy_hops=settings.trusted_proxy_hops,
                       predictions=RateLimiter(settings.rate_limit), uploads_limiter=RateLimiter(settings.rate_limit),
                       uploads=uploads, queued_for=_queued_for(demo, settings.trusted_proxy_hops),
-                      on_refusal=on_refusal)
+                      on_refusal=on_refusal, idle_timeout=settings.body_timeout)
+
+
+def _connection_guard(model: Predictor, settings: Settings, audit: AuditLog) -> ConnectionGuard:
+    """huskyai.connlimits' deadlines and per-client connection cap, configured from the settings.
+
+    Behind trusted proxies (HUSKYAI_TRUST_PROXY > 0) every connection comes from a proxy, so a cap per TCP
+    peer would be one cap on everybody: it is off there, and the proxy's own per-client cap (deploy/nginx.conf's
+    limit_conn) takes its place. The deadlines hold either way."""
+
+    def on_refusal(address: str, reason: str) -> None:
+        record_refusal(audit, model, audit.client_id(address), reason)
+
+    return ConnectionGuard(header_timeout=settings.header_timeout, body_timeout=settings.body_timeout,
+                           max_per_client=0 if settings.trusted_proxy_hops > 0 else settings.max_connections,
+                           on_refusal=on_refusal)
 
 
 def _sweeping(uploads: UploadRegistry, ttl: float) -> Callable:
@@ -117,3 +135,30 @@ def _queued_for(demo: gr.Blocks, trusted_hops: int) -> Callable[[str], int]:
 
 def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
+
+
+# --- gradio internals (checked against gradio 6.31.0 and uvicorn 0.55.0) ---
+@contextlib.contextmanager
+def _uvicorn_protocol(protocol: type[asyncio.Protocol]) -> Iterator[None]:
+    """Serve every connection through ``protocol`` while gradio starts its server inside this block.
+
+    ``Blocks.launch`` builds its ``uvicorn.Config`` itself (in ``gradio.http_server.start_server``) and hands
+    it to ``gradio.http_server.Server``, with no way to pass ``http=``: a subclass of that Server, put in its
+    place for the duration, sets the protocol on the config before uvicorn loads it. WebSockets are off
+    (``ws="none"``): gradio 6 talks to the page over HTTP and server-sent events only, and an upgraded
+    connection would leave the protocol, its deadlines and its count."""
+    from gradio import http_server
+
+    original = http_server.Server
+
+    class Server(original):
+        def __init__(self, config, *args, **kwargs) -> None:
+            config.http = protocol
+            config.ws = "none"
+            super().__init__(config, *args, **kwargs)
+
+    http_server.Server = Server
+    try:
+        yield
+    finally:
+        http_server.Server = original
