@@ -8,13 +8,16 @@
     *.png, redteam.json validation plots and a red-team summary
 
 Why a card is trusted (``open_export``), first rule that applies:
-1. its sha256 equals the one the caller pins (``sha256=``, or $HUSKYAI_MODEL_SHA256);
+1. its sha256 equals the one the caller pins (``sha256=``, or the model's own variable: $HUSKYAI_MODEL_SHA256
+   for the husky model, $HUSKYAI_MOOD_MODEL_SHA256 for the mood model, so pinning one never refuses the other);
 2. its sha256 equals ``SHIPPED_CARD_SHA256``, pinned in this package for the shipped export/;
 3. it carries a valid HMAC-SHA256 signature by this machine's key ($HUSKYAI_SIGNING_KEY, or the key
    file that training creates on first use in the user's config folder, mode 0600);
 4. the caller says so explicitly (``trust_unsigned=True``), and that is shown wherever it is served.
 Each file is read once, without following symlinks, hashed in memory, and used from those bytes:
-a file swapped after the check is never what gets loaded.
+a file swapped after the check is never what gets loaded. Every listed ONNX graph must also keep to the
+graph policy (huskyai.graphpolicy: no external data, standard operator domains), checked on those bytes
+wherever files are read, so load, mood load, verify and sign all refuse a graph that reaches outside itself.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import IntegrityError, UnsignedError
+from .graphpolicy import check_graph
 from .keys import SIGNING_KEY_ENV, card_signature, key_path, signature_ok, signing_key
 
 CARD_NAME = "model.json"
@@ -43,7 +47,9 @@ MOOD_NAMES = ("mood.onnx", "importance.png", "validation.png")  # the mood model
 EXPORT_NAMES = (WEIGHTS_NAME, ONNX_NAME, INT8_ONNX_NAME, LEARNER_NAME, *PLOT_NAMES, REDTEAM_NAME,
                 *MOOD_NAMES)  # nothing else is read
 FORMAT_VERSION = 2
-MODEL_SHA256_ENV = "HUSKYAI_MODEL_SHA256"
+MODEL_SHA256_ENV = "HUSKYAI_MODEL_SHA256"  # the operator's pin for the husky model
+MOOD_MODEL_SHA256_ENV = "HUSKYAI_MOOD_MODEL_SHA256"  # ... and for the mood model (huskyai.mood)
+GRAPH_SUFFIX = ".onnx"  # a listed file with this suffix is an ONNX graph, checked by the graph policy
 
 
 def _shipped_folder() -> Path:
@@ -128,11 +134,13 @@ class VerifiedExport:
     files: dict[str, bytes] = field(repr=False)
 
 
-def _trust(card: dict[str, Any], digest: str, folder: Path, pin: str | None, trust_unsigned: bool) -> str:
+def _trust(card: dict[str, Any], digest: str, folder: Path, pin: str | None, trust_unsigned: bool,
+           pin_env: str) -> str:
     path = folder / CARD_NAME
     if pin:
         if digest != pin.strip().lower():
-            raise IntegrityError(f"{path}: its sha256 {digest[:16]}... is not the pinned {pin[:16]}...; "
+            raise IntegrityError(f"{path}: its sha256 {digest[:16]}... is not the pinned {pin[:16]}... "
+                                 f"(sha256= or ${pin_env}); "
                                  "the model was changed or is not the one you pinned, refusing to load it")
         return "card sha256 pinned by the operator"
     if digest in SHIPPED_CARDS.values():
@@ -141,7 +149,7 @@ def _trust(card: dict[str, Any], digest: str, folder: Path, pin: str | None, tru
         key = signing_key()
         if key is None:
             raise IntegrityError(f"{path}: the card is signed, but there is no signing key here ({key_path()} or "
-                                 f"${SIGNING_KEY_ENV}); pin it with sha256= / ${MODEL_SHA256_ENV} instead")
+                                 f"${SIGNING_KEY_ENV}); pin it with sha256= / ${pin_env} instead")
         if not signature_ok(card, key):
             raise IntegrityError(f"{path}: the model card's signature is wrong (edited, or signed with another "
                                  "key); refusing to load it")
@@ -152,9 +160,9 @@ def _trust(card: dict[str, Any], digest: str, folder: Path, pin: str | None, tru
     if folder.resolve() == DEFAULT_EXPORT:
         raise IntegrityError(f"{path}: the shipped model was changed (card sha256 {digest[:16]}..., the package "
                              f"pins {SHIPPED_CARD_SHA256[:16]}...); refusing to load it. Restore it with "
-                             "`git checkout export/`, or pin your own with sha256= / $HUSKYAI_MODEL_SHA256")
+                             f"`git checkout export/`, or pin your own with sha256= / ${pin_env}")
     raise UnsignedError(f"{path}: the model card is not signed and not pinned, so anyone could have written it; "
-                         f"refusing to load it. Pin it (sha256={digest} or ${MODEL_SHA256_ENV}), sign it "
+                         f"refusing to load it. Pin it (sha256={digest} or ${pin_env}), sign it "
                          "(`python -m huskyai verify DIR`, then `python -m huskyai sign DIR`), or pass "
                          "trust_unsigned=True / --trust-unsigned")
 
@@ -168,8 +176,8 @@ def resolve(name_or_folder: str | Path | None) -> Path:
 
 
 def _read_listed(dir_fd: int, card: dict[str, Any], folder: Path, strict: bool) -> tuple[dict[str, bytes], list[str]]:
-    """The bytes of every file the card lists that matches its hash, and a line per file that does not.
-    ``strict``: raise IntegrityError at the first problem instead."""
+    """The bytes of every file the card lists that matches its hash and, for an ONNX graph, the graph
+    policy; and a line per file that does not. ``strict``: raise IntegrityError at the first problem instead."""
     files: dict[str, bytes] = {}
     problems: list[str] = []
     for name, expected in card["files"].items():
@@ -179,6 +187,8 @@ def _read_listed(dir_fd: int, card: dict[str, Any], folder: Path, strict: bool) 
             if actual != expected:
                 raise IntegrityError(f"{folder / name}: sha256 {actual[:16]}... does not match the model card "
                                      f"({expected[:16]}...); the file was changed after export, refusing to load it")
+            if name.endswith(GRAPH_SUFFIX):
+                check_graph(data, str(folder / name))
         except IntegrityError as err:
             if strict:
                 raise
@@ -188,17 +198,18 @@ def _read_listed(dir_fd: int, card: dict[str, Any], folder: Path, strict: bool) 
     return files, problems
 
 
-def open_export(folder: str | Path | None = None, sha256: str | None = None,
-                trust_unsigned: bool = False) -> VerifiedExport:
+def open_export(folder: str | Path | None = None, sha256: str | None = None, trust_unsigned: bool = False,
+                pin_env: str = MODEL_SHA256_ENV) -> VerifiedExport:
     """Read, trust-check and hash an export folder (or a shipped model by name); IntegrityError with one
-    clear line otherwise."""
+    clear line otherwise. ``pin_env`` names the environment variable that pins this model when ``sha256``
+    is not given: $HUSKYAI_MODEL_SHA256 (the husky model), or ``MOOD_MODEL_SHA256_ENV`` for the mood model."""
     folder = resolve(folder)
     dir_fd = _open_folder(folder)
     try:
         card_bytes = _read_at(dir_fd, CARD_NAME, folder, max_bytes=1 << 20)
         card = parse_card(card_bytes, folder / CARD_NAME)
         digest = hashlib.sha256(card_bytes).hexdigest()
-        trust = _trust(card, digest, folder, sha256 or os.environ.get(MODEL_SHA256_ENV), trust_unsigned)
+        trust = _trust(card, digest, folder, sha256 or os.environ.get(pin_env), trust_unsigned, pin_env)
         files, _ = _read_listed(dir_fd, card, folder, strict=True)
     finally:
         os.close(dir_fd)
