@@ -1,11 +1,14 @@
 """Inference engines behind the predictor, each built from verified bytes, never from a path:
 ONNX Runtime on the export's own model.onnx (default: fast, no torch), or torch on model.safetensors
 (the reference, and the fallback where onnxruntime or the graph is missing).
+Every ONNX Runtime session Husky AI serves from is made by ``ort_session``, the one owner of how a session
+is built from graph bytes.
 """
 
 from __future__ import annotations
 
 import io
+import os
 import warnings
 from dataclasses import dataclass, replace
 
@@ -14,6 +17,29 @@ import numpy as np
 
 class EngineError(RuntimeError):
     """No inference engine could be set up."""
+
+
+# where ONNX Runtime looks for a graph's external data files: a path under the null device, where no file
+# can ever exist, so a graph that names one fails to load instead of reading the working folder
+EXTERNAL_DATA_FOLDER = os.path.join(os.devnull, "no-external-data")
+LOAD_FORMAT = "ONNX"  # never ONNX Runtime's own flatbuffer format, which it would detect from the bytes
+
+
+def ort_session(graph: bytes, options=None):
+    """An ONNX Runtime session on the CPU for ``graph`` (verified bytes, already held to huskyai.graphpolicy),
+    with ``options`` (an ``onnxruntime.SessionOptions``; default: ONNX Runtime's own).
+
+    Two session settings stand behind the graph policy as a second wall. From bytes, ONNX Runtime 1.32 reads
+    an initializer's external data relative to the working folder (it refuses absolute paths and ".."), and
+    ``session.model_external_initializers_file_folder_path`` moves that to a folder that cannot exist; it has
+    no setting that forbids external data outright. ``session.load_model_format`` = "ONNX" makes it parse the
+    bytes as the protobuf the policy checked, never as its own format."""
+    import onnxruntime as ort
+
+    options = options or ort.SessionOptions()
+    options.add_session_config_entry("session.model_external_initializers_file_folder_path", EXTERNAL_DATA_FOLDER)
+    options.add_session_config_entry("session.load_model_format", LOAD_FORMAT)
+    return ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
 
 
 def torch_network(arch: str, n_classes: int, weights: bytes, with_softmax: bool = True):
@@ -93,13 +119,10 @@ class OnnxEngine:
     name = "onnx"
 
     def __init__(self, graph: bytes, threads: int | None = None, options: OnnxOptions | None = None):
-        import onnxruntime as ort
-
         options = options or OnnxOptions()
         self.options = replace(options, threads=threads or options.threads)
         batch = 1 if self.options.fixed_batch else None
-        self.session = ort.InferenceSession(graph, self.options.session_options(batch),
-                                            providers=["CPUExecutionProvider"])
+        self.session = ort_session(graph, self.options.session_options(batch))
         self.input_name = self.session.get_inputs()[0].name
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:

@@ -6,8 +6,13 @@ import subprocess
 import sys
 
 import numpy as np
+import onnxruntime as ort
+import pytest
+from onnxruntime.capi.onnxruntime_pybind11_state import Fail, InvalidProtobuf
 
 from conftest import EXPORT, python_env, skimage_photo
+
+MOOD_GRAPH = EXPORT.parent / "export-mood" / "mood.onnx"
 
 
 def test_onnx_matches_torch_on_varied_photos():
@@ -72,3 +77,50 @@ def test_every_session_option_gives_the_same_probabilities():
         assert np.abs(engine(batch) - reference).max() < 1e-5, options
         assert np.abs(engine(batch[1:2]) - reference[1:2]).max() < 1e-5, options
     assert engine(batch[:0]).shape == (0, 2)
+
+
+# ---- the second wall: how every session is made (behind huskyai.graphpolicy) ------------------------
+
+def _graph_reading(location: str) -> bytes:
+    """A graph whose output is the first 4 bytes of the file ``location`` (ONNX external data)."""
+    from onnx import TensorProto, helper
+
+    leak = TensorProto(name="leak", data_type=TensorProto.UINT8, dims=[4], data_location=TensorProto.EXTERNAL)
+    for key, value in (("location", location), ("offset", "0"), ("length", "4")):
+        entry = leak.external_data.add()
+        entry.key, entry.value = key, value
+    graph = helper.make_graph([helper.make_node("Cast", ["leak"], ["y"], to=TensorProto.FLOAT)], "leak",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])], [leak])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+
+
+def test_every_session_refuses_external_data_even_where_the_working_folder_holds_it(tmp_path, monkeypatch):
+    """Were a graph with external data ever to get past the policy, the sessions Husky AI makes would not
+    read the file that plain ONNX Runtime reads from the working folder."""
+    from huskyai.engine import OnnxEngine, OnnxOptions, ort_session
+
+    (tmp_path / "secret.key").write_bytes(b"KEY!")
+    monkeypatch.chdir(tmp_path)
+    graph = _graph_reading("secret.key")
+    bare = ort.InferenceSession(graph, providers=["CPUExecutionProvider"])
+    assert bytes(bare.run(None, {"x": np.zeros(1, np.float32)})[0].astype(np.uint8)) == b"KEY!"
+    for make in (lambda: ort_session(graph), lambda: OnnxEngine(graph, options=OnnxOptions(fixed_batch=False))):
+        with pytest.raises(Fail, match="External data path validation failed"):
+            make()
+
+
+def test_every_session_refuses_onnx_runtimes_own_format(tmp_path):
+    """ONNX Runtime loads its flatbuffer format when it recognises the bytes; ours parse only ONNX, as the
+    graph policy does."""
+    from huskyai.engine import ort_session
+
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "mood.ort")
+    options.add_session_config_entry("session.save_model_format", "ORT")
+    ort.InferenceSession(str(MOOD_GRAPH), options, providers=["CPUExecutionProvider"])
+    flatbuffer = (tmp_path / "mood.ort").read_bytes()
+    assert ort.InferenceSession(flatbuffer, providers=["CPUExecutionProvider"]).get_inputs()[0].name == "x"
+    with pytest.raises(InvalidProtobuf, match="protobuf parsing failed"):
+        ort_session(flatbuffer)
+    assert ort_session(MOOD_GRAPH.read_bytes()).get_inputs()[0].name == "x"

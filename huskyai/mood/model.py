@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from .. import artifacts
+from ..engine import ort_session
 from ..errors import IntegrityError
 from .diary import DATE, DiaryError
 from .features import DAY_OF_WEEK, WEEKDAYS, LagRules, Preprocessing, engineer
@@ -43,10 +44,9 @@ class MoodPrediction:
 
 class MoodModel:
     def __init__(self, folder: str | Path | None = None, sha256: str | None = None, trust_unsigned: bool = False):
-        import onnxruntime as ort
-
         folder = shipped_folder() if folder is None or str(folder) == "mood" else Path(folder)
-        verified = artifacts.open_export(folder, sha256=sha256, trust_unsigned=trust_unsigned)
+        verified = artifacts.open_export(folder, sha256=sha256, trust_unsigned=trust_unsigned,
+                                         pin_env=artifacts.MOOD_MODEL_SHA256_ENV)
         card = verified.card
         if card.get("kind") != "mood" or card.get("onnx") not in verified.files:
             raise IntegrityError(f"{folder}: not a mood model export (its card is not of kind 'mood')")
@@ -58,7 +58,7 @@ class MoodModel:
         self.rules = LagRules(**{k: tuple(v) if isinstance(v, list) else v for k, v in card["lag_rules"].items()})
         self.numeric, self.categorical = card["features"]["numeric"], card["features"]["categorical"]
         self.target = card["target"]
-        self.session = ort.InferenceSession(verified.files[card["onnx"]], providers=["CPUExecutionProvider"])
+        self.session = ort_session(verified.files[card["onnx"]])
         self.sources = self.prep.column_sources()
         self.reference = self.prep.reference()
 
@@ -135,5 +135,6 @@ class MoodModel:
 
 
 def load(folder: str | Path | None = None, sha256: str | None = None, trust_unsigned: bool = False) -> MoodModel:
-    """The mood model in ``folder`` (default: the shipped one, trained on a SYNTHETIC diary), verified."""
+    """The mood model in ``folder`` (default: the shipped one, trained on a SYNTHETIC diary), verified.
+    ``sha256`` pins its card (default: $HUSKYAI_MOOD_MODEL_SHA256; the husky model's pin does not apply here)."""
     return MoodModel(folder, sha256, trust_unsigned)
