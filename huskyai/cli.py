@@ -77,12 +77,16 @@ def add_verify(sub) -> None:
     p = _command(sub, "verify", "check every model file against the model card and who vouches for it", run_verify)
     p.add_argument("dir", nargs="?", help="export folder or shipped model's name (default: the shipped model)")
     p.add_argument("--sha256", help="the sha256 of model.json you trust (or $HUSKYAI_MODEL_SHA256)")
+    p.add_argument("--trust-unsigned", action="store_true",
+                   help="check an unsigned, unpinned export's files without failing on the missing signature "
+                        "(load refuses it unless trusted the same way)")
 
 
 def run_verify(args: argparse.Namespace) -> int:
+    """Every check verify made, one line each; exit 1 wherever huskyai.load would refuse the export."""
     from .api import verify
 
-    result = verify(args.dir, sha256=args.sha256)
+    result = verify(args.dir, sha256=args.sha256, trust_unsigned=args.trust_unsigned)
     for line in result.findings:
         print(f"OK   {line}")
     if result.pickle_note:

@@ -1,12 +1,14 @@
 """Writing an export: plots, weights and ONNX graph, the model card, and the move into place.
 
-The export is staged in a hidden folder inside ``out`` and moved in file by file, the old card
-removed first and the new one written last, so a crash half-way never leaves a loadable mix.
+The export is staged in a hidden, private folder inside ``out`` and moved in file by file
+(huskyai.safewrite.move_into_place), the old card removed first and the new one written last, so a crash
+half-way never leaves a loadable mix. Every file is written through huskyai.safewrite, which never follows a
+link; a symlink or other non-regular file planted in ``out`` under an export's name is refused.
 """
 
 from __future__ import annotations
 
-import os
+import io
 import platform
 import shutil
 import tempfile
@@ -18,12 +20,13 @@ import numpy as np
 import torch
 from fastai.learner import Learner
 
-from . import artifacts
+from . import artifacts, safewrite
 from .config import TrainConfig
 from .data import PhotoSet, Sample
 from .model import HuskyNet
 from .plots import save_confusion_matrix, save_top_losses
 from .preprocess import Preprocessing
+from .safewrite import move_into_place
 
 
 def versions() -> dict[str, str]:
@@ -37,25 +40,21 @@ def versions() -> dict[str, str]:
 
 def save_weights_and_graph(model: HuskyNet, size: int, folder: Path) -> None:
     """model.safetensors, and the same network with its softmax as model.onnx (what serving runs)."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     from .engine import onnx_bytes
 
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / artifacts.WEIGHTS_NAME))
+    weights = save({k: v.contiguous() for k, v in model.state_dict().items()})
+    safewrite.write_file(folder, artifacts.WEIGHTS_NAME, weights)
     graph = onnx_bytes(torch.nn.Sequential(model, torch.nn.Softmax(dim=1)).eval(), size)
-    (folder / artifacts.ONNX_NAME).write_bytes(graph)
+    safewrite.write_file(folder, artifacts.ONNX_NAME, graph)
 
 
-def move_into_place(stage: Path, out: Path) -> None:
-    """Replace the export in ``out`` by the staged one; only the export's own files are touched.
-    The old card goes first and the new one last, so a crash half-way leaves no loadable mix."""
-    (out / artifacts.CARD_NAME).unlink(missing_ok=True)
-    for name in artifacts.EXPORT_NAMES:
-        if (stage / name).is_file():
-            os.replace(stage / name, out / name)
-        else:
-            (out / name).unlink(missing_ok=True)  # no file of an older model may linger
-    os.replace(stage / artifacts.CARD_NAME, out / artifacts.CARD_NAME)
+def _plot(folder: Path, name: str, draw) -> None:
+    """A plot drawn into memory by ``draw(file)`` and written as ``name`` through huskyai.safewrite."""
+    buffer = io.BytesIO()
+    draw(buffer)
+    safewrite.write_file(folder, name, buffer.getvalue())
 
 
 def model_card(learn: Learner, photos: PhotoSet, data, held: list[Sample], config: TrainConfig, threshold: float,
@@ -102,22 +101,23 @@ def write_export(out: str | Path, learn: Learner, card: dict, valid_probs: np.nd
     model.int8.onnx, calibrated on training photos that are not held out (huskyai.quantize)."""
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
+    safewrite.check_destinations(out, safewrite.NAMES)  # a link planted in out is refused before any work
     stage = Path(tempfile.mkdtemp(prefix=".export-", dir=out))  # same file system: files move atomically
     try:
-        save_confusion_matrix(card["metrics"]["validation"], card["classes"], stage / "confusion_matrix.png",
-                              "validation")
-        save_top_losses(learn, valid_probs, stage / "top_losses.png")
+        _plot(stage, "confusion_matrix.png",
+              lambda f: save_confusion_matrix(card["metrics"]["validation"], card["classes"], f, "validation"))
+        _plot(stage, "top_losses.png", lambda f: save_top_losses(learn, valid_probs, f))
         if config.pickle:
             report("warning: learner.pkl is a pickle: whoever loads it with fastai.load_learner runs "
                    "whatever it holds; share model.safetensors and model.json instead")
-            learn.export(stage / artifacts.LEARNER_NAME)
+            learn.export(stage / artifacts.LEARNER_NAME)  # fastai writes it itself, into our own private stage
         save_weights_and_graph(learn.model, card["input_size"], stage)
         if int8_data:
             from .quantize import add_to_export
 
             report(f"quantizing {artifacts.ONNX_NAME} to INT8 (an option: fp32 stays the default)")
             card = add_to_export(stage, dict(card), (stage / artifacts.ONNX_NAME).read_bytes(), list(int8_data))
-        card = artifacts.write_card(stage, card, artifacts.signing_key(create=True) if config.sign else None)
+        card = safewrite.write_card(stage, card, artifacts.signing_key(create=True) if config.sign else None)
         move_into_place(stage, out)
     finally:
         shutil.rmtree(stage, ignore_errors=True)

@@ -134,17 +134,28 @@ def graph_fields(calibration: CalibrationSet, data_dirs: Sequence[str | Path], r
             "onnxruntime": onnxruntime.__version__, "calibration": calibration.card_fields(data_dirs)}
 
 
-def add_to_export(folder: Path, card: dict, graph: bytes, data_dirs: Sequence[str | Path],
-                  count: int = DEFAULT_PHOTOS, reduce_range: bool = False) -> dict:
-    """Write the INT8 version of ``graph`` (the export's verified fp32 model.onnx) into ``folder`` and record
-    it in ``card``: its hash, and under "graphs" each graph's precision and the calibration set. The caller
-    writes (and signs) the card."""
+def int8_for_export(card: dict, graph: bytes, data_dirs: Sequence[str | Path], count: int = DEFAULT_PHOTOS,
+                    reduce_range: bool = False) -> tuple[bytes, dict]:
+    """The INT8 version of ``graph`` (the export's verified fp32 model.onnx), and ``card`` with it recorded:
+    its hash, and under "graphs" each graph's precision and the calibration set. Nothing is written."""
     from . import artifacts
 
     calibration = calibration_set(data_dirs, card, count)
     int8 = quantize_graph(graph, photo_batches(calibration.paths, Preprocessing.from_card(card)), reduce_range)
-    (Path(folder) / artifacts.INT8_ONNX_NAME).write_bytes(int8)
-    card["graphs"] = {artifacts.ONNX_NAME: {"precision": "fp32"},
-                      artifacts.INT8_ONNX_NAME: graph_fields(calibration, data_dirs, reduce_range)}
+    card = dict(card, graphs={artifacts.ONNX_NAME: {"precision": "fp32"},
+                              artifacts.INT8_ONNX_NAME: graph_fields(calibration, data_dirs, reduce_range)})
     card["files"] = dict(card.get("files", {}), **{artifacts.INT8_ONNX_NAME: artifacts.sha256(int8)})
+    return int8, card
+
+
+def add_to_export(folder: Path, card: dict, graph: bytes, data_dirs: Sequence[str | Path],
+                  count: int = DEFAULT_PHOTOS, reduce_range: bool = False) -> dict:
+    """Write the INT8 version of ``graph`` into ``folder`` as model.int8.onnx (through huskyai.safewrite: never
+    through a link) and return ``card`` with it recorded (``int8_for_export``). The caller writes (and signs)
+    the card."""
+    from . import artifacts, safewrite
+
+    safewrite.check_destinations(folder, [artifacts.INT8_ONNX_NAME])  # before the slow work
+    int8, card = int8_for_export(card, graph, data_dirs, count, reduce_range)
+    safewrite.write_file(folder, artifacts.INT8_ONNX_NAME, int8)
     return card

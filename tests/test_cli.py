@@ -183,6 +183,27 @@ def test_verify_returns_what_the_cli_prints(tmp_path):
         huskyai.sign(copy)  # sign refuses what verify refuses
 
 
+def test_verify_fails_where_load_would_refuse(tmp_path):
+    """A copy of the shipped export with an edited card is nobody's: load refuses it, so verify must not say OK
+    and exit 0. Its files all match the card, so sign (the remedy verify names) still signs it."""
+    import shutil
+
+    copy = tmp_path / "export"
+    shutil.copytree(EXPORT, copy)
+    card = json.loads((copy / "model.json").read_text())
+    (copy / "model.json").write_text(json.dumps(card | {"decision_threshold": 0.0}))  # everything is a husky
+    with pytest.raises(huskyai.IntegrityError, match="not signed and not pinned"):
+        huskyai.load(copy)
+    proc = run("verify", str(copy), check_code=1)
+    fail = [line for line in proc.stdout.splitlines() if line.startswith("FAIL")]
+    assert len(fail) == 1 and "not signed and not pinned" in fail[0] and "huskyai sign DIR" in fail[0]
+    assert not huskyai.verify(copy).ok and huskyai.verify(copy).trust is None
+    checked = run("verify", str(copy), "--trust-unsigned", check_code=0).stdout  # files only, on request
+    assert "matches its model card" in checked and "UNSIGNED" in checked and "FAIL" not in checked
+    huskyai.sign(copy)
+    assert huskyai.verify(copy).ok and "signed" in run("verify", str(copy), check_code=0).stdout
+
+
 BLOCK_TORCH = """
 import json, sys
 

@@ -1,4 +1,5 @@
-"""Train on a diary and write the mood export: model.json (the card), mood.onnx and two PNGs, all hashed.
+"""Train on a diary and write the mood export: model.json (the card), mood.onnx and two PNGs, all hashed,
+all written through huskyai.safewrite (never through a link planted in the folder).
 
 The card holds everything serving needs besides the ONNX graph: the diary's columns and which of them a
 person controls, the lag rules, the preprocessing (means, stds, categories), the typical day, the
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import artifacts
+from .. import artifacts, safewrite
 from .diary import DiaryError, read_diary
 from .features import LagRules
 from .models import MODELS, to_onnx
@@ -51,15 +52,16 @@ def train_export(csv: str | Path, out: str | Path, target: str = "mood", models:
     graph = to_onnx(winner, model, len(prep.columns))
     truth = read_truth(csv)
     synthetic = truth is not None
-    (out / ONNX_FILE).write_bytes(graph)
-    (out / VALIDATION_FILE).write_bytes(validation_png(result.dates, result.actual, result.predictions[winner],
-                                                       winner, result.predictions["mean_7_days"], synthetic))
-    (out / IMPORTANCE_FILE).write_bytes(importance_png(result.importance, synthetic))
+    safewrite.write_files(out, {
+        ONNX_FILE: graph,
+        VALIDATION_FILE: validation_png(result.dates, result.actual, result.predictions[winner], winner,
+                                        result.predictions["mean_7_days"], synthetic),
+        IMPORTANCE_FILE: importance_png(result.importance, synthetic)})
     card = _card(diary, result, winner, prep, rules, schema or default_schema(), truth)
     card["training"] |= {"final_fit_seconds": round(final_seconds, 2),
                          "total_seconds": round(time.perf_counter() - started, 2), "data_sha256": _sha256(csv)}
     card["onnx_check"] = _onnx_check(graph, model, prep, diary, rules)
-    return artifacts.write_card(out, card, artifacts.signing_key(create=True) if sign else None)
+    return safewrite.write_card(out, card, artifacts.signing_key(create=True) if sign else None)
 
 
 def _card(diary, result, winner: str, prep, rules: LagRules, schema: dict, truth: dict | None) -> dict:
@@ -85,8 +87,10 @@ def _card(diary, result, winner: str, prep, rules: LagRules, schema: dict, truth
 
 
 def _clean_folder(out: Path) -> Path:
-    """The export folder, created; refuses one that holds a husky export, removes a previous mood export."""
+    """The export folder, created; refuses one that holds a husky export or a link (or anything but a regular
+    file) under an export's name, removes a previous mood export."""
     out.mkdir(parents=True, exist_ok=True)
+    safewrite.check_destinations(out, safewrite.NAMES)
     if (out / artifacts.WEIGHTS_NAME).exists() or (out / artifacts.ONNX_NAME).exists():
         raise DiaryError(f"{out}: holds a husky model export; write the mood model to its own folder")
     for name in (artifacts.CARD_NAME, *artifacts.MOOD_NAMES):
