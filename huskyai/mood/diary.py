@@ -6,17 +6,29 @@ the CSV line and the column: a bad date, a duplicate date, a missing or non-nume
 cell in a numeric column (then treated as missing). Missing days are reported too; the features of the
 day after a gap treat the gap as unknown. What cannot be skipped raises DiaryError: no such file, no date
 column, an unknown target, too few days left.
+
+The values a day can have come from one place, the column schema (huskyai/mood/diary-schema.json, each
+column's ``range``): :func:`column_ranges` reads them, :func:`checked_number` holds one value to them
+(refusing it with :class:`OutOfRangeError`, naming the column and its range), and a diary's cell outside
+its column's range is reported and treated as missing, like a cell that is not a number. A column the
+schema does not list may hold any finite number up to :data:`ANY_NUMBER` in size.
 """
 
 from __future__ import annotations
 
+import functools
 import io
+import json
+import math
+import numbers
 from dataclasses import dataclass, field
+from importlib.resources import files
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from ..clienttext import one_line
 from ..data import DataError
 
 DATE = "date"
@@ -24,10 +36,77 @@ DEFAULT_TARGET = "mood"
 MIN_DAYS = 30  # below this, a time split leaves too few days to learn or to judge anything
 NUMERIC_SHARE = 0.8  # a column is numeric when at least this share of its filled cells are numbers
 MAX_BYTES = 20 * 1024 * 1024  # a diary of decades is under 1 MB
+SCHEMA_FILE = "diary-schema.json"
+ANY_NUMBER = 1e12  # the size limit of a column the schema does not list: float32 holds it, and no diary needs more
+SHOWN = 40  # characters of a refused value repeated in a message
+UNITLESS = ("count", "category", "units")
 
 
 class DiaryError(DataError):
     """A diary that cannot be used, with a message naming the file, the line and the column."""
+
+
+class OutOfRangeError(DiaryError):
+    """A value no day can have (outside its column's range, not finite, not a number); ``column`` names it."""
+
+    def __init__(self, column: str, message: str):
+        super().__init__(message)
+        self.column = column
+
+
+@dataclass(frozen=True)
+class Range:
+    """The smallest and largest value of a column, both allowed, and its unit."""
+    low: float
+    high: float
+    unit: str = ""
+
+    def __str__(self) -> str:
+        unit = f" {self.unit}" if self.unit and self.unit not in UNITLESS else ""
+        return f"{self.low:g} to {self.high:g}{unit}"
+
+
+ANY = Range(-ANY_NUMBER, ANY_NUMBER)
+
+
+def schema() -> dict:
+    """The shipped column schema (huskyai/mood/diary-schema.json): units, ranges, and what a person controls."""
+    return json.loads(files("huskyai.mood").joinpath(SCHEMA_FILE).read_text())
+
+
+@functools.cache
+def column_ranges() -> dict[str, Range]:
+    """Each schema column's range (numeric columns only)."""
+    return {name: Range(float(spec["range"][0]), float(spec["range"][1]), spec.get("unit", ""))
+            for name, spec in schema()["columns"].items() if "range" in spec}
+
+
+def range_of(column: str) -> Range:
+    """``column``'s range in the schema; :data:`ANY` for a column it does not list."""
+    return column_ranges().get(column, ANY)
+
+
+def checked_number(column: str, value: object, allowed: Range, blank_nan: bool = False) -> float | None:
+    """``value`` as a float within ``allowed``, or None for a blank (unknown). Anything else (not a number,
+    infinite, NaN unless ``blank_nan``, outside the range, an integer too large for a float) raises
+    OutOfRangeError with one line naming ``column`` and its range."""
+    if value is None or value is pd.NA or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, str):  # a number written out, as a CSV or a form has it
+        try:
+            value = float(value.strip()) if len(value) <= SHOWN else value
+        except ValueError:
+            pass
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise OutOfRangeError(column, f"{column}: {shown(value)} is not a number; give a number from {allowed}")
+    if value != value:  # NaN
+        if blank_nan:
+            return None
+        raise OutOfRangeError(column, f"{column}: NaN is not a number; give a number from {allowed}, "
+                                      "or leave it empty for unknown")
+    if not allowed.low <= value <= allowed.high:  # exact for any int, however large, and for infinities
+        raise OutOfRangeError(column, f"{column}: {shown(value)} is outside its range, {allowed}")
+    return float(value)
 
 
 @dataclass
@@ -59,7 +138,7 @@ def read_diary(source: str | Path | pd.DataFrame, target: str = DEFAULT_TARGET, 
     raw = raw.assign(_line=np.arange(len(raw)) + 2)  # CSV line numbers: the header is line 1
     raw = _parse_dates(raw, name, problems)
     if has_target:
-        raw[target] = _numeric(raw, target, name, problems)
+        raw[target] = _numeric(raw, target, name, problems, checked=False)  # its scale is the diary's own
         if require_target:
             _report_missing_target(raw, target, name, problems)
     features = [c for c in raw.columns if c not in (DATE, target, "_line")]
@@ -101,7 +180,7 @@ def _raw_frame(source: str | Path | pd.DataFrame) -> tuple[pd.DataFrame, str]:
 def _parse_dates(raw: pd.DataFrame, name: str, problems: list[str]) -> pd.DataFrame:
     dates = pd.to_datetime(raw[DATE], errors="coerce", format="ISO8601")
     for line, cell in zip(raw["_line"][dates.isna()], raw[DATE][dates.isna()]):
-        problems.append(f"{name} line {line}, column '{DATE}': {_shown(cell)} is not a date (YYYY-MM-DD); "
+        problems.append(f"{name} line {line}, column '{DATE}': {shown(cell)} is not a date (YYYY-MM-DD); "
                         "row skipped")
     raw = raw.assign(**{DATE: dates.dt.normalize()})[dates.notna()]
     duplicated = raw[DATE].duplicated(keep="first")
@@ -118,14 +197,21 @@ def _is_numeric(cells: pd.Series) -> bool:
     return len(filled) > 0 and pd.to_numeric(filled, errors="coerce").notna().mean() >= NUMERIC_SHARE
 
 
-def _numeric(raw: pd.DataFrame, column: str, name: str, problems: list[str]) -> pd.Series:
-    """The column as floats; each cell that is filled but not a number is reported and becomes missing."""
+def _numeric(raw: pd.DataFrame, column: str, name: str, problems: list[str], checked: bool = True) -> pd.Series:
+    """The column as floats; each cell that is filled but not a number, or (when ``checked``) outside the
+    column's range, is reported and becomes missing."""
     values = pd.to_numeric(raw[column], errors="coerce").astype(float)
     values[~np.isfinite(values)] = np.nan
     bad = values.isna() & raw[column].notna() & (raw[column].str.strip() != "")
     for line, cell in zip(raw["_line"][bad], raw[column][bad]):
-        problems.append(f"{name} line {line}, column '{column}': {_shown(cell)} is not a number; "
+        problems.append(f"{name} line {line}, column '{column}': {shown(cell)} is not a number; "
                         "treated as missing")
+    allowed = range_of(column) if checked else ANY
+    outside = values.notna() & ((values < allowed.low) | (values > allowed.high))
+    for line, cell in zip(raw["_line"][outside], raw[column][outside]):
+        problems.append(f"{name} line {line}, column '{column}': {shown(cell)} is outside its range, {allowed}; "
+                        "treated as missing")
+    values[outside] = np.nan
     return values
 
 
@@ -151,6 +237,12 @@ def _missing_days(index: pd.Index, name: str) -> list[str]:
             for day, gap in gaps[gaps > pd.Timedelta(days=1)].items()]
 
 
-def _shown(cell: object) -> str:
-    text = str(cell)
-    return repr(text if len(text) <= 40 else text[:40] + "...")
+def shown(cell: object) -> str:
+    """A value as a message repeats it: a number as written (a huge integer by its size), text quoted, on one
+    line of at most SHOWN characters."""
+    if isinstance(cell, numbers.Integral) and not isinstance(cell, bool):
+        digits = int(int(cell).bit_length() * math.log10(2)) + 1
+        return str(cell) if digits <= 15 else f"a number of about {digits} digits"
+    if isinstance(cell, numbers.Real) and not isinstance(cell, bool):
+        return f"{float(cell):g}"
+    return repr(one_line(cell, SHOWN))

@@ -6,18 +6,29 @@ calendar day before: after a missing day the lags are unknown, and unknown value
 mean. Numbers are standardised with the training days' means and stds; categories become one-hot
 columns (a level never seen in training is all zeros). All of it is plain pandas and numpy, and
 written into the model card, so serving rebuilds exactly the same matrix without the training code.
+
+Every value a day to predict may carry is held to a range before anything is computed (:func:`check_days`):
+a diary column to its schema range (huskyai.mood.diary), a feature made from a column to that column's
+range, the target's own history to the model's target range. The matrix itself must be finite, as a last
+wall for a caller that skipped the check.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from .diary import DiaryError, Range, checked_number, range_of
+
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 DAY_OF_WEEK = "day_of_week"
 DAYS_SINCE_CAP = 30  # "a month or more" is all the model needs to know
+DAYS_SINCE_PREFIX = "days_since_"
+DAYS_SINCE_RANGE = Range(0, 36500, "days")  # given by hand: the model caps it at DAYS_SINCE_CAP
 
 
 @dataclass
@@ -50,7 +61,7 @@ def engineer(days: pd.DataFrame, numeric: list[str], categorical: list[str], tar
             out[name], sources[name] = past.rolling(window, min_periods=1).mean(), column
     for column in rules.days_since:
         if column in numeric:
-            name = f"days_since_{column}"
+            name = f"{DAYS_SINCE_PREFIX}{column}"
             out[name], sources[name] = _days_since(full[column].astype(float)), column
     for column in categorical:
         out[column], sources[column] = full[column].astype("string"), column
@@ -112,7 +123,50 @@ class Preprocessing:
         for column, levels in self.categories.items():
             cells = frame[column].astype("string") if column in frame else pd.Series([pd.NA] * len(frame))
             blocks.append(np.stack([(cells == level).fillna(False).to_numpy(bool) for level in levels], axis=1))
-        return np.concatenate(blocks, axis=1).astype(np.float32)
+        with np.errstate(over="ignore"):  # a value float32 cannot hold becomes inf, refused just below
+            matrix = np.concatenate(blocks, axis=1).astype(np.float32)
+        finite = np.isfinite(matrix)
+        if not finite.all():
+            column = self.columns[int(np.argmin(finite.all(axis=0)))]
+            raise DiaryError(f"{column}: a value too large for the model; check the day's values are in range")
+        return matrix
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def input_ranges(prep: Preprocessing, target: str, target_range: tuple[float, float]) -> dict[str, Range]:
+    """The range of every number a day to predict may carry, by name: the diary's columns, the target (a
+    frame of days may hold its history) and the engineered features (``sleep_hours_mean3`` takes the range
+    of ``sleep_hours``; ``mood_yesterday`` the target's)."""
+    ranges = {target: Range(*target_range)}
+    for name in prep.numeric:
+        source = prep.sources.get(name, name)
+        if name.startswith(DAYS_SINCE_PREFIX):
+            ranges[name] = DAYS_SINCE_RANGE
+        elif source == target:
+            ranges[name] = ranges[target]
+        else:
+            ranges[name] = ranges.setdefault(source, range_of(source))
+    return ranges
+
+
+def check_days(days: Mapping[str, Any] | pd.DataFrame, ranges: Mapping[str, Range]
+               ) -> dict[str, Any] | pd.DataFrame:
+    """``days`` (one day as a dict, or a frame of days) with every number named in ``ranges`` checked and
+    made a float; blanks are left out of a dict (unknown). In a frame NaN is a blank, as pandas has it;
+    given for one day it is refused. The first value outside its range raises OutOfRangeError naming it."""
+    if isinstance(days, Mapping):
+        checked = {}
+        for name, value in days.items():
+            if name in ranges:
+                value = checked_number(name, value, ranges[name])
+            if value is not None and not (isinstance(value, str) and not value.strip()):
+                checked[name] = value
+        return checked
+    frame = days.copy()
+    for name in frame.columns:
+        if name in ranges:
+            frame[name] = [checked_number(name, v, ranges[name], blank_nan=True) for v in frame[name].tolist()]
+            frame[name] = frame[name].astype(float)
+    return frame
