@@ -270,6 +270,7 @@ def cases() -> list[tuple[str, callable]]:
         ("PNG RGBA 10200x2300 (full size)", lambda: save(Image.new("RGBA", (10200, 2300), (200, 30, 30, 128)),
                                                          "PNG")),
         ("PNG grey 16384x1640 interlaced", lambda: png_solid(*side16, 8, 0, interlace=1)),
+        ("PNG grey 16384x2300, 42 KB (heatmap bomb)", lambda: save(Image.new("L", (16384, 2300), 128), "PNG")),
         ("PNG RGB 16384x1640 interlaced (over)", lambda: png_solid(*side16, 8, 2, interlace=1)),
         ("PNG LA 45 MP", lambda: save(Image.new("LA", (7750, 5800), (90, 128)), "PNG")),
         ("PNG palette 64 MP, transparent", lambda: save(Image.new("P", (8000, 8000), 3), "PNG", transparency=3)),
