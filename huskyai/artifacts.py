@@ -167,6 +167,12 @@ def _trust(card: dict[str, Any], digest: str, folder: Path, pin: str | None, tru
                          "trust_unsigned=True / --trust-unsigned")
 
 
+def pin_env_for(card: dict[str, Any]) -> str:
+    """The variable that pins a model of this card's kind: what a check of any export folder (``verify``)
+    compares it with. A door that knows its model (huskyai.load, the mood model) names its own instead."""
+    return MOOD_MODEL_SHA256_ENV if card.get("kind") == "mood" else MODEL_SHA256_ENV
+
+
 def resolve(name_or_folder: str | Path | None) -> Path:
     """The export folder meant by a shipped model's name ("husky"), a folder path, or None (the shipped one).
     A name wins over a folder of that name in the working directory: write ./husky for the folder."""

@@ -271,6 +271,8 @@ def test_pinning_the_husky_model_leaves_the_shipped_mood_model_serving(tmp_path,
     monkeypatch.setenv(artifacts.MODEL_SHA256_ENV, artifacts.sha256((own / "model.json").read_bytes()))
     assert "operator" in huskyai.load(own).trust
     assert "pinned in the huskyai package" in mood.load().trust  # the husky pin is not the mood model's
+    mood_card = json.loads((MOOD_EXPORT / "model.json").read_text())  # a folder checked by its card's kind
+    assert artifacts.open_export(MOOD_EXPORT, pin_env=artifacts.pin_env_for(mood_card)).card["kind"] == "mood"
     with pytest.raises(IntegrityError, match=r"is not the pinned .*\$HUSKYAI_MODEL_SHA256"):
         huskyai.load()  # ... and still refuses any other husky model
     monkeypatch.setenv(artifacts.MOOD_MODEL_SHA256_ENV, "ab" * 32)
