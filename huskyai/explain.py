@@ -45,6 +45,9 @@ Box = tuple[int, int, int, int]  # (left, top, right, bottom) in pixels
 
 @dataclass(frozen=True)
 class Explanation:
+    """One photo's answer and where the model looked: the map at the network's input size (the crop the model
+    saw), the overlay at most DISPLAY_SIDE long, and where that crop lies in the photo and in the overlay."""
+
     prediction: Prediction  # what model.predict says for the same photo
     heatmap: np.ndarray  # float32 SxS in [0, 1] over the network's input (S = model.size): the crop_box square
     overlay: Image.Image  # RGB: the photo at display_size(), the heatmap blended over overlay_box, and a caption

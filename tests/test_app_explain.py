@@ -143,9 +143,10 @@ def test_explain_settings_are_read_from_the_environment(monkeypatch):
 
 @pytest.mark.slow  # an occlusion map: 7 s
 def test_a_large_photos_overlay_is_sent_at_page_size(shipped, tmp_path):
-    """The page shows the overlay 360 px high: a phone photo's overlay is shrunk before it is encoded."""
+    """The page shows the overlay 360 px high: a phone photo's overlay is drawn at most DISPLAY_SIDE long."""
     from huskyai.audit import AuditLog
-    from huskyai.explain_app import PAGE_SIDE, explained
+    from huskyai.explain import DISPLAY_SIDE
+    from huskyai.explain_app import explained
     from huskyai.photo_input import Upload
 
     big = skimage_photo("coffee").resize((2400, 1800))
@@ -154,5 +155,5 @@ def test_a_large_photos_overlay_is_sent_at_page_size(shipped, tmp_path):
     settings = Settings(explain_method="occlusion")
     overlay, method, verdict = explained(shipped, Upload(path.read_bytes(), "big.jpg"), settings, "test",
                                          AuditLog(tmp_path / "audit.jsonl"))
-    assert overlay.size == (PAGE_SIDE, PAGE_SIDE * 1800 // 2400) and method == "occlusion"
+    assert overlay.size == (DISPLAY_SIDE, DISPLAY_SIDE * 1800 // 2400) and method == "occlusion"
     assert verdict.startswith("Not a husky")
