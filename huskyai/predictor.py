@@ -60,7 +60,8 @@ class Predictor:
 
     def __init__(self, export_dir: str | Path | None = None, engine: str = "auto", sha256: str | None = None,
                  trust_unsigned: bool = False, threads: int | None = None, precision: str | None = None):
-        export = artifacts.open_export(export_dir, sha256=sha256, trust_unsigned=trust_unsigned)
+        export = artifacts.open_export(export_dir, sha256=sha256, trust_unsigned=trust_unsigned,
+                                       pin_env=artifacts.MODEL_SHA256_ENV)  # the husky model's pin, not the mood's
         self.export_dir = export.folder
         self.card = export.card
         if artifacts.WEIGHTS_NAME not in export.files:
@@ -182,8 +183,9 @@ def load(export_dir: str | Path | None = None, engine: str = "auto", sha256: str
     """Load the shipped model (or the export folder ``export_dir``) once its card is trusted and every
     file matches it; IntegrityError otherwise.
 
-    A card is trusted when its sha256 is ``sha256`` (or $HUSKYAI_MODEL_SHA256), is the shipped one
-    pinned in this package, carries this machine's signature, or ``trust_unsigned`` is given.
+    A card is trusted when its sha256 is ``sha256`` (or $HUSKYAI_MODEL_SHA256, the husky model's own pin), is
+    the shipped one pinned in this package, carries this machine's signature, or ``trust_unsigned`` is given.
+    Every ONNX graph it lists must keep to the graph policy (huskyai.graphpolicy).
     ``engine``: "auto" (ONNX Runtime on the export's graph when installed, else torch), "onnx" or "torch";
     ``threads``: ONNX Runtime's threads for one call (default: every core; a pool of processes wants 1).
     ``precision``: "fp32" (the default) or "int8", the export's model.int8.onnx when it has one
