@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import hashlib
 import io
 import os
 import re
@@ -223,6 +224,7 @@ def _linked_folder(root: Path, match: Path, links: dict[Path, bool]) -> Path | N
 
 
 def _read_list(path: Path, report: Report) -> list[Photo]:
+    """The photos a text file names; an entry below the list's folder is not reached through a linked folder."""
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (UnicodeDecodeError, OSError) as err:
@@ -230,8 +232,17 @@ def _read_list(path: Path, report: Report) -> list[Photo]:
     names = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
     if not names:
         raise ScoreError(f"{path}: the list of photos is empty")
-    paths = dict.fromkeys(os.path.abspath(path.parent / name) for name in names)  # once each, in order
-    return [photo for p in paths if (photo := _photo(p, report, named=True))]
+    root = Path(os.path.abspath(path.parent))
+    links: dict[Path, bool] = {}
+    found = []
+    for entry in dict.fromkeys(os.path.abspath(root / name) for name in names):  # once each, in order
+        # below the list's folder, as in a folder scan, no linked folder is entered
+        folder = _linked_folder(root, Path(entry), links) if Path(entry).is_relative_to(root) else None
+        if folder is not None:
+            report(f"skipped {entry}: reached through {folder}, a symbolic link to a folder, not followed")
+        elif photo := _photo(entry, report, named=True):
+            found.append(photo)
+    return found
 
 
 # ---- the results file -----------------------------------------------------------------------------
@@ -339,9 +350,12 @@ def row_problem(row: Row, model: Predictor) -> str | None:
         return None if isinstance(error, str) and error and label is None and p is None else MALFORMED
     if sha is None or label not in model.classes or not isinstance(p, float) or not 0.0 <= p <= 1.0:
         return MALFORMED  # (NaN is not between 0 and 1)
-    decided = p >= model.threshold if len(model.classes) == 2 else p > 0.5 or None
-    if decided is not None and (label == model.positive) != decided:
-        return MALFORMED  # the label disagrees with its own probability under this model's threshold
+    # the label must agree with its own probability: with two classes, the card's threshold decides; with
+    # more, the positive class wins at least whenever it holds more than half of the probability
+    if len(model.classes) == 2 and (label == model.positive) != (p >= model.threshold):
+        return MALFORMED
+    if len(model.classes) > 2 and label != model.positive and p > 0.5:
+        return MALFORMED
     return None
 
 
@@ -357,7 +371,7 @@ def _reuse(rows: list[Row], photo: Photo, model: Predictor) -> str | None:
     if row["error"] is not None and row["sha256"] is not None:
         return REFUSED
     try:
-        now: tuple[str | None, str | None] = (_sha256(read_photo(photo.path, photo.identity)), None)
+        now: tuple[str | None, str | None] = (hashlib.sha256(read_photo(photo.path, photo.identity)).hexdigest(), None)
     except InvalidImageError as err:
         now = (None, str(err))
     if row["sha256"] is None:  # refused when read: it must still be refused in the same words
@@ -365,21 +379,16 @@ def _reuse(rows: list[Row], photo: Photo, model: Predictor) -> str | None:
     return None if now[0] == row["sha256"] else CHANGED
 
 
-def _sha256(data: bytes) -> str:
-    import hashlib
-
-    return hashlib.sha256(data).hexdigest()
-
-
 @dataclass
-class _Plan:
+class ResumePlan:
     keep: list[Row]  # rows staying in the output as they are
     todo: list[Photo]  # photos to score
     rescored: Counter  # rows already in the output that are not reused, by reason
     skipped: int  # photos of this run whose row is kept
 
 
-def plan(photos: list[Photo], old: list[Row], model: Predictor, out: Path, progress: bool = False) -> _Plan:
+def plan_resume(photos: list[Photo], old: list[Row], model: Predictor, out: Path,
+                progress: bool = False) -> ResumePlan:
     """What to keep from ``old`` and what to score. Rows of photos outside this run are kept only if this
     model could have written them (otherwise ScoreError: they cannot be scored again here, and the file
     must not mix models); rows of this run's photos are checked by :func:`_reuse`."""
@@ -416,7 +425,7 @@ def plan(photos: list[Photo], old: list[Row], model: Predictor, out: Path, progr
             rescored[reason] += len(by_path[photo.path])
     kept = {r["path"] for r in keep}
     todo = [p for p in photos if p.path not in kept]
-    return _Plan(keep, todo, rescored, skipped)
+    return ResumePlan(keep, todo, rescored, skipped)
 
 
 # ---- scoring --------------------------------------------------------------------------------------
@@ -472,15 +481,15 @@ def score(source: Source, out: str | os.PathLike, model: Predictor | str | os.Pa
     sources = [source] if isinstance(source, (str, os.PathLike)) else list(source)
     photos = list({p.path: p for s in sources for p in find_photos(s, report)}.values())  # each photo once
     old = read_results(out)
-    todo = plan(photos, old, model, out, progress)
-    if todo.rescored:
-        report(f"{out}: {sum(todo.rescored.values())} rows already there are not reused, their photos are scored "
-               f"again: " + ", ".join(f"{n} {why}" for why, n in todo.rescored.items()))
+    resume = plan_resume(photos, old, model, out, progress)
+    if resume.rescored:
+        report(f"{out}: {sum(resume.rescored.values())} rows already there are not reused, their photos are scored "
+               f"again: " + ", ".join(f"{n} {why}" for why, n in resume.rescored.items()))
     start = time.perf_counter()
-    rows = (_score_into(out, old, todo.keep, todo.todo, _backend(model, workers, use_ray, ray_address), progress)
-            if todo.todo else [])
-    return ScoreSummary(out, len(rows), sum(r["error"] is not None for r in rows), todo.skipped,
-                        time.perf_counter() - start, model.model_sha256, dict(todo.rescored))
+    backend = _backend(model, workers, use_ray, ray_address)
+    rows = _score_into(out, old, resume.keep, resume.todo, backend, progress) if resume.todo else []
+    return ScoreSummary(out, len(rows), sum(r["error"] is not None for r in rows), resume.skipped,
+                        time.perf_counter() - start, model.model_sha256, dict(resume.rescored))
 
 
 def _output_path(out: str | os.PathLike) -> Path:
@@ -493,7 +502,10 @@ def _output_path(out: str | os.PathLike) -> Path:
         raise ScoreError(f"{out}: a symbolic link; results are never read or written through one: choose "
                          f"another --out")
     if out.suffix.lower() == ".parquet":
-        require("score", "huskyai score --out *.parquet (or write *.csv, which needs only pandas)")
+        try:
+            require("score", "huskyai score --out *.parquet")
+        except MissingExtraError as err:
+            raise MissingExtraError(f"{err}; or name the file *.csv, which needs only pandas") from None
     return out
 
 

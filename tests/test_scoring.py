@@ -221,4 +221,5 @@ def test_ray_matches_predict_batch_and_resumes(tmp_path, shipped):
     assert (done.scored, done.refused) == (len(good) + 2, 2)
     check_rows(rows_by_path(out), shipped, good, refused)
     again = score(tmp_path / "p", out, shipped, use_ray=True, progress=False)
-    assert (again.scored, again.skipped) == (0, len(good) + 2)
+    assert (again.scored, again.refused, again.skipped) == (2, 2, len(good))  # refusals are tried again
+    check_rows(rows_by_path(out), shipped, good, refused)
