@@ -189,7 +189,8 @@ def client(app_server):
 
 # --- a serving install: the training stack unimportable (tests/test_packaging.py, tests/test_browser.py) ---
 # What a serving install (requirements.txt, or `pip install huskyai`) lacks: serving must never need them.
-TRAINING_ONLY = ("torch", "torchvision", "fastai", "timm", "safetensors", "onnx", "sklearn", "matplotlib")
+TRAINING_ONLY = ("torch", "torchvision", "fastai", "timm", "safetensors", "sklearn", "matplotlib", "skl2onnx",
+                 "pytorch_grad_cam", "cleanlab", "art", "skimage", "pyarrow", "ray")
 
 BLOCKER = f'''
 import sys
