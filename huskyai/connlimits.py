@@ -22,6 +22,8 @@ for every connection, with three rules:
 
 The base is uvicorn's pure-Python ``H11Protocol`` rather than whatever ``http="auto"`` would pick, so the
 rules run the same on every install; which phase a connection is in is read from h11's public states.
+The subclass also reads uvicorn's own per-connection attributes (``cycle``, ``flow``, ``conn``), checked
+against uvicorn 0.55.0; tests/test_deadlines.py runs it in a real uvicorn server.
 """
 
 from __future__ import annotations
