@@ -3,12 +3,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt  # -e .[dev]
-# the browser tests drive Debian's chromium (Playwright's own browser download needs the internet)
-if [ ! -x /usr/bin/chromium ]; then
+# Debian's packages the tests drive: chromium for the browser tests (Playwright's own browser download needs
+# the internet), nginx for the front door in deploy/, redis-server for limits shared by replicas
+need=()
+[ -x /usr/bin/chromium ] || need+=(chromium)
+[ -x /usr/sbin/nginx ] || need+=(nginx)
+[ -x /usr/bin/redis-server ] || need+=(redis-server)
+if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
   else
-    echo "note: install Debian's chromium (sudo apt-get install chromium) to run the browser tests" >&2
+    echo "note: install Debian's ${need[*]} (sudo apt-get install ${need[*]}) to run the tests that need them" >&2
   fi
 fi
 python -m pytest --durations=10 "$@"
