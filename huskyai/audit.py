@@ -6,27 +6,58 @@ model's sha256 and how the model was verified ("trust"). Refusals made before an
 (rate limit, requests in flight, body too large, queue full) get a line too, without image fields.
 The image itself is never written anywhere.
 
+A client must not be able to erase the log by filling it, since rotation drops the oldest file. So:
+
+- every line is at most :data:`LINE_CAP` bytes: each field is bounded, and a line still over the cap
+  has its longest text cut (it stays valid JSON and says ``"truncated": true``);
+- refusals are summarised per client: the first :data:`REFUSALS_PER_MINUTE` of a client's minute are
+  written one by one, the rest are counted and written as one line, "N more refusals from client X this
+  minute" (``source`` "audit", ``suppressed`` N), when the minute closes (at the next line after it) or
+  at shutdown;
+- answers are never summarised: the app's per-client rate limit bounds them.
+
+So one client adds at most (rate limit + REFUSALS_PER_MINUTE + 1) lines of at most LINE_CAP bytes a
+minute, and the default rotation (:data:`DEFAULT_MAX_BYTES` x :data:`DEFAULT_BACKUPS` old files) keeps
+more than a day of that (docs/security.md has the arithmetic; tests/test_audit_flood.py holds it).
+
 Path: $HUSKYAI_AUDIT_LOG (default ~/.local/state/huskyai/audit.jsonl; "off" disables it). The file
-rotates at $HUSKYAI_AUDIT_MAX_BYTES (default 10 MB), keeping 5 old files. Client ids are salted with
+rotates at $HUSKYAI_AUDIT_MAX_BYTES (default 10 MiB), keeping 10 old files. Client ids are salted with
 $HUSKYAI_AUDIT_SALT, or with a random salt kept beside the log (mode 600), so the same client gets
 the same id across restarts while the log holds no IP address.
 """
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import logging
 import logging.handlers
 import os
 import secrets
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from .clienttext import one_line
 from .images import describe
 from .predictor import Prediction, Predictor
+
+LINE_CAP = 1024  # bytes of one line, its newline included
+REFUSALS_PER_MINUTE = 5  # a client's refusals written one by one in a minute; the rest are counted
+WINDOW_SECONDS = 60.0
+DEFAULT_MAX_BYTES = 10 * 1024 * 1024
+DEFAULT_BACKUPS = 10
+MAX_OPEN_WINDOWS = 100_000  # clients with a minute of refusals open at once; beyond, the oldest is closed early
+# characters kept of each text field (the line cap is the final bound; these keep any one field from crowding
+# out the others)
+FIELD_LIMITS = {"source": 40, "client": 80, "image_format": 16, "label": 64, "refused": 600,
+                "model_sha256": 80, "trust": 200}
+SUMMARY_SOURCE = "audit"
 
 
 def default_path() -> Path | None:
@@ -36,23 +67,47 @@ def default_path() -> Path | None:
     return Path(value) if value else Path.home() / ".local" / "state" / "huskyai" / "audit.jsonl"
 
 
+@dataclass
+class _Minute:
+    """One client's minute of refusals: when it began, how many were written, how many only counted."""
+    start: float
+    written: int = 0
+    suppressed: int = 0
+    model_sha256: str | None = None
+    trust: str | None = None
+
+
 class AuditLog:
-    def __init__(self, path: Path | None | str = "default", max_bytes: int | None = None, backups: int = 5):
+    """The log file (or nothing, when the path is None). ``clock`` gives the time in seconds since the
+    epoch (``time.time``; a test passes a simulated one). ``refusals_per_minute=None`` writes every refusal
+    one by one (for a log only its own operator writes to, such as the CLI's)."""
+
+    def __init__(self, path: Path | None | str = "default", max_bytes: int | None = None,
+                 backups: int = DEFAULT_BACKUPS, clock: Callable[[], float] = time.time,
+                 refusals_per_minute: int | None = REFUSALS_PER_MINUTE):
         self.path = default_path() if path == "default" else (Path(path) if path else None)
+        self.clock = clock
+        self.refusals_per_minute = refusals_per_minute
+        self.backups = backups
         self._logger: logging.Logger | None = None
         self._salt = b""
+        self._lock = threading.Lock()
+        self._minutes: OrderedDict[str, _Minute] = OrderedDict()  # by start time: windows open in time order
         if self.path is None:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        max_bytes = max_bytes or int(os.environ.get("HUSKYAI_AUDIT_MAX_BYTES", 10 * 1024 * 1024))
-        handler = logging.handlers.RotatingFileHandler(self.path, maxBytes=max_bytes, backupCount=backups,
+        self.max_bytes = max_bytes or int(os.environ.get("HUSKYAI_AUDIT_MAX_BYTES", DEFAULT_MAX_BYTES))
+        handler = logging.handlers.RotatingFileHandler(self.path, maxBytes=self.max_bytes, backupCount=backups,
                                                        encoding="utf-8")
         handler.setFormatter(logging.Formatter("%(message)s"))
         self._logger = logging.getLogger(f"huskyai.audit.{self.path}")
+        for old in self._logger.handlers:  # a second AuditLog on the same file: one handler writes it
+            old.close()
         self._logger.handlers[:] = [handler]
         self._logger.setLevel(logging.INFO)
         self._logger.propagate = False
         self._salt = self._load_salt()
+        atexit.register(self.flush)  # the counts of minutes still open are written at shutdown
 
     def _load_salt(self) -> bytes:
         if os.environ.get("HUSKYAI_AUDIT_SALT"):
@@ -72,9 +127,20 @@ class AuditLog:
         return "ip:" + hashlib.sha256(self._salt + address.encode()).hexdigest()[:16]
 
     def record(self, *, source: str, client: str, data: bytes | None, model_sha256: str, latency_ms: float,
-               prediction: Prediction | None = None, refused: str | None = None, trust: str | None = None) -> dict:
-        entry = {
-            "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+               prediction: Prediction | None = None, refused: str | None = None,
+               trust: str | None = None) -> dict | None:
+        """Write one line: an answer, or a refusal unless this client's minute already has its share of
+        refusal lines (then it is only counted, and None is returned). Returns the entry as written."""
+        now = self.clock()
+        client = one_line(client, FIELD_LIMITS["client"])
+        if self._logger is not None:
+            with self._lock:
+                self._close_minutes(now)
+                if refused is not None and self.refusals_per_minute is not None and \
+                        not self._counts_as_written(client, model_sha256, trust, now):
+                    return None
+        entry = _bounded({
+            "time": _stamp(now),
             "source": source,
             "client": client,
             "image_sha256": hashlib.sha256(data).hexdigest() if data is not None else None,
@@ -86,10 +152,82 @@ class AuditLog:
             "latency_ms": round(latency_ms, 2),
             "model_sha256": model_sha256,
             "trust": trust,
-        }
-        if self._logger:
-            self._logger.info(json.dumps(entry, separators=(",", ":")))
+        })
+        if self._logger is not None:
+            with self._lock:
+                self._write(entry)
         return entry
+
+    def flush(self) -> None:
+        """Write the count of every minute still open (at shutdown; a minute's count is otherwise written
+        at the first line after it closes)."""
+        if self._logger is None:
+            return
+        with self._lock:
+            self._close_minutes(self.clock(), everything=True)
+
+    def _counts_as_written(self, client: str, model_sha256: str, trust: str | None, now: float) -> bool:
+        """Whether a refusal gets a line of its own; if not, it is counted in its client's minute."""
+        minute = self._minutes.get(client)
+        if minute is None:
+            if len(self._minutes) >= MAX_OPEN_WINDOWS:
+                self._close(*self._minutes.popitem(last=False), now)
+            minute = self._minutes[client] = _Minute(now)
+        if minute.written < self.refusals_per_minute:
+            minute.written += 1
+            return True
+        minute.suppressed += 1
+        minute.model_sha256, minute.trust = model_sha256, trust
+        return False
+
+    def _close_minutes(self, now: float, everything: bool = False) -> None:
+        while self._minutes:
+            client, minute = next(iter(self._minutes.items()))
+            if minute.start + WINDOW_SECONDS > now and not everything:
+                return
+            del self._minutes[client]
+            self._close(client, minute, now)
+
+    def _close(self, client: str, minute: _Minute, now: float) -> None:
+        if not minute.suppressed:
+            return
+        self._write(_bounded({
+            "time": _stamp(min(now, minute.start + WINDOW_SECONDS)),
+            "source": SUMMARY_SOURCE, "client": client, "image_sha256": None, "image_bytes": None,
+            "image_format": None, "width": None, "height": None, "label": None, "probability": None,
+            "refused": f"{minute.suppressed} more refusals from client {client} this minute",
+            "latency_ms": 0.0, "model_sha256": minute.model_sha256, "trust": minute.trust,
+            "suppressed": minute.suppressed, "since": _stamp(minute.start)}))
+
+    def _write(self, entry: dict) -> None:
+        self._logger.info(_line(entry))
+
+
+def _stamp(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _bounded(entry: dict) -> dict:
+    """Every text field as one line of at most its FIELD_LIMITS characters; numbers and None as they are."""
+    return {k: one_line(v, FIELD_LIMITS.get(k, 80)) if isinstance(v, str) and k != "time" else v
+            for k, v in entry.items()}
+
+
+def _line(entry: dict) -> str:
+    """The entry as one JSON line of at most LINE_CAP - 1 bytes (ASCII: anything else is escaped). Over the
+    cap, the longest text field is halved until it fits, and the line says ``"truncated": true``."""
+    line = json.dumps(entry, separators=(",", ":"))
+    while len(line) >= LINE_CAP:
+        entry = dict(entry, truncated=True)
+        texts = [k for k, v in entry.items() if isinstance(v, str) and k != "time" and len(v) > 1]
+        if not texts:  # cannot happen with the field limits above; never write an unbounded line
+            entry = {"time": entry["time"], "source": SUMMARY_SOURCE, "refused": "line over the cap",
+                     "truncated": True}
+            return json.dumps(entry, separators=(",", ":"))
+        longest = max(texts, key=lambda k: len(json.dumps(entry[k])))
+        entry[longest] = one_line(entry[longest], len(entry[longest]) // 2)
+        line = json.dumps(entry, separators=(",", ":"))
+    return line
 
 
 def audited_predict(model: Predictor, data: bytes, *, name: str, source: str, client: str,

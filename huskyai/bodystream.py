@@ -24,6 +24,7 @@ Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 HELD_BYTES = 1024 * 1024  # of a held response, at most this much is kept
+MAX_LENGTH_DIGITS = 15  # a Content-Length of more digits is no real body
 
 
 class BodyCutOff(_GradioMultiPartError):
@@ -102,11 +103,8 @@ class HeldResponse:
 def content_length(scope: Scope) -> int | None:
     """The announced Content-Length: None when there is none, -1 when it is not a number."""
     for k, v in scope.get("headers", ()):
-        if k == b"content-length":
-            try:
-                return int(v)
-            except ValueError:
-                return -1
+        if k == b"content-length":  # digits only, and not thousands of them (int() takes "1_0" and " 10 ")
+            return int(v) if v.isdigit() and len(v) <= MAX_LENGTH_DIGITS else -1
     return None
 
 

@@ -20,7 +20,9 @@ For every request, in this order:
 4. Uploads that succeed are recorded (the only files the app will ever delete); gradio's own
    refusals on those routes (file too large, queue full) are noted.
 
-Every refusal gets an audit line through ``on_refusal``.
+Every refusal gets an audit line through ``on_refusal`` (whose log summarises a client's refusals beyond a
+few a minute); the reasons given are the middleware's own words, and gradio's answer is kept to one short
+line since it may repeat the client's.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import re
 from collections.abc import Callable
 
 from .bodystream import BodyCutOff, CappedBody, HeldResponse, Message, Receive, Scope, Send, content_length, send_json
+from .clienttext import one_line
 from .ratelimit import RateLimiter
 from .serving import client_address
 from .uploads import UploadRegistry
@@ -45,6 +48,7 @@ _ROUTES = [
 ]
 SMALL_BODY = 64 * 1024  # headroom for multipart headers and JSON around a photo; the cap for any other route
 MAX_FILES_PER_UPLOAD = 4  # the page sends one photo per upload
+GRADIO_TEXT = 200  # characters of gradio's own refusal kept for the audit line
 
 
 def route_kind(method: str, path: str) -> str:
@@ -97,8 +101,9 @@ class FairServing:
         cap = self.caps[kind]
         declared = content_length(scope)
         if declared is not None and (declared < 0 or declared > cap):
+            announced = f"{declared} bytes announced" if declared >= 0 else "an invalid Content-Length"
             return await self._refuse(send, client, 413, self._too_large_message(kind),
-                                      f"request body too large: {declared} bytes announced, the limit is {cap}")
+                                      f"request body too large: {announced}, the limit is {cap}")
         if kind != OTHER:
             load = self._active.get(client, 0) + self.queued_for(client)
             if load >= self.max_in_flight:
@@ -181,7 +186,7 @@ class FairServing:
                 return await self._refuse(send, client, 413, f"At most {MAX_FILES_PER_UPLOAD} files in one upload.",
                                           f"upload of {len(paths)} files")
         elif status >= 400:
-            text = body[:300].decode("utf-8", "replace")
+            text = one_line(body[:600].decode("utf-8", "replace"), GRADIO_TEXT)  # it may repeat the client's words
             reason = "queue full" if status == 503 and kind == JOIN else f"refused by gradio: HTTP {status}"
             self.on_refusal(client, f"{reason}: {text}")
         await send(start)

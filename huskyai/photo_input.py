@@ -3,7 +3,8 @@
 gradio's stock ``gr.Image`` decodes every upload with PIL before the app sees it, so a text file or
 a decompression bomb would surface as a bare "Error". :class:`PhotoInput` hands over the bytes
 undecoded, for huskyai's own hardened decoder, after checking the upload limit (inline ``data:``
-URLs too, before decoding them). Uploads are never deleted here: huskyai.uploads does that on a
+URLs too, before decoding them). The file name the client gives is bounded (huskyai.clienttext) before
+anything repeats it. Uploads are never deleted here: huskyai.uploads does that on a
 timer, since the page's preview and a second click need the file.
 """
 
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from .clienttext import client_text
 from .serving import UPLOAD_LIMIT_BYTES
 from .uploads import UploadRegistry
 
@@ -43,7 +45,9 @@ class PhotoInput(gr.Image):
     def preprocess(self, payload) -> Upload | None:
         if payload is None:
             return None
-        name = Path(payload.orig_name or "upload").name  # the client's own text: escaped wherever it is shown
+        # the client's own text, of any length (gradio passes it on untouched): bounded here, once, for the
+        # page and gradio's API alike, and escaped wherever it is shown
+        name = client_text(payload.orig_name, default="upload")
         if payload.url and payload.url.startswith("data:"):  # pasted or webcam images may arrive inline
             return self._inline(payload.url, name)
         if payload.path is None:

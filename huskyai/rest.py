@@ -25,13 +25,14 @@ from starlette.routing import Route
 
 from . import disclosure
 from .audit import AuditLog, audited_predict
+from .clienttext import client_text
 from .images import InvalidImageError
 from .predictor import Prediction, Predictor
 from .serving import Settings, client_address
 
 API_PATH = "/api/v1/predict"
 SOURCE = "api"
-MAX_NAME = 120  # characters of ?name= kept: it is the client's own text, echoed in messages and the audit log
+MAX_NAME = 120  # characters of ?name= kept (huskyai.clienttext): the client's own text, echoed in messages and the log
 
 
 def answer(pred: Prediction, positive: str, detail: str) -> dict:
@@ -58,7 +59,7 @@ def predict_route(model: Predictor, settings: Settings, audit: AuditLog,
             record_refusal(audit, model, client, "empty request body", source=SOURCE)
             return _refusal(400, "Send the photo's bytes as the request body "
                                  "(for example: curl --data-binary @photo.jpg URL).")
-        name = (request.query_params.get("name") or "photo")[:MAX_NAME]
+        name = client_text(request.query_params.get("name"), MAX_NAME)
         if not workers:
             workers.append(anyio.CapacityLimiter(settings.workers))
         call = functools.partial(audited_predict, model, data, name=name, source=SOURCE, client=client, log=audit,

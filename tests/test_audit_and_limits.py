@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, bad_files, jpeg_bytes, python_env, running_app, skimage_photo
-from huskyai.audit import AuditLog, audited_predict
+from huskyai.audit import LINE_CAP, REFUSALS_PER_MINUTE, SUMMARY_SOURCE, AuditLog, audited_predict
 from huskyai.images import InvalidImageError
 from huskyai.ratelimit import RateLimiter
 from huskyai.redteam.client import (
@@ -162,6 +162,38 @@ def test_error_messages_are_escaped(app_server, how, said):
     assert "<" not in message and ">" not in message
 
 
+def test_megabyte_file_names_reach_no_message_and_no_audit_line_at_length(tmp_path):
+    """The attack as it was sent, through gradio's API and the lean route of a real server: a file name of a
+    megabyte (gradio's FileData.orig_name, passed on untouched) wrote 4 MB to the log in one request, and seven
+    requests rotated away the log and all its backups. Now every message and line carries it cut to 120
+    characters, the refusals beyond a few a minute are one summary line, written at shutdown at the latest."""
+    huge = "<i>\n" + "A" * 1_000_000 + ".jpg"
+    text = bad_files()["text.jpg"]
+    with running_app(tmp_path, HUSKYAI_RATE_LIMIT="1000", HUSKYAI_EXPLAIN_RATE_LIMIT="1000") as server:
+        base = server["url"]
+        with client_from("127.0.0.80") as c:
+            path = upload(base, text, "notes.jpg", c)
+            for api in ("predict", "explain"):  # the button's verdict, and the heatmap that follows it
+                with pytest.raises(CallRefused) as refused:
+                    call(base, [file_input(path, orig_name=huge)], api, client=c)
+                message = str(refused.value)
+                assert message.startswith("&lt;i&gt; " + "A" * 115 + "\u2026: not a supported image"), message[:300]
+                assert len(message) < 400
+            lean = c.post(f"{base}api/v1/predict", params={"name": "\n" + "B" * 8000}, content=text)
+            assert lean.status_code == 422 and lean.json()["detail"].startswith("B" * 119 + "\u2026: not a supported")
+            for _ in range(8):  # refusals have no rate limit: these are counted, not written one by one
+                assert c.post(f"{base}api/v1/predict", content=b"").status_code == 400
+        before_shutdown = lines(server["audit_log"])
+    written = lines(server["audit_log"])
+    assert all(len(line) < LINE_CAP for line in server["audit_log"].read_text().splitlines())
+    refused = [e for e in written if e["refused"] and e["source"] != SUMMARY_SOURCE]
+    assert [e["source"] for e in refused] == ["app", "app-explain", "api", "api", "api"]  # REFUSALS_PER_MINUTE
+    assert all(e["refused"].startswith("<i> AAAA") for e in refused[:2]) and len({e["client"] for e in refused}) == 1
+    (summary,) = [e for e in written if e["source"] == SUMMARY_SOURCE]
+    assert summary not in before_shutdown and summary["client"] == refused[0]["client"]
+    assert summary["suppressed"] == 6 and summary["refused"].startswith("6 more refusals from client ip:")
+
+
 # --- fair serving: each test is an attack the middleware (huskyai/middleware.py) stops ---------------------------
 
 UPLOAD_TTL = 3  # seconds; the fair_app keeps an answered upload this long after its last use
@@ -215,8 +247,10 @@ def test_a_queue_flood_from_one_address_does_not_starve_another(fair_app, tmp_pa
     with client_from("127.0.0.31") as honest:
         for _ in range(3):
             assert raw_predict(base, photo, client=honest)[0]["label"] == "not_husky"
+    # each refusal is audited, but the log is not flooded: a few lines one by one, the rest counted in one
+    # summary line when the minute closes (tests/test_audit_flood.py)
     refusals = [e for e in lines(fair_app["audit_log"]) if e["refused"] == "in-flight limit"]
-    assert len(refusals) >= codes.count(429)
+    assert len(refusals) == REFUSALS_PER_MINUTE
 
 
 def test_one_address_has_one_prediction_in_the_queue_at_a_time(fair_app):
