@@ -25,7 +25,7 @@ from flops import matmul_gflops, network_flops
 
 import huskyai
 from common import median_ms
-from huskyai import artifacts, quantize
+from huskyai import artifacts, quantize, safewrite
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -39,7 +39,7 @@ def int8_export(tmp: Path, reduce_range: bool, photos: int) -> tuple[Path, str]:
     export = artifacts.open_export(folder)
     card = quantize.add_to_export(folder, dict(export.card), export.files[artifacts.ONNX_NAME],
                                   [DATA / "huskies", DATA / "huskies-web"], photos, reduce_range)
-    artifacts.save_card(folder, card)
+    safewrite.save_card(folder, card)
     calibration = card["graphs"][artifacts.INT8_ONNX_NAME]["calibration"]
     print(f"  {folder.name}: {(folder / artifacts.INT8_ONNX_NAME).stat().st_size / 1e6:.1f} MB, calibrated on "
           f"{calibration['photos']} training photos (fingerprint {calibration['fingerprint'][:16]})")

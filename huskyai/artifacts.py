@@ -80,7 +80,7 @@ def sha256(data: bytes) -> str:
 def _read_at(dir_fd: int, name: str, folder: Path, max_bytes: int = MAX_FILE_BYTES) -> bytes:
     """The bytes of ``name`` in the open folder: a regular file, never through a symlink."""
     try:
-        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), dir_fd=dir_fd)
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0), dir_fd=dir_fd)
     except FileNotFoundError:
         if name == CARD_NAME:
             raise IntegrityError(f"{folder / name}: no model card; is {folder} an export folder?") from None
@@ -163,8 +163,8 @@ def _trust(card: dict[str, Any], digest: str, folder: Path, pin: str | None, tru
                              f"`git checkout export/`, or pin your own with sha256= / ${pin_env}")
     raise UnsignedError(f"{path}: the model card is not signed and not pinned, so anyone could have written it; "
                          f"refusing to load it. Pin it (sha256={digest} or ${pin_env}), sign it "
-                         "(`python -m huskyai verify DIR`, then `python -m huskyai sign DIR`), or pass "
-                         "trust_unsigned=True / --trust-unsigned")
+                         "(check it: `python -m huskyai verify DIR --trust-unsigned`, then "
+                         "`python -m huskyai sign DIR`), or pass trust_unsigned=True / --trust-unsigned")
 
 
 def pin_env_for(card: dict[str, Any]) -> str:
@@ -238,20 +238,3 @@ def check_files(folder: str | Path) -> tuple[dict[str, Any] | None, list[str], d
     finally:
         os.close(dir_fd)
     return card, problems, files
-
-
-def write_card(export_dir: Path, card: dict[str, Any], key: bytes | None = None) -> dict[str, Any]:
-    """Hash the export's files into ``card``, sign it with ``key`` when given, write model.json."""
-    export_dir = Path(export_dir)
-    card = dict(card, files={name: sha256((export_dir / name).read_bytes()) for name in sorted(EXPORT_NAMES)
-                             if (export_dir / name).is_file() and not (export_dir / name).is_symlink()})
-    return save_card(export_dir, card, key)
-
-
-def save_card(export_dir: Path, card: dict[str, Any], key: bytes | None = None) -> dict[str, Any]:
-    """Write ``card`` (its file hashes as they are) as model.json, signed with ``key`` when given."""
-    card = {k: v for k, v in card.items() if k != "signature"} | {"format_version": FORMAT_VERSION}
-    if key:
-        card["signature"] = {"alg": "HMAC-SHA256", "value": card_signature(card, key)}
-    (Path(export_dir) / CARD_NAME).write_text(json.dumps(card, indent=2) + "\n")
-    return card

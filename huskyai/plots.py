@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import BinaryIO
 
 import matplotlib
 
@@ -14,7 +15,7 @@ import torch  # noqa: E402
 from fastai.vision.all import ClassificationInterpretation, Learner  # noqa: E402
 
 
-def save_confusion_matrix(m: dict, classes: list[str], path: Path, title: str) -> None:
+def save_confusion_matrix(m: dict, classes: list[str], path: Path | BinaryIO, title: str) -> None:
     c = m["confusion"]
     neg, pos = "not " + classes[-1] if len(classes) > 2 else classes[0], classes[-1]
     grid = np.array([[c["tn"], c["fp"]], [c["fn"], c["tp"]]])
@@ -34,7 +35,7 @@ def save_confusion_matrix(m: dict, classes: list[str], path: Path, title: str) -
     plt.close(fig)
 
 
-def save_top_losses(learn: Learner, probs: np.ndarray, path: Path, k: int = 9) -> None:
+def save_top_losses(learn: Learner, probs: np.ndarray, path: Path | BinaryIO, k: int = 9) -> None:
     """fastai's top-losses grid (prediction / actual / loss / probability) from validation."""
     dl = learn.dls.valid.new(shuffle=False, drop_last=False)
     targets = torch.tensor([learn.dls.vocab.o2i[label] for _, label in dl.items])

@@ -46,7 +46,7 @@ def verify(folder: str | Path | None = None, sha256: str | None = None,
     result.findings.append(f"every file in {result.folder} matches its model card ({', '.join(card['files'])})")
     unsigned = None
     try:
-        result.trust = artifacts.open_export(result.folder, sha256=sha256).trust
+        result.trust = artifacts.open_export(result.folder, sha256=sha256, pin_env=artifacts.pin_env_for(card)).trust
         result.findings.append("trusted: " + result.trust)
     except UnsignedError as err:
         unsigned = str(err)

@@ -18,6 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from . import safewrite
 from .config import TrainConfig
 from .data import PhotoSet, Sample, scan_many, split_holdout
 from .extras import require
@@ -28,6 +29,8 @@ def train(data: str | Path | list[str | Path], out: str | Path, report=print, **
     ``out`` and return the model card. ``options`` are TrainConfig's fields, e.g. ``epochs=3``."""
     config = TrainConfig(**options)
     require("train", "training")
+    if Path(out).is_dir():  # a link planted in ``out`` is refused now, not after the training it would waste
+        safewrite.check_destinations(Path(out), safewrite.NAMES)
     started = time.time()
     photos = scan_many(data, config.positive, report)
     kept, held = split_holdout(photos, config.holdout)

@@ -15,7 +15,7 @@ import pytest
 
 import huskyai
 from conftest import EXPORT, ROOT, python_env
-from huskyai import artifacts
+from huskyai import artifacts, safewrite
 from huskyai.redteam.tamper import edit_bias, inject_pickle_payload, rehash_card
 
 COFFEE = ROOT / "examples" / "coffee.jpg"
@@ -36,7 +36,7 @@ def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
 def make_own(folder: Path) -> None:
     """Turn a copy of the shipped export into an export of one's own: a new card, so no longer pinned."""
     card = json.loads((folder / "model.json").read_text())
-    artifacts.write_card(folder, card | {"name": "Husky AI, my own copy"})
+    safewrite.write_card(folder, card | {"name": "Husky AI, my own copy"})
 
 
 def sign(folder: Path) -> str:
@@ -133,7 +133,7 @@ def test_a_consistent_forgery_of_a_signed_export_is_refused(export_copy):
     assert huskyai.load(export_copy).predict(COFFEE).label == "not_husky"
     card = json.loads((export_copy / "model.json").read_text())
     edit_bias(export_copy, positive_index=1, shift=8.0)
-    card["files"] = artifacts.write_card(export_copy, card)["files"]  # hashes right again, signature kept
+    card["files"] = safewrite.write_card(export_copy, card)["files"]  # hashes right again, signature kept
     (export_copy / "model.json").write_text(json.dumps(card))
     with pytest.raises(huskyai.IntegrityError, match="signature is wrong"):
         huskyai.load(export_copy)

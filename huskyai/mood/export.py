@@ -107,12 +107,11 @@ def _typical_day(diary) -> dict:
 
 def _onnx_check(graph: bytes, model, prep, diary, rules: LagRules) -> dict:
     """The ONNX graph against the fitted model on every training day: what serving runs is what was scored."""
-    import onnxruntime as ort
-
+    from ..engine import ort_session
     from .train import training_frame
 
     X = prep.transform(training_frame(diary, rules)[0])
-    session = ort.InferenceSession(graph, providers=["CPUExecutionProvider"])
+    session = ort_session(graph)
     diff = np.abs(session.run(None, {"x": X})[0].reshape(-1) - model.predict(X))
     if float(diff.max()) > 1e-3:
         raise RuntimeError(f"the ONNX graph differs from the model by up to {diff.max():.4g}; not exported")

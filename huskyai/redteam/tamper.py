@@ -8,7 +8,7 @@ import io
 import shutil
 from pathlib import Path
 
-from .. import artifacts
+from .. import artifacts, safewrite
 
 
 def edit_bias(export_dir: Path, positive_index: int, shift: float = 5.0) -> None:
@@ -42,7 +42,7 @@ def rehash_card(export_dir: Path) -> None:
     import json
 
     card = json.loads((export_dir / artifacts.CARD_NAME).read_text())
-    artifacts.write_card(export_dir, card)
+    safewrite.write_card(export_dir, card)
 
 
 def inject_pickle_payload(pickle_path: Path, command: str) -> None:
