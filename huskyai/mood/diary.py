@@ -76,9 +76,12 @@ def schema() -> dict:
 
 @functools.cache
 def column_ranges() -> dict[str, Range]:
-    """Each schema column's range (numeric columns only)."""
-    return {name: Range(float(spec["range"][0]), float(spec["range"][1]), spec.get("unit", ""))
-            for name, spec in schema()["columns"].items() if "range" in spec}
+    """Each schema column's range (numeric columns only), and the target's scale under its name."""
+    shipped = schema()
+    ranges = {name: Range(float(spec["range"][0]), float(spec["range"][1]), spec.get("unit", ""))
+              for name, spec in shipped["columns"].items() if "range" in spec}
+    scale = shipped["target_scale"]
+    return ranges | {shipped["target"]: Range(float(scale["min"]), float(scale["max"]))}
 
 
 def range_of(column: str) -> Range:

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .diary import DiaryError, Range, checked_number, range_of
+from .diary import DiaryError, OutOfRangeError, Range, checked_number, range_of
 
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 DAY_OF_WEEK = "day_of_week"
@@ -135,17 +135,16 @@ class Preprocessing:
         return asdict(self)
 
 
-def input_ranges(prep: Preprocessing, target: str, target_range: tuple[float, float]) -> dict[str, Range]:
+def input_ranges(prep: Preprocessing, target: str) -> dict[str, Range]:
     """The range of every number a day to predict may carry, by name: the diary's columns, the target (a
-    frame of days may hold its history) and the engineered features (``sleep_hours_mean3`` takes the range
-    of ``sleep_hours``; ``mood_yesterday`` the target's)."""
-    ranges = {target: Range(*target_range)}
+    frame of days may hold its history; the schema's scale for its target, any finite number for another)
+    and the engineered features (``sleep_hours_mean3`` takes the range of ``sleep_hours``, ``mood_yesterday``
+    the target's)."""
+    ranges = {target: range_of(target)}
     for name in prep.numeric:
         source = prep.sources.get(name, name)
         if name.startswith(DAYS_SINCE_PREFIX):
             ranges[name] = DAYS_SINCE_RANGE
-        elif source == target:
-            ranges[name] = ranges[target]
         else:
             ranges[name] = ranges.setdefault(source, range_of(source))
     return ranges
@@ -167,6 +166,11 @@ def check_days(days: Mapping[str, Any] | pd.DataFrame, ranges: Mapping[str, Rang
     frame = days.copy()
     for name in frame.columns:
         if name in ranges:
-            frame[name] = [checked_number(name, v, ranges[name], blank_nan=True) for v in frame[name].tolist()]
-            frame[name] = frame[name].astype(float)
+            values = []
+            for row, value in enumerate(frame[name].tolist(), start=1):
+                try:
+                    values.append(checked_number(name, value, ranges[name], blank_nan=True))
+                except OutOfRangeError as err:
+                    raise OutOfRangeError(name, f"row {row}, {err}") from None
+            frame[name] = pd.Series(values, index=frame.index, dtype=float)
     return frame

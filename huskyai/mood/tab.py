@@ -54,7 +54,7 @@ def checked_day(model: MoodModel, day: dict[str, Any]) -> dict[str, Any]:
         value = day.get(name)
         if value is not None and value != "" and (not isinstance(value, str) or value not in levels):
             raise OutOfRangeError(name, f"{name}: {shown(value)} is not one of {', '.join(levels)}")
-    return check_days(day, input_ranges(model.prep, model.target, model.card["target_range"]))
+    return check_days(day, input_ranges(model.prep, model.target))
 
 
 def reasons_markdown(prediction: MoodPrediction, synthetic: bool, shown: int = 6) -> str:
@@ -145,7 +145,7 @@ def build_mood_tab(model: MoodModel, log=None, client_of: Callable[[Any], str] |
 
     typical = model.card.get("typical_day", {})
     units = {c: (model.card.get("units") or {}).get(c) for c in model.numeric}
-    ranges = input_ranges(model.prep, model.target, model.card["target_range"])
+    ranges = input_ranges(model.prep, model.target)
     inputs = []
     with gr.Row():
         with gr.Column():
