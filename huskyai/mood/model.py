@@ -20,7 +20,7 @@ from .. import artifacts
 from ..engine import ort_session
 from ..errors import IntegrityError
 from .diary import DATE, DiaryError
-from .features import DAY_OF_WEEK, WEEKDAYS, LagRules, Preprocessing, engineer
+from .features import DAY_OF_WEEK, WEEKDAYS, LagRules, Preprocessing, check_days, engineer, input_ranges
 from .importance import reasons
 
 FOLDER_NAME = "export-mood"
@@ -58,6 +58,7 @@ class MoodModel:
         self.rules = LagRules(**{k: tuple(v) if isinstance(v, list) else v for k, v in card["lag_rules"].items()})
         self.numeric, self.categorical = card["features"]["numeric"], card["features"]["categorical"]
         self.target = card["target"]
+        self.ranges = input_ranges(self.prep, self.target)  # every input is checked against its range first
         self.session = ort_session(verified.files[card["onnx"]])
         self.sources = self.prep.column_sources()
         self.reference = self.prep.reference()
@@ -75,6 +76,7 @@ class MoodModel:
 
     def matrix(self, days: dict[str, Any] | pd.DataFrame) -> tuple[np.ndarray, list[str | None]]:
         """The model's input rows for one day (dict) or several (DataFrame), and each row's date."""
+        days = check_days(days, self.ranges)
         frame = pd.DataFrame([days]) if isinstance(days, dict) else days.copy()
         if frame.index.name == DATE:
             frame = frame.reset_index()
