@@ -147,7 +147,8 @@ class Predictor:
                 yield pending.popleft().result()
 
     def explain(self, source: ImageInput, name: str | None = None, method: str = "auto"):
-        """Where the model looked: a huskyai.explain.Explanation (prediction, heatmap at the photo's size, overlay).
+        """Where the model looked: a huskyai.explain.Explanation (prediction, a heatmap over the network's input,
+        an overlay at most 1024 px long).
         "grad-cam" needs the explain extra (torch); "occlusion" runs on this engine; "auto" picks grad-cam when it
         can."""
         from .explain import explain

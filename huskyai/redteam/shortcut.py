@@ -110,11 +110,8 @@ def measure(model, path: Path, method: str) -> tuple[dict, list[Image.Image]]:
     no_animal = x.copy()
     no_animal[:, a:b, a:b] = 0.0
     p = model.probabilities(np.stack([no_background, no_animal]))[:, model.classes.index(model.positive)]
-    left, top, right, _ = explanation.crop_box
-    scale = (right - left) / model.size
-    box = [round(top + a * scale), round(top + b * scale), round(left + a * scale), round(left + b * scale)]
-    total = float(explanation.heatmap.sum())
-    on_centre = float(explanation.heatmap[box[0]:box[1], box[2]:box[3]].sum()) / total if total > 0 else None
+    total = float(explanation.heatmap.sum())  # the map is over the network's input, the same square as x
+    on_centre = float(explanation.heatmap[a:b, a:b].sum()) / total if total > 0 else None
     row = {"p": round(explanation.prediction.positive_probability, 4), "p_background_masked": round(float(p[0]), 4),
            "p_animal_masked": round(float(p[1]), 4),
            "heat_on_centre": None if on_centre is None else round(on_centre, 3), "method": explanation.method}
