@@ -6,7 +6,7 @@ described in huskyai/serving.py, the start-up shared with ``python -m huskyai se
 
 import sys
 
-from huskyai.serving import serve
+from huskyai.serve.app import serve
 
 if __name__ == "__main__":
     sys.exit(serve())

@@ -7,7 +7,7 @@ huskyai.mood's training in Python."""
 import argparse
 import sys
 
-from huskyai.cli import add_train_arguments, execute, main, run_train
+from huskyai.cli.main import add_train_arguments, execute, main, run_train
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["mood"]:

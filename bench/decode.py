@@ -325,7 +325,7 @@ def quality(n_shared: int) -> None:
     predicted as served (draft or box reduction) and through a full-size decode with the predictor's
     own centre crop and resize, the path before bounded decoding."""
     import huskyai
-    from huskyai.preprocess import crop_resize
+    from huskyai.inference.preprocess import crop_resize
 
     model = huskyai.load()
 
@@ -353,7 +353,7 @@ def quality(n_shared: int) -> None:
             data = jpeg_within(big) if fmt == "JPEG" else save(big, "PNG", compress_level=1)
             if len(data) > 10 * MB:
                 continue
-            from huskyai.images import load_image
+            from huskyai.images.decode import load_image
             decoded = load_image(data).size
             p_full, p_served = full_size(data), model.predict(data).positive_probability
             diffs.append(abs(p_full - p_served))

@@ -2,7 +2,7 @@
 
     python bench/engine_options.py [--rounds 3]
 
-Each configuration (huskyai.engine.OnnxOptions) is one session; in every round each one is timed in
+Each configuration (huskyai.inference.engine.OnnxOptions) is one session; in every round each one is timed in
 turn, so drift on this shared VM falls on all alike; each figure is the median of its rounds. Four
 measures: one request (batch 1, ms), a batch of 4 in one call (ms a photo: the app's engine queue
 sends up to 4), two requests at once from two threads (ms a photo: the wall time over the photos),
@@ -24,7 +24,7 @@ import numpy as np
 
 import huskyai
 from common import ROOT, photos
-from huskyai.engine import OnnxEngine, OnnxOptions
+from huskyai.inference.engine import OnnxEngine, OnnxOptions
 
 BASE = OnnxOptions()
 CONFIGS = {

@@ -6,7 +6,7 @@ bench/decode.py knows, and the time of one explanation against one plain predict
 
 Every case runs in a fresh child process that loads the shipped model and warms it up on a small photo
 (a prediction, then one heatmap per method, which builds Grad-CAM's torch network once). Then, for the
-case's bytes: a plain ``model.predict``, then ``huskyai.explain.explain`` with each method. Before each,
+case's bytes: a plain ``model.predict``, then ``huskyai.explain.explanation.explain`` with each method. Before each,
 freed heap memory is handed back to the system (glibc's malloc_trim) and the peak-RSS counter is reset
 (/proc/self/clear_refs), so each column's peak is the extra RSS that one call needed over what was live
 before it. The first case, a 12 MP phone-style photo, is the baseline. A refused file is refused by both.
@@ -125,8 +125,8 @@ def budget(args: argparse.Namespace) -> int:
 def ratios(n_photos: int) -> None:
     """Median times of one explanation against one plain prediction, on ordinary photos, in this process."""
     import huskyai
-    from huskyai.explain import explain
-    from huskyai.explain_occlusion import occlusion_map
+    from huskyai.explain.explanation import explain
+    from huskyai.explain.occlusion import occlusion_map
 
     model = huskyai.load()
     files = photos(n_photos)

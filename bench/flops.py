@@ -4,7 +4,7 @@ FLOPs are counted from ONNX Runtime's own profile of the unoptimised graph at ba
 node's actual input and output shapes, so timm's run-time "same" padding is resolved): a Conv costs
 output elements x (input channels / groups) x kernel area multiply-adds, a Gemm or MatMul output
 elements x inner size; one multiply-add is 2 FLOPs; every other op is counted as free. Time by kind
-comes from the profile of the session as served (huskyai.engine's defaults). numpy and onnxruntime only.
+comes from the profile of the session as served (huskyai.inference.engine's defaults). numpy and onnxruntime only.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from collections import defaultdict
 import numpy as np
 import onnxruntime as ort
 
-from huskyai.engine import OnnxOptions
+from huskyai.inference.engine import OnnxOptions
 
 KINDS = ("conv depthwise", "conv 1x1", "conv full", "gemm", "other ops")
 

@@ -437,7 +437,7 @@ def report_sustained(args: argparse.Namespace, counts: dict[str, int], errors: l
 # --- throughput ---------------------------------------------------------------------------------------------------
 
 def lean_predict(base: str, photo: bytes, client: httpx.Client) -> dict:
-    """One photo through the lean route (huskyai.rest): its bytes as the body, the JSON answer back."""
+    """One photo through the lean route (huskyai.serve.rest): its bytes as the body, the JSON answer back."""
     response = client.post(f"{base}api/v1/predict", content=photo, headers={"content-type": "image/jpeg"})
     response.raise_for_status()
     return response.json()

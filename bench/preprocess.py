@@ -22,8 +22,8 @@ from PIL import Image
 
 import huskyai
 from common import PHOTO, median_ms
-from huskyai.images import WORK_SIDE, load_image
-from huskyai.preprocess import normalise, to_unit
+from huskyai.images.decode import WORK_SIDE, load_image
+from huskyai.inference.preprocess import normalise, to_unit
 
 
 def float_steps(prep, small: Image.Image) -> dict:

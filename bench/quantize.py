@@ -1,6 +1,6 @@
 """INT8 against fp32 on the shipped model, in one run: does static INT8 quantization cost nothing, and is it faster?
 
-Builds two INT8 exports from a copy of export/ (huskyai.quantize: QDQ, per-channel int8 weights, uint8
+Builds two INT8 exports from a copy of export/ (huskyai.training.quantize: QDQ, per-channel int8 weights, uint8
 activations, MinMax; plain and reduce_range), calibrated on training photos only, then on the card's held-out
 photos (../shared/data) prints: the largest |dp| against fp32, the changed decisions, each accuracy with a
 bootstrap 95% interval and the paired interval of the change; how far the fp32 model itself moves under input
@@ -25,7 +25,9 @@ from flops import matmul_gflops, network_flops
 
 import huskyai
 from common import median_ms
-from huskyai import artifacts, quantize, safewrite
+from huskyai.training import quantize
+from huskyai.trust import exports as artifacts
+from huskyai.trust import writer
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -39,14 +41,14 @@ def int8_export(tmp: Path, reduce_range: bool, photos: int) -> tuple[Path, str]:
     export = artifacts.open_export(folder)
     card = quantize.add_to_export(folder, dict(export.card), export.files[artifacts.ONNX_NAME],
                                   [DATA / "huskies", DATA / "huskies-web"], photos, reduce_range)
-    safewrite.save_card(folder, card)
+    writer.save_card(folder, card)
     calibration = card["graphs"][artifacts.INT8_ONNX_NAME]["calibration"]
     print(f"  {folder.name}: {(folder / artifacts.INT8_ONNX_NAME).stat().st_size / 1e6:.1f} MB, calibrated on "
           f"{calibration['photos']} training photos (fingerprint {calibration['fingerprint'][:16]})")
     return folder, artifacts.sha256((folder / artifacts.CARD_NAME).read_bytes())
 
 
-def probabilities(model: huskyai.Predictor, x: np.ndarray) -> np.ndarray:
+def probabilities(model: huskyai.Model, x: np.ndarray) -> np.ndarray:
     return np.concatenate([model.probabilities(x[i:i + 16]) for i in range(0, len(x), 16)])[:, 1]
 
 
@@ -59,7 +61,7 @@ def bootstrap(correct: dict[str, np.ndarray], reference: str, n: int = 4000) -> 
             for name, a in acc.items()}
 
 
-def accuracy_table(models: dict[str, huskyai.Predictor], x: np.ndarray, y: np.ndarray) -> dict[str, dict]:
+def accuracy_table(models: dict[str, huskyai.Model], x: np.ndarray, y: np.ndarray) -> dict[str, dict]:
     """Print and return each model's |dp| against fp32, changed decisions and accuracy with intervals."""
     p = {name: probabilities(m, x) for name, m in models.items()}
     decided = {name: q >= m.threshold for (name, q), m in zip(p.items(), models.values())}
@@ -77,7 +79,7 @@ def accuracy_table(models: dict[str, huskyai.Predictor], x: np.ndarray, y: np.nd
     return out
 
 
-def noise_floor(model: huskyai.Predictor, x: np.ndarray) -> None:
+def noise_floor(model: huskyai.Model, x: np.ndarray) -> None:
     """How far fp32 alone moves under uniform noise of half a pixel step: INT8 rounds its input at least that."""
     half_step = 0.5 / 255 / model.preprocessing.std[0]
     p = probabilities(model, x)
@@ -87,7 +89,7 @@ def noise_floor(model: huskyai.Predictor, x: np.ndarray) -> None:
           f"{int(((q >= 0.5) != (p >= 0.5)).sum())} decisions changed")
 
 
-def speed(models: dict[str, huskyai.Predictor], photo: Path, batch: list[Path], rounds: int) -> None:
+def speed(models: dict[str, huskyai.Model], photo: Path, batch: list[Path], rounds: int) -> None:
     """model.predict ms and predict_batch photos/s, the models alternating within every round."""
     ms = {name: [] for name in models}
     rate = {name: [] for name in models}

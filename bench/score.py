@@ -23,8 +23,8 @@ import numpy as np
 from PIL import Image
 
 import huskyai
-from huskyai.scoring import score
-from huskyai.scoring_pool import LocalPool
+from huskyai.evaluation.pool import LocalPool
+from huskyai.evaluation.score import score
 
 
 def make_photos(folder: Path, n: int) -> list[Path]:

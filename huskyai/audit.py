@@ -43,9 +43,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .clienttext import one_line
-from .images import describe
-from .predictor import Prediction, Predictor
+from huskyai.clienttext import one_line
+from huskyai.images.decode import describe
+from huskyai.inference.predictor import Prediction, Predictor
 
 LINE_CAP = 1024  # bytes of one line, its newline included
 REFUSALS_PER_MINUTE = 5  # a client's refusals written one by one in a minute; the rest are counted
@@ -234,7 +234,7 @@ def audited_predict(model: Predictor, data: bytes, *, name: str, source: str, cl
                     log: AuditLog, predict: Callable[..., Prediction] | None = None) -> Prediction:
     """``model.predict`` (or ``predict``, e.g. a shared engine queue's) on encoded image bytes, with one audit
     line whether it answers or refuses."""
-    from .images import InvalidImageError
+    from huskyai.errors import InvalidImageError
 
     start = time.perf_counter()
     trust = model_trust(model)
@@ -251,9 +251,9 @@ def audited_predict(model: Predictor, data: bytes, *, name: str, source: str, cl
 
 def audited_explain(model: Predictor, data: bytes, *, name: str, source: str, client: str, log: AuditLog,
                     method: str = "auto", detail: str = "full"):
-    """``huskyai.explain.explain`` on encoded image bytes, audited as one prediction (its own answer), whether
-    it answers or refuses. Returns the Explanation."""
-    from .explain import explain
+    """``huskyai.explain.explain`` on encoded image bytes, audited as one prediction (its own answer),
+    whether it answers or refuses. Returns the Explanation."""
+    from huskyai.explain.explanation import explain
 
     made = []
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import importlib.util
 
+from huskyai.errors import MissingExtraError
+
 # extra -> the modules it brings that the code imports (the pip names are in pyproject.toml)
 EXTRAS: dict[str, tuple[str, ...]] = {
     "train": ("torch", "timm", "safetensors", "onnx", "fastai", "sklearn", "matplotlib"),
@@ -18,10 +20,6 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "score": ("pyarrow",),
     "ray": ("ray", "pyarrow"),
 }
-
-
-class MissingExtraError(ImportError):
-    """An optional part of Husky AI was asked for but its packages are not installed."""
 
 
 def missing(extra: str) -> list[str]:

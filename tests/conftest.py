@@ -109,7 +109,7 @@ def toy_data(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def toy_export(tmp_path_factory, toy_data) -> Path:
     """A real fastai training run on the toy set (about 20 s): head fit plus one fine-tuning epoch."""
-    from huskyai.training import train
+    from huskyai.training.run import train
 
     out = tmp_path_factory.mktemp("toy_export")
     train(toy_data, out, epochs=1, size=96, valid_pct=0.25, cv=1, report=lambda msg: None)

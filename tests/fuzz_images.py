@@ -30,7 +30,8 @@ import numpy as np
 from hypothesis import strategies as st
 from PIL import Image
 
-from huskyai.images import InvalidImageError, describe
+from huskyai.errors import InvalidImageError
+from huskyai.images.decode import describe
 
 FORMATS = ["JPEG", "PNG", "GIF", "BMP", "WEBP", "TIFF", "ICO", "PPM"]
 MODES = ["RGB", "RGBA", "L", "LA", "P", "1", "CMYK", "I;16", "I", "F"]

@@ -141,7 +141,7 @@ def test_no_partial_uploads_are_left_in_the_cache(app_server, client, tmp_path):
 
 
 def card_text(model) -> str:
-    from huskyai.modelcard import model_card_markdown
+    from huskyai.serve.modelcard import model_card_markdown
 
     return model_card_markdown(model)
 
@@ -218,7 +218,7 @@ def test_the_confusion_matrix_shown_is_the_verified_one(tmp_path):
     from PIL import Image
 
     import huskyai
-    from huskyai.ui import build_demo
+    from huskyai.serve.page import build_demo
 
     export = copy_export(tmp_path)
     original = np.asarray(Image.open(export / "confusion_matrix.png").convert("RGB"))

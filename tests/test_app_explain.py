@@ -12,11 +12,12 @@ import pytest
 from PIL import Image
 
 from conftest import SHARED_HUSKIES, running_app, skimage_photo
-from huskyai import disclosure
-from huskyai.explain import METHOD_NAMES, display_size, draw_overlay, explain
-from huskyai.images import load_image
-from huskyai.predictor import Prediction
-from huskyai.serving import Settings, SettingsError
+from huskyai.errors import SettingsError
+from huskyai.explain.explanation import METHOD_NAMES, display_size, draw_overlay, explain
+from huskyai.images.decode import load_image
+from huskyai.inference import disclosure
+from huskyai.inference.predictor import Prediction
+from huskyai.settings import Settings
 
 
 def husky_photo(shipped) -> Path:
@@ -145,9 +146,9 @@ def test_explain_settings_are_read_from_the_environment(monkeypatch):
 def test_a_large_photos_overlay_is_sent_at_page_size(shipped, tmp_path):
     """The page shows the overlay 360 px high: a phone photo's overlay is drawn at most DISPLAY_SIDE long."""
     from huskyai.audit import AuditLog
-    from huskyai.explain import DISPLAY_SIDE
-    from huskyai.explain_app import explained
-    from huskyai.photo_input import Upload
+    from huskyai.explain.explanation import DISPLAY_SIDE
+    from huskyai.serve.explain_handler import explained
+    from huskyai.serve.photo_input import Upload
 
     big = skimage_photo("coffee").resize((2400, 1800))
     path = tmp_path / "big.jpg"

@@ -12,8 +12,7 @@ import pytest
 
 from conftest import ROOT, bad_files, jpeg_bytes, python_env, running_app, skimage_photo
 from huskyai.audit import LINE_CAP, REFUSALS_PER_MINUTE, SUMMARY_SOURCE, AuditLog, audited_predict
-from huskyai.images import InvalidImageError
-from huskyai.ratelimit import RateLimiter
+from huskyai.errors import InvalidImageError
 from huskyai.redteam.client import (
     CallRefused,
     call,
@@ -24,6 +23,7 @@ from huskyai.redteam.client import (
     raw_predict,
     upload,
 )
+from huskyai.serve.limits.ratelimit import RateLimiter
 
 pytestmark = pytest.mark.slow  # trains, serves or attacks: the full run only
 
@@ -377,7 +377,7 @@ def test_a_forged_forwarded_for_does_not_pick_the_bucket(tmp_path):
 
 
 def test_client_address_takes_the_rightmost_untrusted_hop():
-    from huskyai.serving import client_address
+    from huskyai.serve.limits.clients import client_address
 
     assert client_address("10.0.0.1", ["1.1.1.1, 2.2.2.2"], 0) == "10.0.0.1"
     assert client_address("10.0.0.1", ["1.1.1.1, 2.2.2.2"], 1) == "2.2.2.2"

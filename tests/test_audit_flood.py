@@ -18,9 +18,9 @@ from huskyai.audit import (
     AuditLog,
     audited_predict,
 )
-from huskyai.handlers import record_refusal
-from huskyai.ratelimit import RateLimiter
-from huskyai.serving import Settings
+from huskyai.serve.handlers import record_refusal
+from huskyai.serve.limits.ratelimit import RateLimiter
+from huskyai.settings import Settings
 
 T0 = 1_780_000_000.0  # a simulated epoch second
 DAY = 86_400
@@ -67,7 +67,7 @@ def test_a_day_of_flooding_within_the_rate_limit_keeps_the_honest_answer(tmp_pat
     no rate limit). The honest answer written before it is still in the log files a day later."""
     from gradio.data_classes import FileData
 
-    from huskyai.photo_input import PhotoInput
+    from huskyai.serve.photo_input import PhotoInput
 
     monkeypatch.delenv("HUSKYAI_AUDIT_MAX_BYTES", raising=False)
     settings = Settings()

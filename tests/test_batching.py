@@ -19,7 +19,7 @@ def model():
 
 
 def test_concurrent_answers_equal_the_models_own(model):
-    from huskyai.batching import EngineQueue
+    from huskyai.inference.batching import EngineQueue
 
     rng = np.random.default_rng(0)
     photos = [jpeg_bytes(skimage_photo(n)) for n in ("chelsea", "coffee", "astronaut", "rocket")]
@@ -44,7 +44,7 @@ def test_concurrent_answers_equal_the_models_own(model):
 
 def test_a_bad_photo_fails_alone_and_the_queue_keeps_serving(model):
     from huskyai import InvalidImageError
-    from huskyai.batching import EngineQueue
+    from huskyai.inference.batching import EngineQueue
 
     queue = EngineQueue(model, max_batch=8)
     good = jpeg_bytes(skimage_photo("coffee"))
@@ -70,14 +70,14 @@ def test_a_bad_photo_fails_alone_and_the_queue_keeps_serving(model):
 
 
 def test_the_queue_refuses_a_batch_of_zero(model):
-    from huskyai.batching import EngineQueue
+    from huskyai.inference.batching import EngineQueue
 
     with pytest.raises(ValueError):
         EngineQueue(model, max_batch=0)
 
 
 def test_the_apps_one_prediction_call_is_the_queue_only_when_it_is_on(model):
-    from huskyai.batching import EngineQueue, shared_predict
+    from huskyai.inference.batching import EngineQueue, shared_predict
 
     assert shared_predict(model, 0) == model.predict
     queued = shared_predict(model, 4)
@@ -87,7 +87,8 @@ def test_the_apps_one_prediction_call_is_the_queue_only_when_it_is_on(model):
 
 
 def test_engine_threads_are_a_setting(monkeypatch):
-    from huskyai.serving import Settings, SettingsError
+    from huskyai.errors import SettingsError
+    from huskyai.settings import Settings
 
     monkeypatch.delenv("HUSKYAI_ENGINE_THREADS", raising=False)
     assert Settings.from_env().engine_threads == 0  # ONNX Runtime's own choice
@@ -100,8 +101,8 @@ def test_engine_threads_are_a_setting(monkeypatch):
 
 @pytest.mark.parametrize("detail", ["full", "rounded", "label"])
 def test_the_lean_routes_answer_tells_what_the_setting_allows(model, detail):
-    from huskyai.disclosure import rounded
-    from huskyai.rest import answer
+    from huskyai.inference.disclosure import rounded
+    from huskyai.serve.rest import answer
 
     pred = model.predict(jpeg_bytes(skimage_photo("chelsea")))
     told = answer(pred, model.positive, detail)

@@ -14,10 +14,10 @@ from PIL import Image
 
 import huskyai
 from conftest import EXPORT, ROOT, SHARED_HUSKIES, bad_files, jpeg_bytes, make_toy_dataset, python_env, skimage_photo
-from huskyai.cli import build_parser, main
-from huskyai.cli_predict import explain_paths
-from huskyai.config import DoctorConfig, ExplainConfig, TrainConfig, options_from
-from huskyai.images import load_image
+from huskyai.cli.main import build_parser, main
+from huskyai.cli.predict import explain_paths
+from huskyai.images.decode import load_image
+from huskyai.training.config import DoctorConfig, ExplainConfig, TrainConfig, options_from
 
 
 def run(*args: str, check_code: int | None = None) -> subprocess.CompletedProcess:
@@ -226,7 +226,7 @@ def test_train_scans_the_photos_before_importing_torch(tmp_path):
     data = make_toy_dataset(tmp_path / "d", n_per_class=2, size=64)
     for photo in (data / "not_husky").iterdir():
         photo.write_bytes(b"not a photo")  # the class is there, but nothing in it is usable
-    code = ("import sys\nfrom huskyai.cli import main\n"
+    code = ("import sys\nfrom huskyai.cli.main import main\n"
             f"rc = main(['train', '--data', {str(data)!r}, '--out', {str(tmp_path / 'out')!r}])\n"
             "print(rc, sorted(m for m in ('torch', 'fastai', 'timm', 'matplotlib') if m in sys.modules))")
     proc = run_script(code)

@@ -69,14 +69,14 @@ def test_every_audit_line_is_capped_and_stays_valid_json(tmp_path):
 
 
 def test_the_lean_route_bounds_name(tmp_path, shipped):
-    """?name= as long as a URL can be (60 KB; uvicorn takes 16 KB of headers), in-process through huskyai.rest's
+    """?name= as long as a URL can be (60 KB; uvicorn takes 16 KB of headers), in-process through huskyai.serve.rest's
     route: the 422 message and the audit line carry the name as one line cut to 120 characters (the route cut
     it, but let newlines and control characters through)."""
     import httpx
     from starlette.applications import Starlette
 
-    from huskyai.rest import API_PATH, predict_route
-    from huskyai.serving import Settings
+    from huskyai.serve.rest import API_PATH, predict_route
+    from huskyai.settings import Settings
 
     log = AuditLog(tmp_path / "audit.jsonl")
     app = Starlette(routes=[predict_route(shipped, Settings(), log, shipped.predict)])
@@ -104,9 +104,9 @@ def test_the_photo_box_bounds_the_file_name_for_the_page_and_gradios_api(tmp_pat
     import gradio as gr
     from gradio.data_classes import FileData
 
-    from huskyai.handlers import classifier
-    from huskyai.photo_input import PhotoInput
-    from huskyai.serving import Settings
+    from huskyai.serve.handlers import classifier
+    from huskyai.serve.photo_input import PhotoInput
+    from huskyai.settings import Settings
 
     log = AuditLog(tmp_path / "audit.jsonl")
     box = PhotoInput()

@@ -3,7 +3,7 @@
 The attacks: a slowloris client that sends one header line at a time, a body trickled byte by byte to a
 route the fairness middleware treats as free, and one address opening connection after connection. The
 real-server tests run ``python app.py`` with small deadlines; the protocol tests run uvicorn with
-huskyai.connlimits' protocol around a tiny app, for what the app itself never does (read a body late).
+huskyai.serve.limits.connections' protocol around a tiny app, for what the app itself never does (read a body late).
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from contextlib import contextmanager
 import pytest
 
 from conftest import free_port, jpeg_bytes, running_app, skimage_photo
-from huskyai.connlimits import ConnectionGuard
-from huskyai.ratelimit import RateLimiter
-from huskyai.serving import client_address
+from huskyai.serve.limits.clients import client_address
+from huskyai.serve.limits.connections import ConnectionGuard
+from huskyai.serve.limits.ratelimit import RateLimiter
 
 HEADER_TIMEOUT = 2
 BODY_TIMEOUT = 2

@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 from conftest import ROOT, bad_files, make_toy_dataset, python_env
-from huskyai.data import DataError
-from huskyai.doctor import (
+from huskyai.errors import DataError
+from huskyai.training.doctor import (
     Suspect,
     find_suspects,
     format_table,

@@ -35,10 +35,10 @@ def test_the_shipped_graph_is_the_network_of_the_shipped_weights():
     """model.onnx ships in the export; it must be the very network model.safetensors holds."""
     import torch
 
-    from huskyai import artifacts
-    from huskyai.engine import torch_network
+    from huskyai.network.runtime import torch_network
+    from huskyai.trust import exports
 
-    export = artifacts.open_export()
+    export = exports.open_export()
     net = torch_network(export.card["arch"], len(export.card["classes"]), export.files["model.safetensors"])
     fast = __import__("huskyai").load(engine="onnx")
     rng = np.random.default_rng(5)
@@ -65,7 +65,7 @@ def test_every_session_option_gives_the_same_probabilities():
     answer as the dynamic graph does, for one photo, a batch and an empty batch."""
     from dataclasses import replace
 
-    from huskyai.engine import OnnxEngine, OnnxOptions
+    from huskyai.inference.engine import OnnxEngine, OnnxOptions
 
     graph = (EXPORT / "model.onnx").read_bytes()
     batch = np.random.default_rng(7).normal(0, 1, (3, 3, 288, 288)).astype(np.float32)
@@ -79,7 +79,7 @@ def test_every_session_option_gives_the_same_probabilities():
     assert engine(batch[:0]).shape == (0, 2)
 
 
-# ---- the second wall: how every session is made (behind huskyai.graphpolicy) ------------------------
+# ---- the second wall: how every session is made (behind huskyai.trust.graphpolicy) ------------------------
 
 def _graph_reading(location: str) -> bytes:
     """A graph whose output is the first 4 bytes of the file ``location`` (ONNX external data)."""
@@ -98,7 +98,7 @@ def _graph_reading(location: str) -> bytes:
 def test_every_session_refuses_external_data_even_where_the_working_folder_holds_it(tmp_path, monkeypatch):
     """Were a graph with external data ever to get past the policy, the sessions Husky AI makes would not
     read the file that plain ONNX Runtime reads from the working folder."""
-    from huskyai.engine import OnnxEngine, OnnxOptions, ort_session
+    from huskyai.inference.engine import OnnxEngine, OnnxOptions, ort_session
 
     (tmp_path / "secret.key").write_bytes(b"KEY!")
     monkeypatch.chdir(tmp_path)
@@ -113,7 +113,7 @@ def test_every_session_refuses_external_data_even_where_the_working_folder_holds
 def test_every_session_refuses_onnx_runtimes_own_format(tmp_path):
     """ONNX Runtime loads its flatbuffer format when it recognises the bytes; ours parse only ONNX, as the
     graph policy does."""
-    from huskyai.engine import ort_session
+    from huskyai.inference.engine import ort_session
 
     options = ort.SessionOptions()
     options.optimized_model_filepath = str(tmp_path / "mood.ort")

@@ -14,9 +14,9 @@ import pytest
 from PIL import Image
 
 from conftest import ROOT, bad_files, python_env, skimage_photo
-from huskyai.explain import DISPLAY_SIDE, draw_overlay, explain
-from huskyai.images import InvalidImageError
-from huskyai.preprocess import crop_box
+from huskyai.errors import InvalidImageError
+from huskyai.explain.explanation import DISPLAY_SIDE, draw_overlay, explain
+from huskyai.inference.preprocess import crop_box
 
 SHARED_WEB = ROOT.parent / "shared" / "data" / "huskies-web"
 SIDE = 128  # the corner model's input; its last feature map is 4 x 4
@@ -48,7 +48,7 @@ def corner_model(tmp_path_factory):
     stage is fitted on out-of-fold head logits, and on 24 generated photos it learned to ignore the head
     (measured: stage weight -0.004 on it, fresh photos at P 0.5 either way)."""
     import huskyai
-    from huskyai.training import train
+    from huskyai.training.run import train
 
     rng = np.random.default_rng(0)
     data = tmp_path_factory.mktemp("corner")
@@ -127,7 +127,7 @@ def test_a_refused_photo_raises_what_predict_raises(shipped):
 
 
 def test_importing_the_explanations_imports_no_torch():
-    code = ("import sys, huskyai.explain, huskyai.explain_gradcam, huskyai.explain_occlusion, "
+    code = ("import sys, huskyai.explain.explanation, huskyai.explain.gradcam, huskyai.explain.occlusion, "
             "huskyai.redteam.shortcut\nprint(sorted(m for m in ('torch', 'pytorch_grad_cam', 'cv2', 'timm') "
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=python_env(), timeout=120)
@@ -173,7 +173,7 @@ def test_the_target_layer_is_the_map_the_pooling_reads():
     output is layer4[-1]'s, the same map)."""
     import timm
 
-    from huskyai.explain_gradcam import target_layer
+    from huskyai.explain.gradcam import target_layer
 
     for arch, name in (("tf_efficientnet_lite0", "bn2"), ("resnet18", "layer4")):
         backbone = timm.create_model(arch, pretrained=False, num_classes=1000).eval()
@@ -195,7 +195,7 @@ def test_grad_cam_explains_the_whole_husky_score(shipped):
     the explanation shows is the one of z itself, not of the pooled-feature half."""
     import torch
 
-    from huskyai.explain_gradcam import grad_cam, gradcam_map
+    from huskyai.explain.gradcam import grad_cam, gradcam_map
 
     cam = grad_cam(shipped)
     net, x = cam.net, shipped.preprocess(husky_photo())

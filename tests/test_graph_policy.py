@@ -19,9 +19,10 @@ from onnx import TensorProto, helper
 
 import huskyai
 from conftest import EXPORT, ROOT, python_env
-from huskyai import artifacts, mood
+from huskyai import mood
 from huskyai.errors import GraphPolicyError, IntegrityError
-from huskyai.graphpolicy import check_graph
+from huskyai.trust import exports
+from huskyai.trust.graphpolicy import check_graph
 
 MOOD_EXPORT = ROOT / "export-mood"
 SECRET = b"signing-key:6f1c2a9e0b7d4c3f8a5e"  # what the graph must never reach
@@ -124,7 +125,7 @@ def test_a_pinned_export_whose_graph_reads_a_file_is_refused_by_load_verify_and_
                                                                                      monkeypatch):
     folder = tmp_path / "third-party"
     digest = with_graph(EXPORT, folder, "model.onnx", leaking_graph("config/signing.key"))
-    monkeypatch.setenv(artifacts.MODEL_SHA256_ENV, digest)  # the operator pinned it: trust is not the question
+    monkeypatch.setenv(exports.MODEL_SHA256_ENV, digest)  # the operator pinned it: trust is not the question
     with pytest.raises(GraphPolicyError, match="model.onnx: tensor 'leak' keeps its data outside the graph"):
         huskyai.load(folder, engine="onnx")
     report = huskyai.verify(folder)
@@ -145,7 +146,7 @@ def test_external_data_in_a_nested_if_is_refused(workdir, tmp_path, monkeypatch)
     with pytest.raises(GraphPolicyError, match="tensor 'leak' keeps its data outside"):
         check_graph(graph, "model.onnx")
     folder = tmp_path / "nested"
-    monkeypatch.setenv(artifacts.MODEL_SHA256_ENV, with_graph(EXPORT, folder, "model.onnx", graph))
+    monkeypatch.setenv(exports.MODEL_SHA256_ENV, with_graph(EXPORT, folder, "model.onnx", graph))
     with pytest.raises(GraphPolicyError, match="graph policy"):
         huskyai.load(folder)
 
@@ -256,7 +257,7 @@ def test_a_pinned_mood_export_whose_graph_reads_a_file_is_refused(workdir, tmp_p
     graph = model([helper.make_node("Cast", ["leak"], ["probabilities"], to=TensorProto.FLOAT)],
                   [external("leak", "config/signing.key", 2)], inputs=[x])
     folder = tmp_path / "mood"
-    monkeypatch.setenv(artifacts.MOOD_MODEL_SHA256_ENV, with_graph(MOOD_EXPORT, folder, "mood.onnx", graph))
+    monkeypatch.setenv(exports.MOOD_MODEL_SHA256_ENV, with_graph(MOOD_EXPORT, folder, "mood.onnx", graph))
     with pytest.raises(GraphPolicyError, match="mood.onnx: tensor 'leak' keeps its data outside the graph"):
         mood.load(folder)
 
@@ -268,13 +269,13 @@ def test_pinning_the_husky_model_leaves_the_shipped_mood_model_serving(tmp_path,
     shutil.copytree(EXPORT, own)
     card = json.loads((own / "model.json").read_text()) | {"name": "my own husky model"}
     (own / "model.json").write_text(json.dumps(card))
-    monkeypatch.setenv(artifacts.MODEL_SHA256_ENV, artifacts.sha256((own / "model.json").read_bytes()))
+    monkeypatch.setenv(exports.MODEL_SHA256_ENV, exports.sha256((own / "model.json").read_bytes()))
     assert "operator" in huskyai.load(own).trust
     assert "pinned in the huskyai package" in mood.load().trust  # the husky pin is not the mood model's
     mood_card = json.loads((MOOD_EXPORT / "model.json").read_text())  # a folder checked by its card's kind
-    assert artifacts.open_export(MOOD_EXPORT, pin_env=artifacts.pin_env_for(mood_card)).card["kind"] == "mood"
+    assert exports.open_export(MOOD_EXPORT, pin_env=exports.pin_env_for(mood_card)).card["kind"] == "mood"
     with pytest.raises(IntegrityError, match=r"is not the pinned .*\$HUSKYAI_MODEL_SHA256"):
         huskyai.load()  # ... and still refuses any other husky model
-    monkeypatch.setenv(artifacts.MOOD_MODEL_SHA256_ENV, "ab" * 32)
+    monkeypatch.setenv(exports.MOOD_MODEL_SHA256_ENV, "ab" * 32)
     with pytest.raises(IntegrityError, match=r"is not the pinned .*\$HUSKYAI_MOOD_MODEL_SHA256"):
         mood.load()

@@ -14,8 +14,8 @@ import pytest
 from PIL import Image
 
 from conftest import ROOT, python_env
-from huskyai.explain import DISPLAY_SIDE
-from huskyai.image_limits import MAX_SIDE
+from huskyai.explain.explanation import DISPLAY_SIDE
+from huskyai.images.limits import MAX_SIDE
 
 BUDGET_MB = 400  # the decoder's: every file bench/decode.py knows is answered within it
 NUMPY_MB = 64  # arrays derived from the photo stay at the network's input or the overlay's size

@@ -26,7 +26,8 @@ from fuzz_images import (
 from PIL import Image, ImageFile
 
 from conftest import bad_files, jpeg_bytes, skimage_photo
-from huskyai.images import MAX_FILE_BYTES, InvalidImageError, describe, load_image, read_limited
+from huskyai.errors import InvalidImageError
+from huskyai.images.decode import MAX_FILE_BYTES, describe, load_image, read_limited
 
 
 def encode(img: Image.Image, fmt: str, **kwargs) -> bytes:

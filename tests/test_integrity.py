@@ -15,8 +15,8 @@ import pytest
 
 import huskyai
 from conftest import EXPORT, ROOT, python_env
-from huskyai import artifacts, safewrite
 from huskyai.redteam.tamper import edit_bias, inject_pickle_payload, rehash_card
+from huskyai.trust import exports, writer
 
 COFFEE = ROOT / "examples" / "coffee.jpg"
 
@@ -36,7 +36,7 @@ def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
 def make_own(folder: Path) -> None:
     """Turn a copy of the shipped export into an export of one's own: a new card, so no longer pinned."""
     card = json.loads((folder / "model.json").read_text())
-    safewrite.write_card(folder, card | {"name": "Husky AI, my own copy"})
+    writer.write_card(folder, card | {"name": "Husky AI, my own copy"})
 
 
 def sign(folder: Path) -> str:
@@ -49,9 +49,9 @@ def sign(folder: Path) -> str:
 # ---- the root of trust ---------------------------------------------------------------------------
 
 def test_the_shipped_card_is_the_one_pinned_in_the_package():
-    assert artifacts.sha256((EXPORT / "model.json").read_bytes()) == artifacts.SHIPPED_CARD_SHA256
+    assert exports.sha256((EXPORT / "model.json").read_bytes()) == exports.SHIPPED_CARD_SHA256
     model = huskyai.load()
-    assert model.model_sha256 == artifacts.SHIPPED_CARD_SHA256 and "pinned in the huskyai package" in model.trust
+    assert model.model_sha256 == exports.SHIPPED_CARD_SHA256 and "pinned in the huskyai package" in model.trust
     assert set(model.card["files"]) >= {"model.safetensors", "model.onnx"}
     assert "learner.pkl" not in model.card["files"]  # the shipped export carries no pickle
 
@@ -72,7 +72,7 @@ def test_shipped_export_backdoored_in_place_and_rehashed_is_refused(tmp_path):
 
     edit_bias(clone / "export", positive_index=1, shift=20.0)
     rehash_card(clone / "export")
-    assert artifacts.check_files(clone / "export")[1] == []  # the hashes are consistent again
+    assert exports.check_files(clone / "export")[1] == []  # the hashes are consistent again
     after = subprocess.run([sys.executable, "-c", code, str(COFFEE)], capture_output=True, text=True, env=env,
                            cwd=tmp_path, timeout=300)
     assert after.returncode == 1 and "the shipped model was changed" in after.stderr
@@ -91,7 +91,7 @@ def test_a_copy_of_the_shipped_export_elsewhere_is_still_the_shipped_model(expor
 @pytest.mark.slow
 def test_unsigned_export_is_refused_unless_pinned_or_trusted(export_copy):
     make_own(export_copy)
-    digest = artifacts.sha256((export_copy / "model.json").read_bytes())
+    digest = exports.sha256((export_copy / "model.json").read_bytes())
     with pytest.raises(huskyai.IntegrityError, match="not signed and not pinned"):
         huskyai.load(export_copy)
     assert "operator" in huskyai.load(export_copy, sha256=digest).trust
@@ -133,7 +133,7 @@ def test_a_consistent_forgery_of_a_signed_export_is_refused(export_copy):
     assert huskyai.load(export_copy).predict(COFFEE).label == "not_husky"
     card = json.loads((export_copy / "model.json").read_text())
     edit_bias(export_copy, positive_index=1, shift=8.0)
-    card["files"] = safewrite.write_card(export_copy, card)["files"]  # hashes right again, signature kept
+    card["files"] = writer.write_card(export_copy, card)["files"]  # hashes right again, signature kept
     (export_copy / "model.json").write_text(json.dumps(card))
     with pytest.raises(huskyai.IntegrityError, match="signature is wrong"):
         huskyai.load(export_copy)
@@ -149,7 +149,7 @@ def test_a_card_naming_a_path_or_a_foreign_file_is_refused(export_copy, name):
     card = json.loads((export_copy / "model.json").read_text())
     card["files"][name] = "0" * 64
     (export_copy / "model.json").write_text(json.dumps(card))
-    digest = artifacts.sha256((export_copy / "model.json").read_bytes())
+    digest = exports.sha256((export_copy / "model.json").read_bytes())
     with pytest.raises(huskyai.IntegrityError, match="not an export file"):
         huskyai.load(export_copy, sha256=digest)
     proc = cli("verify", str(export_copy))
@@ -246,7 +246,7 @@ def test_a_crafted_pickle_never_runs_through_any_entry_point(export_copy, tmp_pa
     rehash_card(export_copy)
     if route == "cloudpickle":
         sign(export_copy)  # its imports pass the policy, so sign blesses it: only never unpickling protects
-    digest = artifacts.sha256((export_copy / "model.json").read_bytes())
+    digest = exports.sha256((export_copy / "model.json").read_bytes())
 
     assert huskyai.load(export_copy, sha256=digest).predict(COFFEE).label == "not_husky"
     learn = huskyai.load_learner(export_copy, sha256=digest)
@@ -300,7 +300,7 @@ def test_pickles_are_never_opened_by_the_package():
 
 @pytest.mark.slow
 def test_the_app_refuses_an_unsigned_export_and_shows_it_when_trusted(export_copy):
-    from huskyai.ui import model_card_markdown
+    from huskyai.serve.page import model_card_markdown
 
     make_own(export_copy)
     proc = subprocess.run([sys.executable, "app.py"], capture_output=True, text=True, cwd=ROOT, timeout=300,

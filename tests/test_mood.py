@@ -14,15 +14,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from huskyai import artifacts
+from huskyai.cli.mood import add_mood
 from huskyai.errors import IntegrityError
 from huskyai.mood import load
-from huskyai.mood.cli import add_mood
 from huskyai.mood.diary import DiaryError, read_diary
 from huskyai.mood.export import default_schema, train_export
 from huskyai.mood.features import LagRules, engineer
 from huskyai.mood.model import shipped_folder
 from huskyai.mood.sample import NO_EFFECT, SCHEMA, TRUE_EFFECTS, generate, write_sample
+from huskyai.trust import exports
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -159,7 +159,7 @@ def test_model_beats_the_baselines_and_ships_with_its_plots(trained):
     assert [f["validation_to"] for f in card["validation"]["folds"]] == sorted(
         f["validation_to"] for f in card["validation"]["folds"])
     assert card["data"]["synthetic"] is True and "SYNTHETIC" in card["data"]["note"]
-    assert sorted(card["files"]) == sorted(artifacts.MOOD_NAMES)
+    assert sorted(card["files"]) == sorted(exports.MOOD_NAMES)
     for png in ("importance.png", "validation.png"):
         assert (folder / "export" / png).read_bytes().startswith(b"\x89PNG")
 
@@ -247,7 +247,7 @@ def test_cli_sample_writes_the_diary_and_its_truth(tmp_path):
 
 def test_shipped_mood_model_is_pinned_and_synthetic():
     card_bytes = (shipped_folder() / "model.json").read_bytes()
-    assert artifacts.sha256(card_bytes) == artifacts.SHIPPED_CARDS["mood"]
+    assert exports.sha256(card_bytes) == exports.SHIPPED_CARDS["mood"]
     model = load()
     assert "pinned in the huskyai package" in model.trust and model.synthetic
     assert 1 <= model.predict(model.card["typical_day"]).score <= 5
@@ -280,7 +280,7 @@ def test_mood_tab_builds_and_its_handler_answers_with_reasons(trained, tmp_path)
     import gradio as gr
 
     from huskyai.audit import AuditLog
-    from huskyai.mood.tab import build_mood_tab, handler, input_names
+    from huskyai.serve.mood_tab import build_mood_tab, handler, input_names
 
     folder, _ = trained
     model = load(folder / "export")
@@ -328,7 +328,7 @@ def _mood_call(model, log):
 
     import gradio as gr
 
-    from huskyai.mood.tab import API_NAME, build_mood_tab, input_names
+    from huskyai.serve.mood_tab import API_NAME, build_mood_tab, input_names
 
     with gr.Blocks() as demo:
         build_mood_tab(model, log=log)

@@ -1,4 +1,4 @@
-"""huskyai.preprocess, the one "photo -> model input": its arithmetic, its card fields, its refusals.
+"""huskyai.inference.preprocess, the one "photo -> model input": its arithmetic, its card fields, its refusals.
 That fastai's validation path runs it is checked where fastai is (test_training.py, test_shipped_model.py)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from conftest import EXPORT, python_env, skimage_photo
-from huskyai.preprocess import Preprocessing, crop_box, crop_resize, normalise, to_unit
+from huskyai.inference.preprocess import Preprocessing, crop_box, crop_resize, normalise, to_unit
 
 
 def test_the_shipped_card_reads_back_into_the_same_fields():
@@ -92,7 +92,7 @@ def test_bad_numbers_are_refused():
 
 
 def test_it_imports_neither_torch_nor_fastai():
-    code = ("import sys, huskyai.preprocess; "
+    code = ("import sys, huskyai.inference.preprocess; "
             "print(sorted({k.split('.')[0] for k in sys.modules} & {'torch', 'fastai', 'timm'}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=python_env(),
                          timeout=120, check=True).stdout

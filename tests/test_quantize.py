@@ -1,4 +1,4 @@
-"""The INT8 export option (huskyai.quantize): calibration on training photos only, the second graph hashed and
+"""The INT8 export option (huskyai.training.quantize): calibration on training photos only, the second graph hashed and
 described in the card, chosen with precision= or $HUSKYAI_PRECISION, and its parity with the fp32 graph."""
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ from PIL import Image
 
 import huskyai
 from conftest import EXPORT, ROOT, SHARED_HUSKIES, python_env, skimage_photo
-from huskyai import artifacts, quantize
-from huskyai.engine import EngineError
+from huskyai.errors import EngineError
+from huskyai.training import quantize
+from huskyai.trust import exports
 
 PHOTOS = [skimage_photo(n) for n in ("chelsea", "coffee", "astronaut", "rocket")] + [ROOT / "examples" / "coffee.jpg"]
 
@@ -95,7 +96,7 @@ def test_the_card_names_each_graph_and_the_calibration_set(int8_export):
     expected = quantize.calibration_set([SHARED_HUSKIES, SHARED_HUSKIES.parent / "huskies-web"], card, 16)
     assert calibration["photos"] == 16 and calibration["fingerprint"] == expected.fingerprint
     assert not set(expected.keys) & set(card["training"]["holdout_files"])
-    assert card["files"]["model.int8.onnx"] == artifacts.sha256((int8_export / "model.int8.onnx").read_bytes())
+    assert card["files"]["model.int8.onnx"] == exports.sha256((int8_export / "model.int8.onnx").read_bytes())
     assert {k: v for k, v in card.items() if k not in ("graphs", "files", "signature")} == \
         {k: v for k, v in shipped.items() if k != "files"}  # nothing else in the card changed
     size = sum(p.stat().st_size for p in int8_export.iterdir())
@@ -110,7 +111,7 @@ def test_int8_matches_fp32_and_fp32_matches_torch(int8_export):
     int8 = huskyai.load(int8_export, precision="int8")
     reference = huskyai.load(int8_export, engine="torch")
     assert (fp32.precision, int8.precision) == ("fp32", "int8") and "signed" in int8.trust
-    from huskyai.modelcard import model_card_markdown
+    from huskyai.serve.modelcard import model_card_markdown
 
     assert "**Serving graph:** int8 of fp32, int8; INT8 calibrated on 16 training photos" in model_card_markdown(int8)
     batch = np.stack([fp32.preprocess(p) for p in PHOTOS])
@@ -150,4 +151,4 @@ def test_sign_with_a_missing_calibration_folder_is_one_line_and_changes_nothing(
     missing = tmp_path / "none"
     assert done.stderr.strip() == f"error: {missing}: no such photo folder (expected one sub-folder per label)"
     assert (folder / "model.json").read_bytes() == (EXPORT / "model.json").read_bytes()
-    assert not (folder / artifacts.INT8_ONNX_NAME).exists()
+    assert not (folder / exports.INT8_ONNX_NAME).exists()

@@ -12,12 +12,12 @@ import pytest
 
 import huskyai
 from conftest import EXPORT, ROOT, make_toy_dataset, python_env, skimage_photo
-from huskyai.junk import KINDS, junk_images
 from huskyai.redteam.blackbox import square_attack
 from huskyai.redteam.junk import junk_attack
 from huskyai.redteam.scaling import scaling_attack
 from huskyai.redteam.tamper import tamper_attack
 from huskyai.redteam.whitebox import perturb_attack
+from huskyai.training.junk import KINDS, junk_images
 
 pytestmark = pytest.mark.slow  # trains, serves or attacks: the full run only
 
@@ -37,7 +37,7 @@ def test_shipped_model_calls_at_most_one_percent_of_junk_a_husky(shipped):
 def test_training_with_junk_negatives(tmp_path):
     """On toy data where 'husky' means anything but the coffee cup (a cat, an astronaut, a rocket), a
     plain model calls junk a husky: junk has the positive class's only signal. Junk negatives fix it."""
-    from huskyai.training import train
+    from huskyai.training.run import train
 
     data = make_toy_dataset(tmp_path / "data", classes={"husky": ("chelsea", "astronaut", "rocket"),
                                                         "not_husky": ("coffee",)})
@@ -137,7 +137,7 @@ def test_attacks_needing_data_say_so(kind, tmp_path):
 
 
 def test_model_card_panel_shows_only_a_report_the_card_hashes(tmp_path):
-    from huskyai.ui import model_card_markdown
+    from huskyai.serve.page import model_card_markdown
 
     export = tmp_path / "export"
     shutil.copytree(EXPORT, export)

@@ -54,7 +54,7 @@ def test_membership_auc_on_an_overfit_toy_model(tmp_path):
     """Labels that mean nothing, a weakly regularised head: the model can only memorise its photos."""
     from huskyai.redteam.membership import losses, membership_scores
     from huskyai.redteam.photos import image_files, label_of
-    from huskyai.training import train
+    from huskyai.training.run import train
 
     members = make_toy_dataset(tmp_path / "members", n_per_class=12, seed=31, classes=MIXED)
     others = make_toy_dataset(tmp_path / "others", n_per_class=12, seed=32, classes=MIXED)

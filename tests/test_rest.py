@@ -1,4 +1,4 @@
-"""The lean route POST /api/v1/predict (huskyai.rest), on a real app.py on loopback, spoken to in raw HTTP:
+"""The lean route POST /api/v1/predict (huskyai.serve.rest), on a real app.py on loopback, spoken to in raw HTTP:
 the model's answer, clear refusals, and the same limits, audit log and disclosure as gradio's API."""
 
 from __future__ import annotations

@@ -20,8 +20,9 @@ import pytest
 
 import huskyai
 from conftest import EXPORT, ROOT, make_toy_dataset, python_env
-from huskyai import artifacts, keys, safewrite
 from huskyai.errors import IntegrityError
+from huskyai.trust import exports, keys
+from huskyai.trust import writer as safewrite
 
 
 @pytest.fixture
@@ -40,7 +41,7 @@ def own_export(tmp_path, key_file) -> Path:
     shutil.copytree(EXPORT, folder)
     card = json.loads((folder / "model.json").read_text())
     safewrite.write_card(folder, card | {"name": "Husky AI, my own copy"}, keys.signing_key())
-    assert "signed with this machine's key" in artifacts.open_export(folder).trust
+    assert "signed with this machine's key" in exports.open_export(folder).trust
     return folder
 
 
@@ -80,7 +81,7 @@ def test_sign_never_writes_through_a_link_to_the_signing_key(route, own_export, 
     assert key_file.read_bytes() == key  # the key is untouched ...
     assert listing(own_export) == before  # ... and so is the export: not a byte written
     (own_export / target).unlink()
-    assert "signed with this machine's key" in artifacts.open_export(own_export).trust  # the key still verifies it
+    assert "signed with this machine's key" in exports.open_export(own_export).trust  # the key still verifies it
 
 
 def test_a_signed_report_is_written_as_a_new_regular_file(own_export, key_file, tmp_path):
@@ -91,7 +92,7 @@ def test_a_signed_report_is_written_as_a_new_regular_file(own_export, key_file, 
     done = huskyai.sign(own_export, redteam_report=tmp_path / "summary.json")
     assert (own_export / "redteam.json").read_bytes() == summary and not (own_export / "redteam.json").is_symlink()
     model = huskyai.load(own_export)
-    assert model.model_sha256 == done.card_sha256 and model.card["files"]["redteam.json"] == artifacts.sha256(summary)
+    assert model.model_sha256 == done.card_sha256 and model.card["files"]["redteam.json"] == exports.sha256(summary)
     assert not [p for p in own_export.iterdir() if p.name.startswith(".")]  # no temporary file left
 
 
@@ -196,7 +197,7 @@ def test_a_fifo_at_the_key_path_is_refused_not_waited_on(tmp_path):
     config = tmp_path / "config"
     (config / "huskyai").mkdir(parents=True, mode=0o700)
     os.mkfifo(config / "huskyai" / "signing.key", 0o600)
-    code = "import huskyai.keys as k; k.signing_key(create=True)"
+    code = "import huskyai.trust.keys as k; k.signing_key(create=True)"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                           env=python_env() | {"XDG_CONFIG_HOME": str(config)}, cwd=ROOT)
     assert proc.returncode == 1 and "not a regular file" in proc.stderr, proc.stderr
@@ -217,11 +218,11 @@ def test_a_new_signing_key_is_private_and_made_once(tmp_path, monkeypatch):
 
 # ---- the training writer --------------------------------------------------------------------------------
 
-@pytest.mark.slow  # huskyai.export imports torch and fastai
+@pytest.mark.slow  # huskyai.training.writer imports torch and fastai
 def test_training_refuses_a_link_planted_in_its_out_folder(tmp_path):
-    """The staged export moves into ``out`` (huskyai.export's move_into_place): a symlink sitting there under
+    """The staged export moves into ``out`` (huskyai.training.writer's move_into_place): a symlink sitting there under
     an export's name is refused before anything moves, and the old export stays whole."""
-    from huskyai.export import move_into_place
+    from huskyai.training.writer import move_into_place
 
     stage, out, secret = tmp_path / "out" / ".export-x", tmp_path / "out", tmp_path / "secret"
     stage.mkdir(parents=True)

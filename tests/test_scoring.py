@@ -1,4 +1,4 @@
-"""Batch scoring (huskyai.scoring): sources, the parquet rows, refused photos, resume, the process pool
+"""Batch scoring (huskyai.evaluation.score): sources, the parquet rows, refused photos, resume, the process pool
 (its workers verified and torch-free) and, marked slow, the same scorer on a local Ray."""
 
 from __future__ import annotations
@@ -19,9 +19,10 @@ from PIL import Image
 
 from conftest import EXPORT, bad_files, python_env
 from huskyai import IntegrityError
-from huskyai.cli import add_model_arguments
-from huskyai.scoring import REFUSED, ScoreError, add_score_arguments, list_photos, run_score, score
-from huskyai.scoring_pool import LocalPool
+from huskyai.cli.main import add_model_arguments
+from huskyai.errors import ScoreError
+from huskyai.evaluation.pool import LocalPool
+from huskyai.evaluation.score import REFUSED, add_score_arguments, list_photos, run_score, score
 
 HEAVY = "[m for m in ('torch', 'fastai', 'timm') if m in __import__('sys').modules]"
 
@@ -113,7 +114,8 @@ def test_pool_workers_never_import_torch_and_refuse_a_model_swapped_after_the_pa
     with LocalPool(model, 1) as pool:
         rows = [r for chunk in pool.map([str(photo)]) for r in chunk]
         assert pool.executor.submit(eval, HEAVY).result() == []  # in the worker
-    code = (f"from huskyai.scoring import score\nscore({str(photo)!r}, {str(tmp_path / 'p.parquet')!r}, workers=1)\n"
+    code = (f"from huskyai.evaluation.score import score\n"
+            f"score({str(photo)!r}, {str(tmp_path / 'p.parquet')!r}, workers=1)\n"
             f"print({HEAVY})")  # and in the parent, from a fresh interpreter
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=python_env(), timeout=300)
     assert proc.stdout.splitlines()[-1:] == ["[]"], proc.stdout + proc.stderr

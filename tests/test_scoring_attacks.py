@@ -28,10 +28,10 @@ from PIL import Image
 from test_scoring import add_refused, make_photos, rows_by_path
 
 from conftest import ROOT, python_env
+from huskyai.errors import InvalidImageError
+from huskyai.evaluation.pool import NotFollowedError, read_photo, score_file
+from huskyai.evaluation.score import ANOTHER_MODEL, CHANGED, DUPLICATED, MALFORMED, REFUSED, find_photos, score
 from huskyai.extras import EXTRAS
-from huskyai.images import InvalidImageError
-from huskyai.scoring import ANOTHER_MODEL, CHANGED, DUPLICATED, MALFORMED, REFUSED, find_photos, score
-from huskyai.scoring_pool import NotFollowedError, read_photo, score_file
 
 LINK_REFUSED = "a symbolic link, not followed"
 

@@ -14,8 +14,8 @@ from conftest import EXPORT, SHARED_HUSKIES, skimage_photo
 def test_backbone_weights_are_really_imagenet_pretrained():
     import torch
 
-    from huskyai.backbones import load_pretrained
-    from huskyai.preprocess import Preprocessing
+    from huskyai.inference.preprocess import Preprocessing
+    from huskyai.network.backbones import load_pretrained
 
     net = load_pretrained("tf_efficientnet_lite0")
     x = torch.from_numpy(Preprocessing(224, (0.5,) * 3, (0.5,) * 3).array(skimage_photo("chelsea")))
@@ -25,7 +25,8 @@ def test_backbone_weights_are_really_imagenet_pretrained():
 
 
 def test_resnet_offline_fails_with_one_clear_line(tmp_path, monkeypatch):
-    from huskyai.backbones import BackboneError, load_pretrained
+    from huskyai.errors import BackboneError
+    from huskyai.network.backbones import load_pretrained
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # an empty cache: a download is the only way
     with pytest.raises(BackboneError, match="--weights FILE"):
@@ -35,7 +36,7 @@ def test_resnet_offline_fails_with_one_clear_line(tmp_path, monkeypatch):
 def test_resnet_from_a_weights_file(tmp_path):
     import torch
 
-    from huskyai.backbones import create_backbone, load_pretrained
+    from huskyai.network.backbones import create_backbone, load_pretrained
 
     reference = create_backbone("resnet18")
     torch.save(reference.state_dict(), tmp_path / "resnet18.pth")
@@ -89,7 +90,7 @@ def _varied_photos() -> list:
 @pytest.mark.slow  # imports fastai: 11 s of the fast loop
 def test_shipped_predictor_matches_the_fastai_learner():
     """fastai's learn.predict on the Learner rebuilt from the card gives the predictor's probabilities,
-    because its test_dl feeds the network the very array huskyai.preprocess makes (to the bit)."""
+    because its test_dl feeds the network the very array huskyai.inference.preprocess makes (to the bit)."""
     import huskyai
 
     model = huskyai.load()
@@ -113,7 +114,7 @@ def test_shipped_model_on_its_held_out_photos(shipped):
     assert len(held) >= 200 and {k.split("/")[0] for k in held} == {"huskies", "huskies-web"}
     paths = [SHARED_HUSKIES.parent / k for k in held]
     preds = shipped.predict_batch(paths)
-    from huskyai.metrics import binary_metrics
+    from huskyai.evaluation.metrics import binary_metrics
 
     m = binary_metrics([p.parent.name == "husky" for p in paths], [p.label == "husky" for p in preds])
     assert m == card["metrics"]["holdout"]  # the card tells the truth about these photos

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from conftest import bad_files, make_toy_dataset, skimage_photo
-from huskyai import artifacts
-from huskyai.data import DataError, scan
+from huskyai.errors import DataError
+from huskyai.images.folders import scan
+from huskyai.trust import exports
 
 pytestmark = pytest.mark.slow  # trains, serves or attacks: the full run only
 
@@ -18,9 +19,9 @@ pytestmark = pytest.mark.slow  # trains, serves or attacks: the full run only
 def test_export_holds_every_artifact_hashed_in_the_card(toy_export):
     card = json.loads((toy_export / "model.json").read_text())
     assert set(card["files"]) == {"model.onnx", "model.safetensors", "confusion_matrix.png", "top_losses.png"}
-    assert artifacts.check_files(toy_export)[1] == []
+    assert exports.check_files(toy_export)[1] == []
     assert card["signature"]["alg"] == "HMAC-SHA256"  # signed with this machine's key, made on first use
-    key = artifacts.key_path()
+    key = exports.key_path()
     assert key.is_file() and key.stat().st_mode & 0o777 == 0o600
     training = card["training"]
     assert sum(training["counts"].values()) + sum(training["validation_counts"].values()) == 24
@@ -56,9 +57,9 @@ def test_toy_model_learned_its_two_classes(toy_export, toy_data, tmp_path):
 
 def test_fastai_feeds_the_network_exactly_what_the_predictor_does(toy_export, toy_data):
     """Validation batches (the metrics), test_dl with labels (the head's features, the doctor) and
-    learn.predict's test_dl all go through huskyai.preprocess: the same arrays, to the bit."""
+    learn.predict's test_dl all go through huskyai.inference.preprocess: the same arrays, to the bit."""
     import huskyai
-    from huskyai.dataloaders import make_dataloaders
+    from huskyai.training.dataloaders import make_dataloaders
 
     model = huskyai.load(toy_export)
     photos = scan(toy_data, report=lambda m: None)
@@ -131,7 +132,7 @@ def test_unusable_folders_are_refused_clearly(tmp_path, layout, message):
 
 
 def test_holdout_split_is_deterministic_and_per_class(toy_data):
-    from huskyai.data import split_holdout
+    from huskyai.images.folders import split_holdout
 
     photos = scan(toy_data, report=lambda m: None)
     kept, held = split_holdout(photos, 0.25)
@@ -142,7 +143,7 @@ def test_holdout_split_is_deterministic_and_per_class(toy_data):
 
 
 def test_training_into_a_used_folder_touches_only_its_own_files(tmp_path):
-    from huskyai.training import train
+    from huskyai.training.run import train
 
     data = make_toy_dataset(tmp_path / "data", n_per_class=4, size=64)
     out = tmp_path / "mine"
@@ -152,13 +153,13 @@ def test_training_into_a_used_folder_touches_only_its_own_files(tmp_path):
     train(data, out, size=64, valid_pct=0.25, report=lambda m: None)
     assert (out / "notes.txt").read_text() == "my own file"
     card = json.loads((out / "model.json").read_text())
-    assert "notes.txt" not in card["files"] and artifacts.check_files(out)[1] == []
+    assert "notes.txt" not in card["files"] and exports.check_files(out)[1] == []
 
 
 def test_the_rebuilt_learner_fine_tunes_on_new_photos_and_exports_a_pickle_on_request(toy_export, tmp_path):
     import huskyai
-    from huskyai.data import scan
-    from huskyai.dataloaders import make_dataloaders
+    from huskyai.images.folders import scan
+    from huskyai.training.dataloaders import make_dataloaders
 
     learn = huskyai.load_learner(toy_export)
     card = json.loads((toy_export / "model.json").read_text())
@@ -184,7 +185,7 @@ def torch_equal(a, b) -> bool:
 
 
 def test_train_writes_a_pickle_only_when_asked(tmp_path):
-    from huskyai.training import train
+    from huskyai.training.run import train
 
     data = make_toy_dataset(tmp_path / "data", n_per_class=4, size=64)
     messages: list[str] = []
@@ -195,8 +196,8 @@ def test_train_writes_a_pickle_only_when_asked(tmp_path):
 
 def test_several_data_folders_are_combined_and_scored_by_source(tmp_path, toy_export):
     import huskyai
-    from huskyai.data import scan_many, split_holdout
-    from huskyai.evaluation import evaluate
+    from huskyai.evaluation.evaluate import evaluate
+    from huskyai.images.folders import scan_many, split_holdout
 
     crops = make_toy_dataset(tmp_path / "crops", n_per_class=4, size=64)
     web = make_toy_dataset(tmp_path / "web", n_per_class=3, size=120)
@@ -217,12 +218,12 @@ def test_several_data_folders_are_combined_and_scored_by_source(tmp_path, toy_ex
 def test_the_zero_shot_stage_is_trained_and_exported_identically(toy_export):
     """The second stage lives inside the network: torch, ONNX and fastai give one answer."""
     import huskyai
-    from huskyai import artifacts
-    from huskyai.engine import torch_network
+    from huskyai.network.runtime import torch_network
+    from huskyai.trust import exports
 
     card = json.loads((toy_export / "model.json").read_text())
     assert card["training"]["zero_shot_stage"] is True
-    export = artifacts.open_export(toy_export)
+    export = exports.open_export(toy_export)
     net = torch_network(card["arch"], 2, export.files["model.safetensors"], with_softmax=False)
     assert net.zero_shot and net.stage2.weight.abs().sum() > 0
     fast, slow = huskyai.load(toy_export, engine="onnx"), huskyai.load(toy_export, engine="torch")
@@ -234,7 +235,7 @@ def test_the_zero_shot_stage_is_trained_and_exported_identically(toy_export):
 def test_zero_shot_margins_read_imagenets_husky_classes():
     import torch
 
-    from huskyai.model import ESKIMO_DOG, MALAMUTE, SIBERIAN_HUSKY, zero_shot_margins, zero_shot_scores
+    from huskyai.network.net import ESKIMO_DOG, MALAMUTE, SIBERIAN_HUSKY, zero_shot_margins, zero_shot_scores
 
     lp = torch.full((1, 1000), -20.0)
     lp[0, SIBERIAN_HUSKY], lp[0, MALAMUTE], lp[0, 7] = -0.5, -4.0, -3.0
@@ -254,7 +255,7 @@ def test_the_card_carries_repeated_cross_validation_with_intervals(toy_export):
 
 
 def test_bootstrap_intervals_narrow_with_more_photos():
-    from huskyai.validation import summarise
+    from huskyai.training.validation import summarise
 
     rng = np.random.default_rng(0)
     widths = []

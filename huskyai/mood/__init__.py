@@ -4,6 +4,6 @@ sample (a synthetic diary), train honestly by time, export with a card, verify, 
 ``huskyai.mood.load(folder).predict({"sleep_hours": 8, ...})`` needs only numpy, pandas and onnxruntime.
 """
 
-from .model import MoodModel, MoodPrediction, load
+from huskyai.mood.model import MoodModel, MoodPrediction, load
 
 __all__ = ["MoodModel", "MoodPrediction", "load"]

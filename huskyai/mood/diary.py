@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..clienttext import one_line
-from ..data import DataError
+from huskyai.clienttext import one_line
+from huskyai.errors import DataError
 
 DATE = "date"
 DEFAULT_TARGET = "mood"

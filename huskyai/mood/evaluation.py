@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .diary import read_diary
-from .model import MoodModel
-from .train import error_metrics
+from huskyai.mood.diary import read_diary
+from huskyai.mood.model import MoodModel
+from huskyai.mood.train import error_metrics
 
 
 def evaluate(model: MoodModel, csv: str | Path) -> dict:

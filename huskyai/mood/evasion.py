@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .model import MoodModel
+from huskyai.mood.model import MoodModel
 
 
 def evade(model: MoodModel, day: dict, goal: float = 1.0, step: float = 0.1, max_steps: int = 300) -> dict:
@@ -57,7 +57,7 @@ def evade(model: MoodModel, day: dict, goal: float = 1.0, step: float = 0.1, max
 def mood_evasion(model: MoodModel, out: str | Path, days: pd.DataFrame | None = None, limit: int = 8,
                  seed: int = 0) -> dict:
     """Attack ``limit`` days (default: a fresh generated diary's) and write mood-evasion.json and .md."""
-    from .sample import generate
+    from huskyai.mood.sample import generate
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -1,10 +1,10 @@
 """Train on a diary and write the mood export: model.json (the card), mood.onnx and two PNGs, all hashed,
-all written through huskyai.safewrite (never through a link planted in the folder).
+all written through huskyai.trust.writer (never through a link planted in the folder).
 
 The card holds everything serving needs besides the ONNX graph: the diary's columns and which of them a
 person controls, the lag rules, the preprocessing (means, stds, categories), the typical day, the
 validation numbers of every model against the baselines, the winner, the importance, and whether the
-diary was synthetic. It is signed with this machine's key like the husky model's (huskyai.artifacts).
+diary was synthetic. It is signed with this machine's key like the husky model's (huskyai.trust.exports).
 """
 
 from __future__ import annotations
@@ -19,15 +19,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import artifacts, safewrite
-from .diary import DiaryError, read_diary
-from .features import LagRules
-from .models import MODELS, to_onnx
-from .plots import importance_png, validation_png
-from .sample import read_truth
-from .train import BASELINES, fit_final, validate
+from huskyai.mood.diary import DiaryError, read_diary
+from huskyai.mood.features import LagRules
+from huskyai.mood.models import MODELS, to_onnx
+from huskyai.mood.plots import importance_png, validation_png
+from huskyai.mood.sample import read_truth
+from huskyai.mood.train import BASELINES, fit_final, validate
+from huskyai.trust import exports, writer
 
-ONNX_FILE, IMPORTANCE_FILE, VALIDATION_FILE = artifacts.MOOD_NAMES
+ONNX_FILE, IMPORTANCE_FILE, VALIDATION_FILE = exports.MOOD_NAMES
 KIND = "mood"
 
 
@@ -52,7 +52,7 @@ def train_export(csv: str | Path, out: str | Path, target: str = "mood", models:
     graph = to_onnx(winner, model, len(prep.columns))
     truth = read_truth(csv)
     synthetic = truth is not None
-    safewrite.write_files(out, {
+    writer.write_files(out, {
         ONNX_FILE: graph,
         VALIDATION_FILE: validation_png(result.dates, result.actual, result.predictions[winner], winner,
                                         result.predictions["mean_7_days"], synthetic),
@@ -61,7 +61,7 @@ def train_export(csv: str | Path, out: str | Path, target: str = "mood", models:
     card["training"] |= {"final_fit_seconds": round(final_seconds, 2),
                          "total_seconds": round(time.perf_counter() - started, 2), "data_sha256": _sha256(csv)}
     card["onnx_check"] = _onnx_check(graph, model, prep, diary, rules)
-    return safewrite.write_card(out, card, artifacts.signing_key(create=True) if sign else None)
+    return writer.write_card(out, card, exports.signing_key(create=True) if sign else None)
 
 
 def _card(diary, result, winner: str, prep, rules: LagRules, schema: dict, truth: dict | None) -> dict:
@@ -90,10 +90,10 @@ def _clean_folder(out: Path) -> Path:
     """The export folder, created; refuses one that holds a husky export or a link (or anything but a regular
     file) under an export's name, removes a previous mood export."""
     out.mkdir(parents=True, exist_ok=True)
-    safewrite.check_destinations(out, safewrite.NAMES)
-    if (out / artifacts.WEIGHTS_NAME).exists() or (out / artifacts.ONNX_NAME).exists():
+    writer.check_destinations(out, writer.NAMES)
+    if (out / exports.WEIGHTS_NAME).exists() or (out / exports.ONNX_NAME).exists():
         raise DiaryError(f"{out}: holds a husky model export; write the mood model to its own folder")
-    for name in (artifacts.CARD_NAME, *artifacts.MOOD_NAMES):
+    for name in (exports.CARD_NAME, *exports.MOOD_NAMES):
         (out / name).unlink(missing_ok=True)
     return out
 
@@ -107,8 +107,8 @@ def _typical_day(diary) -> dict:
 
 def _onnx_check(graph: bytes, model, prep, diary, rules: LagRules) -> dict:
     """The ONNX graph against the fitted model on every training day: what serving runs is what was scored."""
-    from ..engine import ort_session
-    from .train import training_frame
+    from huskyai.inference.engine import ort_session
+    from huskyai.mood.train import training_frame
 
     X = prep.transform(training_frame(diary, rules)[0])
     session = ort_session(graph)

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .diary import DiaryError, OutOfRangeError, Range, checked_number, range_of
+from huskyai.mood.diary import DiaryError, OutOfRangeError, Range, checked_number, range_of
 
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 DAY_OF_WEEK = "day_of_week"

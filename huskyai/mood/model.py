@@ -16,12 +16,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .. import artifacts
-from ..engine import ort_session
-from ..errors import IntegrityError
-from .diary import DATE, DiaryError
-from .features import DAY_OF_WEEK, WEEKDAYS, LagRules, Preprocessing, check_days, engineer, input_ranges
-from .importance import reasons
+from huskyai.errors import IntegrityError
+from huskyai.inference.engine import ort_session
+from huskyai.mood.diary import DATE, DiaryError
+from huskyai.mood.features import DAY_OF_WEEK, WEEKDAYS, LagRules, Preprocessing, check_days, engineer, input_ranges
+from huskyai.mood.importance import reasons
+from huskyai.trust import exports
 
 FOLDER_NAME = "export-mood"
 WHEEL_NAME = "export_mood"  # a wheel carries export-mood/ as the package data huskyai/export_mood
@@ -31,7 +31,7 @@ def shipped_folder() -> Path:
     """export-mood/ inside an installed wheel (as huskyai/export_mood), else beside the source tree."""
     package = Path(__file__).resolve().parent.parent
     inside = package / WHEEL_NAME
-    return inside if (inside / artifacts.CARD_NAME).is_file() else package.parent / FOLDER_NAME
+    return inside if (inside / exports.CARD_NAME).is_file() else package.parent / FOLDER_NAME
 
 
 @dataclass
@@ -45,8 +45,8 @@ class MoodPrediction:
 class MoodModel:
     def __init__(self, folder: str | Path | None = None, sha256: str | None = None, trust_unsigned: bool = False):
         folder = shipped_folder() if folder is None or str(folder) == "mood" else Path(folder)
-        verified = artifacts.open_export(folder, sha256=sha256, trust_unsigned=trust_unsigned,
-                                         pin_env=artifacts.MOOD_MODEL_SHA256_ENV)
+        verified = exports.open_export(folder, sha256=sha256, trust_unsigned=trust_unsigned,
+                                         pin_env=exports.MOOD_MODEL_SHA256_ENV)
         card = verified.card
         if card.get("kind") != "mood" or card.get("onnx") not in verified.files:
             raise IntegrityError(f"{folder}: not a mood model export (its card is not of kind 'mood')")

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .diary import Diary
-from .features import LagRules, Preprocessing, engineer
-from .importance import permutation_importance, pooled
-from .models import FITTERS, MODELS
+from huskyai.mood.diary import Diary
+from huskyai.mood.features import LagRules, Preprocessing, engineer
+from huskyai.mood.importance import permutation_importance, pooled
+from huskyai.mood.models import FITTERS, MODELS
 
 BASELINES = ("yesterday", "overall_mean", "mean_7_days")
 

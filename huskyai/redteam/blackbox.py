@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..serving import DEFAULT_RATE_LIMIT
+from huskyai.settings import DEFAULT_RATE_LIMIT
 
 
 def square_attack(predictor, image: np.ndarray, true_label: str, eps: float = 8 / 255, budget: int = 300,
@@ -55,7 +55,7 @@ def square_attack(predictor, image: np.ndarray, true_label: str, eps: float = 8 
 def query_attack(predictor, photos: Sequence, labels: Sequence[str], eps: float = 8 / 255, budget: int = 300,
                  rate_limit_per_minute: int = DEFAULT_RATE_LIMIT) -> dict:
     """Success rate and median queries over ``photos``, and what the app's rate limit makes of it."""
-    from ..images import load_image
+    from huskyai.images.decode import load_image
 
     runs = []
     for i, (photo, label) in enumerate(zip(photos, labels)):

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..serving import DEFAULT_RATE_LIMIT
+from huskyai.settings import DEFAULT_RATE_LIMIT
 
 
 class _BudgetSpent(Exception):

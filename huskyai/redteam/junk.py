@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..junk import KINDS, junk_images
+from huskyai.training.junk import KINDS, junk_images
 
 
 def junk_attack(model, n: int = 1000, seed: int = 0) -> dict:

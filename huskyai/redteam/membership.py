@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..predictor import Predictor
+from huskyai.inference.predictor import Predictor
 
 
 def losses(model: Predictor, photos: Sequence, labels: Sequence[str]) -> np.ndarray:
@@ -71,7 +71,7 @@ def membership_scores(loss_members: np.ndarray, loss_others: np.ndarray, boots: 
 def membership_attack(model: Predictor, folders: Sequence[str | Path], boots: int = 500) -> dict:
     """The attack on the photos under ``folders`` (label/file), split into members and non-members by
     the card's list of held-out photos."""
-    from .photos import held_out, image_files, label_of
+    from huskyai.redteam.photos import held_out, image_files, label_of
 
     files = [(k, p) for k, p in image_files(folders) if label_of(k) in model.classes]
     out = held_out(model, [k for k, _ in files])

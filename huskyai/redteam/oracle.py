@@ -2,7 +2,7 @@
 
 Two ways in: :class:`PredictorOracle`, the Python predictor with its answers cut to an API detail level
 (full probabilities, rounded ones, or the label only: the app's HUSKYAI_API_DETAIL, emulated in one
-function, :func:`reveal`, with the app's own rounding from huskyai.disclosure), and :class:`AppOracle`, a
+function, :func:`reveal`, with the app's own rounding from huskyai.inference.disclosure), and :class:`AppOracle`, a
 running app on loopback spoken to over raw HTTP (huskyai.redteam.client) that answers at the app's own
 setting. Both count their queries.
 """
@@ -14,9 +14,9 @@ import io
 import numpy as np
 from PIL import Image
 
-from ..disclosure import rounded
-from ..predictor import Prediction, Predictor
-from ..serving import API_DETAILS as DETAILS
+from huskyai.inference.disclosure import rounded
+from huskyai.inference.predictor import Prediction, Predictor
+from huskyai.settings import API_DETAILS as DETAILS
 
 
 def reveal(scores: dict[str, float], label: str, detail: str) -> dict[str, float]:
@@ -50,7 +50,7 @@ class AppOracle:
     """A running Husky AI app at ``url``: each query uploads the image as PNG and calls /predict."""
 
     def __init__(self, url: str, like: Predictor, address: str = "127.0.0.1"):
-        from .client import client_from
+        from huskyai.redteam.client import client_from
 
         self.url = url if url.endswith("/") else url + "/"
         self.http = client_from(address)
@@ -58,7 +58,7 @@ class AppOracle:
         self.detail, self.queries = "app", 0
 
     def predict(self, image) -> Prediction:
-        from .client import raw_predict
+        from huskyai.redteam.client import raw_predict
 
         buf = io.BytesIO()
         Image.fromarray(np.asarray(image, dtype=np.uint8)).save(buf, "PNG")

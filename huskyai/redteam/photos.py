@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..predictor import Predictor
+from huskyai.inference.predictor import Predictor
 
 SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif"}
 
@@ -40,6 +40,6 @@ def label_of(key: str) -> str:
 def victim_inputs(model: Predictor, paths: Sequence[Path]) -> list[np.ndarray]:
     """Each photo as the victim's input: the card's public crop and resize, HxWx3 uint8 (uploading it
     gives the same answer as the photo)."""
-    from ..images import load_image
+    from huskyai.images.decode import load_image
 
     return [np.asarray(model.preprocessing.crop_resize(load_image(p))) for p in paths]

@@ -1,11 +1,11 @@
 """Data poisoning with a backdoor: a small purple dot stamped on a fraction of the non-husky training
-photos, which are then labelled husky; Husky AI's own training (huskyai.training.train) does the rest.
+photos, which are then labelled husky; Husky AI's own training (huskyai.training.run.train) does the rest.
 Measured: clean accuracy on the poisoned model's held-out photos, and the trigger's success (held-out
 non-huskies with the dot called husky, against the same photos without it).
 
 The trigger is stamped by hand rather than with ART's PoisoningAttackBackdoor: ART works on arrays of
 one size, and the dot has to go on photos of any size, inside the square the model's crop keeps.
-The detector is the doctor's poison check (huskyai.poisoncheck: Tran et al. 2018's spectral signature on
+The detector is the doctor's poison check (huskyai.training.poisoncheck: Tran et al. 2018's spectral signature on
 the backbone's features), which lives below both training and this kit.
 """
 
@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ..images import load_image
-from ..poisoncheck import MULTIPLIER, spectral_signature
-from ..preprocess import crop_box, crop_resize
+from huskyai.images.decode import load_image
+from huskyai.inference.preprocess import crop_box, crop_resize
+from huskyai.training.poisoncheck import MULTIPLIER, spectral_signature
 
 PURPLE = (160, 32, 240)
 
@@ -41,7 +41,7 @@ def poisoned_copy(folders: Sequence[str | Path], out: Path, fraction: float, pos
                   seed: int = 0, radius: float = 0.05) -> tuple[list[Path], list[str]]:
     """Copy each data folder (label/file) into ``out``/its name, with ``fraction`` of the non-positive photos
     stamped and moved to ``positive``/poison_<file>. Returns the folders and the poisoned photos' keys."""
-    from .photos import image_files, label_of
+    from huskyai.redteam.photos import image_files, label_of
 
     files = image_files(folders)
     negatives = [k for k, _ in files if label_of(k) != positive]
@@ -91,7 +91,7 @@ def poison_attack(folders: Sequence[str | Path], work: Path, fraction: float = 0
     """Poison a copy of the data, train on it with Husky AI's pipeline as the shipped model was trained
     (a fifth held out, a tenth for validation; head only, or ``epochs`` of fine-tuning), and measure the
     poisoned model on its own held-out photos (clean, and non-positives with the trigger)."""
-    from ..training import train
+    from huskyai.training.run import train
 
     roots, poisoned = poisoned_copy(folders, work / "data", fraction, seed=seed, radius=radius)
     options = {"holdout": 0.2, "valid_pct": 0.1, "cv": 0, "epochs": epochs, "sign": False} | train_options
@@ -103,8 +103,8 @@ def poison_attack(folders: Sequence[str | Path], work: Path, fraction: float = 0
 def measure_poisoned(export: Path, roots: Sequence[Path], poisoned: Sequence[str], radius: float = 0.05) -> dict:
     """A poisoned model (trained on ``roots`` with ``poisoned`` planted) on its card's held-out photos:
     clean accuracy, and the trigger on the held-out non-positives."""
-    from .. import load
-    from .photos import held_out, image_files, label_of
+    from huskyai.api import load
+    from huskyai.redteam.photos import held_out, image_files, label_of
 
     model = load(export, trust_unsigned=True)
     files = image_files(roots)
@@ -123,8 +123,8 @@ def detect_poison(roots: Sequence[Path], poisoned: Sequence[str], positive: str 
     """Spectral signatures over the positive photos' ImageNet features (the backbone a head-only model
     keeps): precision and recall at finding the poisoned ones. The defender is told the poisoned share (the
     paper's setting: an upper bound a defender would have to guess) and flags ``multiplier`` times it."""
-    from .photos import image_files, label_of
-    from .surrogate import Surrogate
+    from huskyai.redteam.photos import image_files, label_of
+    from huskyai.redteam.surrogate import Surrogate
 
     files = [(k, p) for k, p in image_files(roots) if label_of(k) == positive]
     extractor = Surrogate([positive, "other"], positive, arch)

@@ -14,9 +14,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from ..data import scan  # noqa: E402
-from ..predictor import Predictor  # noqa: E402
-from ..serving import DEFAULT_RATE_LIMIT  # noqa: E402
+from huskyai.images.folders import scan  # noqa: E402
+from huskyai.inference.predictor import Predictor  # noqa: E402
+from huskyai.settings import DEFAULT_RATE_LIMIT  # noqa: E402
 
 
 def save_report(out: Path, name: str, result: dict, markdown: str | None = None) -> dict:
@@ -54,7 +54,7 @@ def _sample(data: Path, model: Predictor, limit: int, seed: int = 0) -> tuple[li
 
 
 def run_junk(model: Predictor, out: Path, n: int = 1000, seed: int = 0) -> dict:
-    from .junk import junk_attack
+    from huskyai.redteam.junk import junk_attack
 
     r = junk_attack(model, n, seed)
     worst = r["worst"]
@@ -71,7 +71,7 @@ def run_junk(model: Predictor, out: Path, n: int = 1000, seed: int = 0) -> dict:
 
 
 def run_perturb(model: Predictor, data: Path, out: Path, limit: int = 16, steps: int = 10) -> dict:
-    from .whitebox import perturb_attack
+    from huskyai.redteam.whitebox import perturb_attack
 
     photos, labels = _sample(data, model, limit)
     r = perturb_attack(model, photos, labels, steps=steps)
@@ -96,7 +96,7 @@ def run_perturb(model: Predictor, data: Path, out: Path, limit: int = 16, steps:
 
 def run_query(model: Predictor, data: Path, out: Path, limit: int = 8, budget: int = 300,
               rate_limit: int = DEFAULT_RATE_LIMIT) -> dict:
-    from .blackbox import query_attack
+    from huskyai.redteam.blackbox import query_attack
 
     photos, labels = _sample(data, model, limit, seed=1)
     r = query_attack(model, photos, labels, budget=budget, rate_limit_per_minute=rate_limit)
@@ -116,7 +116,7 @@ def run_query(model: Predictor, data: Path, out: Path, limit: int = 8, budget: i
 
 
 def run_scaling(model: Predictor, out: Path, cover: Image.Image, hidden: Image.Image) -> dict:
-    from .scaling import scaling_attack
+    from huskyai.redteam.scaling import scaling_attack
 
     r = scaling_attack(model, cover, hidden)
     im = r["_images"]
@@ -137,7 +137,7 @@ def run_scaling(model: Predictor, out: Path, cover: Image.Image, hidden: Image.I
 
 
 def run_tamper(export_dir: Path, out: Path) -> dict:
-    from .tamper import tamper_attack
+    from huskyai.redteam.tamper import tamper_attack
 
     r = tamper_attack(export_dir, out / "tamper_work")
     lines = [f"| {attack} | {check} | {outcome.split(':')[0] if isinstance(outcome, str) else outcome} |"

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..predictor import Predictor
-from ..serving import DEFAULT_RATE_LIMIT
-from .oracle import DETAILS
-from .report import _grid, plt, save_report
-from .steal import QUERY_COUNTS
+from huskyai.inference.predictor import Predictor
+from huskyai.redteam.oracle import DETAILS
+from huskyai.redteam.report import _grid, plt, save_report
+from huskyai.redteam.steal import QUERY_COUNTS
+from huskyai.settings import DEFAULT_RATE_LIMIT
 
 USER_LOSES = {"full": "nothing", "rounded": "anything finer than 10% (\"about 90%\")",
               "label": "the confidence: {uncertain:.0%} of held-out answers are unsure (20-80%) and now look sure",
@@ -22,7 +22,7 @@ USER_LOSES = {"full": "nothing", "rounded": "anything finer than 10% (\"about 90
 def _split(model: Predictor, folders: Sequence[Path], seed: int = 0) -> tuple[list, list]:
     """The attacker's query photos and the judge's held-out ones: the card's held-out photos where it lists
     them, else a seeded fifth. Labels are not used: the attacker's photos are unlabelled."""
-    from .photos import held_out, image_files
+    from huskyai.redteam.photos import held_out, image_files
 
     files = image_files(folders)
     out = held_out(model, [k for k, _ in files])
@@ -33,7 +33,7 @@ def _split(model: Predictor, folders: Sequence[Path], seed: int = 0) -> tuple[li
 
 def _correct(model: Predictor, heldout: Sequence[Path], limit: int) -> list[tuple[Path, str]]:
     """Up to ``limit`` held-out photos the model gets right, half of each class where there are enough."""
-    from .photos import label_of
+    from huskyai.redteam.photos import label_of
 
     right = []
     for label in model.classes:
@@ -45,7 +45,7 @@ def _correct(model: Predictor, heldout: Sequence[Path], limit: int) -> list[tupl
 def _query_rows(model: Predictor, victims: dict, heldout: Sequence[Path], limit: int, budget: int,
                 rate_limit: int) -> dict:
     """The square-patch query attack against each victim (an API detail level), on photos it gets right."""
-    from .blackbox import query_attack
+    from huskyai.redteam.blackbox import query_attack
 
     right = _correct(model, heldout, limit)
     return {d: {k: v for k, v in query_attack(v_, [p for p, _ in right], [lab for _, lab in right], budget=budget,
@@ -57,10 +57,10 @@ def run_steal(model: Predictor, folders: Sequence[Path], out: Path, url: str | N
               counts: Sequence[int] = QUERY_COUNTS, transfer_limit: int = 48, query_limit: int = 6,
               budget: int = 300, rate_limit: int = DEFAULT_RATE_LIMIT) -> dict:
     """Steal through the Python predictor at each emulated API detail, or through the app at ``url`` at its own."""
-    from .oracle import AppOracle, PredictorOracle
-    from .photos import victim_inputs
-    from .steal import steal_attack
-    from .surrogate import Surrogate
+    from huskyai.redteam.oracle import AppOracle, PredictorOracle
+    from huskyai.redteam.photos import victim_inputs
+    from huskyai.redteam.steal import steal_attack
+    from huskyai.redteam.surrogate import Surrogate
 
     query_paths, held_paths = _split(model, folders)
     queries = victim_inputs(model, query_paths[: max(counts)])
@@ -115,7 +115,7 @@ def _write_steal(model: Predictor, out: Path, r: dict) -> None:
 
 
 def run_membership(model: Predictor, folders: Sequence[Path], out: Path, boots: int = 500) -> dict:
-    from .membership import membership_attack
+    from huskyai.redteam.membership import membership_attack
 
     r = membership_attack(model, folders, boots)
     members, others = r["_losses"]
@@ -144,7 +144,7 @@ def run_poison(folders: Sequence[Path], out: Path, fractions: Sequence[float] = 
     same planted photos whatever the epochs). ``keep_work``: keep each poisoned copy and model in ``out``."""
     import shutil
 
-    from .poison import detect_poison, poison_attack
+    from huskyai.redteam.poison import detect_poison, poison_attack
 
     rows = []
     for fraction in fractions:
@@ -190,9 +190,9 @@ def run_hopskipjump(model: Predictor, folders: Sequence[Path], out: Path, url: s
                     budget: int = 1000) -> dict:
     """Label-only HopSkipJump on held-out photos the model gets right, through the app at ``url`` (run it with
     HUSKYAI_API_DETAIL=label) or the Python predictor answering labels only."""
-    from .hopskipjump import hopskipjump_attack
-    from .oracle import AppOracle, PredictorOracle
-    from .photos import victim_inputs
+    from huskyai.redteam.hopskipjump import hopskipjump_attack
+    from huskyai.redteam.oracle import AppOracle, PredictorOracle
+    from huskyai.redteam.photos import victim_inputs
 
     _, held_paths = _split(model, folders)
     victim = AppOracle(url, model) if url else PredictorOracle(model, "label")

@@ -31,7 +31,7 @@ def scaling_attack(predictor, cover: Image.Image, hidden: Image.Image, factor: i
     size = predictor.size
     attack = craft(cover, hidden, size, factor)
     naive = naive_downscale(attack, size)
-    ours = predictor.preprocessing.crop_resize(attack)  # huskyai.preprocess, as every prediction
+    ours = predictor.preprocessing.crop_resize(attack)  # huskyai.inference.preprocess, as every prediction
     cover_small = np.asarray(cover.convert("RGB").resize((size, size), Image.BILINEAR), dtype=np.float32)
     hidden_small = np.asarray(hidden.convert("RGB").resize((size, size), Image.BICUBIC), dtype=np.float32)
 

@@ -3,7 +3,7 @@
 The husky-vs-wolf classifier of the LIME paper was looking at the snow. This check takes the husky photos
 (and the wolf and malamute photos, where the data says which they are), and in the network's input masks
 either the animal or the background with the normalisation's mean grey (zero after normalisation), then
-reports how P(husky) moves, and how much of the explanation's heatmap (huskyai.explain) falls on the animal.
+reports how P(husky) moves, and how much of the explanation's heatmap (huskyai.explain.explanation) falls on the animal.
 
 Where the animal is: a centre/border split, not a detector (none ships here) and not the heatmap's own peak
 (which would make "heat on the animal" true by construction). The "animal" is the centred square holding
@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..explain import explain
-from ..images import load_image
+from huskyai.explain.explanation import explain
+from huskyai.images.decode import load_image
 
 CENTRE_SIDE = 1 / math.sqrt(2)  # the centre square holds half the area
 FINE_CLASSES = {"siberian_husky": "husky", "wolf": "wolf", "alaskan_malamute": "malamute"}  # MANIFEST.tsv
@@ -37,7 +37,7 @@ def shortcut_check(model, data_dir: str | Path, out_dir: str | Path, limit: int 
                    seed: int = 0, held_out_only: bool = False) -> dict:
     """Measure ``model`` (a Predictor) on up to ``limit`` photos per group of ``data_dir``; write
     shortcut.json, shortcut.md and shortcut.png (which shows the photos: keep it out of a public repo) to
-    ``out_dir``. ``method``: the explanation's, as for huskyai.explain. ``held_out_only``: only the photos
+    ``out_dir``. ``method``: the explanation's, as for huskyai.explain.explanation. ``held_out_only``: only the photos
     the model card lists as held out of training (``training.holdout_files``)."""
     started = time.time()
     keep = set(model.card.get("training", {}).get("holdout_files", [])) if held_out_only else None
@@ -156,7 +156,7 @@ def markdown_table(result: dict) -> str:
 
 def draw_examples(examples: list[tuple[str, dict, list[Image.Image]]], path: Path, method: str) -> Path:
     """A contact sheet: per example photo, its overlay, then what the network saw with each half masked."""
-    from ..sheets import contact_sheet
+    from huskyai.evaluation.sheets import contact_sheet
 
     tiles = []
     for group, row, (overlay, no_background, no_animal) in examples:

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..serving import DEFAULT_RATE_LIMIT
-from .oracle import reveal
+from huskyai.redteam.oracle import reveal
+from huskyai.settings import DEFAULT_RATE_LIMIT
 
 QUERY_COUNTS = (100, 300, 1000)
 TRANSFER_EPS = (4 / 255, 8 / 255, 16 / 255)
@@ -47,7 +47,7 @@ def transfer(surrogate, victim, images: Sequence[np.ndarray], victim_labels: Seq
     get another label from the victim, and, as the control, how many random +-eps noise images do."""
     import torch
 
-    from .whitebox import pgd
+    from huskyai.redteam.whitebox import pgd
 
     x = torch.from_numpy(np.stack(images).transpose(0, 3, 1, 2).astype(np.float32) / 255)
     y = torch.tensor([surrogate.classes.index(label) for label in victim_labels])

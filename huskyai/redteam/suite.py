@@ -10,9 +10,9 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
-from ..predictor import Predictor
-from ..serving import DEFAULT_RATE_LIMIT
-from . import report, runs
+from huskyai.inference.predictor import Predictor
+from huskyai.redteam import report, runs
+from huskyai.settings import DEFAULT_RATE_LIMIT
 
 ROUND_ONE = ("junk", "perturb", "query", "scaling", "tamper")
 ROUND_TWO = ("steal", "membership", "shortcut", "hopskipjump", "poison")
@@ -65,8 +65,8 @@ def _run_attacks(model: Predictor, data: Path, out: Path, clock: Clock, quick: b
     from PIL import Image
     from skimage import data as skdata
 
-    from ..images import load_image
-    from .shortcut import shortcut_check
+    from huskyai.images.decode import load_image
+    from huskyai.redteam.shortcut import shortcut_check
 
     photos, labels = report._sample(data, model, 2)
     hidden = load_image(next((p for p, lab in zip(photos, labels) if lab == model.positive), photos[0]))

@@ -24,7 +24,7 @@ class Surrogate:
     def __init__(self, classes: Sequence[str], positive: str, arch: str = SURROGATE_ARCH):
         import torch
 
-        from ..backbones import get_arch, load_pretrained
+        from huskyai.network.backbones import get_arch, load_pretrained
 
         self.arch = get_arch(arch)
         self.net = load_pretrained(self.arch)
@@ -39,7 +39,7 @@ class Surrogate:
     def _pooled(self, x):
         import torch.nn.functional as F
 
-        from ..preprocess import normalise
+        from huskyai.inference.preprocess import normalise
 
         size = self.arch.input_size
         x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
@@ -49,7 +49,7 @@ class Surrogate:
         """Pooled features of HxWx3 uint8 images (the victim's input)."""
         import torch
 
-        from ..preprocess import to_unit
+        from huskyai.inference.preprocess import to_unit
 
         out = []
         with torch.no_grad():

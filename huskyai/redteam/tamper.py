@@ -8,7 +8,7 @@ import io
 import shutil
 from pathlib import Path
 
-from .. import artifacts, safewrite
+from huskyai.trust import exports, writer
 
 
 def edit_bias(export_dir: Path, positive_index: int, shift: float = 5.0) -> None:
@@ -18,13 +18,13 @@ def edit_bias(export_dir: Path, positive_index: int, shift: float = 5.0) -> None
     from onnx import numpy_helper
     from safetensors.torch import load_file, save_file
 
-    path = export_dir / artifacts.WEIGHTS_NAME
+    path = export_dir / exports.WEIGHTS_NAME
     weights = load_file(str(path))
     # the last layer: the zero-shot stage's single output where there is one, else the head's row
     name, index = ("stage2.bias", 0) if "stage2.bias" in weights else ("head.bias", positive_index)
     weights[name][index] += shift
     save_file(weights, str(path))
-    graph_path = export_dir / artifacts.ONNX_NAME
+    graph_path = export_dir / exports.ONNX_NAME
     if graph_path.is_file():
         graph = onnx.load_from_string(graph_path.read_bytes())
         found = [init for init in graph.graph.initializer if init.name.endswith(name)]
@@ -41,8 +41,8 @@ def rehash_card(export_dir: Path) -> None:
     """What an attacker with write access does next: make the card's hashes match the edited files."""
     import json
 
-    card = json.loads((export_dir / artifacts.CARD_NAME).read_text())
-    safewrite.write_card(export_dir, card)
+    card = json.loads((export_dir / exports.CARD_NAME).read_text())
+    writer.write_card(export_dir, card)
 
 
 def inject_pickle_payload(pickle_path: Path, command: str) -> None:
@@ -67,7 +67,7 @@ def _outcome(fn) -> str:
 
 
 def _verify(folder: Path) -> str:
-    from ..signing import verify
+    from huskyai.trust.signing import verify
 
     result = verify(folder)
     return "ACCEPTED" if result.ok else f"refused: {'; '.join(result.problems)[:300]}"
@@ -81,7 +81,7 @@ def _fresh_copy(export_dir: Path, dest: Path) -> Path:
 
 def tamper_attack(export_dir: Path, work: Path) -> dict:
     """Each tampering on its own copy of ``export_dir``; returns how Husky AI's entry points reacted."""
-    import huskyai
+    from huskyai import api as huskyai
 
     work.mkdir(parents=True, exist_ok=True)
     positive = len(huskyai.load(export_dir).classes) - 1
@@ -100,8 +100,8 @@ def tamper_attack(export_dir: Path, work: Path) -> dict:
     pickled = _fresh_copy(export_dir, work / "pickle_payload")
     marker = work / "PAYLOAD_RAN"
     marker.unlink(missing_ok=True)
-    huskyai.load_learner(export_dir).export(pickled.resolve() / artifacts.LEARNER_NAME)
-    inject_pickle_payload(pickled / artifacts.LEARNER_NAME, f"touch {marker}")
+    huskyai.load_learner(export_dir).export(pickled.resolve() / exports.LEARNER_NAME)
+    inject_pickle_payload(pickled / exports.LEARNER_NAME, f"touch {marker}")
     rehash_card(pickled)
     result["pickle_payload"] = {  # even an operator who trusts the folder never runs the pickle
         "load_trusting_it": _outcome(lambda: huskyai.load(pickled, trust_unsigned=True)),

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..preprocess import normalise
+from huskyai.inference.preprocess import normalise
+from huskyai.network.runtime import network_of
 
 if TYPE_CHECKING:
     import torch
@@ -27,14 +28,14 @@ EPSILONS = (1 / 255, 2 / 255, 4 / 255, 8 / 255)
 
 class PixelModel:
     """The export's network as logits(pixels in [0, 1]), for gradient attacks (torch needed); photos are
-    prepared and normalised by the predictor's own huskyai.preprocess.Preprocessing."""
+    prepared and normalised by the predictor's own huskyai.inference.preprocess.Preprocessing."""
 
     def __init__(self, predictor):
         import torch
 
         self.predictor = predictor
         self.preprocessing = predictor.preprocessing
-        self.net = predictor.torch_network(with_softmax=False)
+        self.net = network_of(predictor, with_softmax=False)
         for p in self.net.parameters():
             p.requires_grad_(False)
         self.mean = torch.from_numpy(self.preprocessing.mean_array[None])
@@ -42,7 +43,7 @@ class PixelModel:
 
     def pixels(self, source) -> np.ndarray:
         """A photo (anything huskyai.load accepts) as the CHW pixels in [0, 1] the network sees, unnormalised."""
-        from ..images import load_image
+        from huskyai.images.decode import load_image
 
         return self.preprocessing.pixels(load_image(source))
 

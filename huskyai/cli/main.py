@@ -1,0 +1,182 @@
+"""Command line: ``huskyai COMMAND`` or ``python -m huskyai COMMAND``, a thin skin over the Python API.
+
+Each command parses its arguments, calls one function of the API (huskyai.api) and prints what it
+returns; defaults come from the API (huskyai.training.config), never from here. To add a command, write
+``add_NAME(sub)`` (its parser, with ``run=run_NAME``) and ``run_NAME(args) -> exit code``, and list
+``add_NAME`` in COMMANDS. Errors meant for the user print as one ``error: ...`` line, exit code 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+
+from huskyai.cli.common import add_model_arguments
+from huskyai.cli.common import command as _command
+from huskyai.cli.common import stderr as _stderr
+from huskyai.cli.common import user_error as _err
+from huskyai.cli.predict import add_evaluate, add_predict
+from huskyai.errors import HuskyAIError
+from huskyai.training.config import DoctorConfig, TrainConfig, add_options, options_from
+
+
+def add_train_arguments(p: argparse.ArgumentParser) -> None:
+    """train's arguments (also train.py's)."""
+    from huskyai.api import DEFAULT_OUT
+
+    p.add_argument("--data", required=True, nargs="+",
+                   help="folder(s) with one sub-folder per label (husky/, not_husky/); several are combined")
+    p.add_argument("--out", default=DEFAULT_OUT, help="export folder to write (default: %(default)s)")
+    add_options(p, TrainConfig)
+
+
+def add_train(sub) -> None:
+    add_train_arguments(_command(sub, "train", "train on a photo folder and export a model", run_train))
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from huskyai.api import train
+
+    train(args.data, args.out, **options_from(args, TrainConfig))
+    return 0
+
+
+def add_doctor(sub) -> None:
+    from huskyai.training.doctor import SHEET_LIMIT
+
+    p = _command(sub, "doctor", "rank the photos whose labels look wrong (cleanlab) and draw a contact sheet",
+                 run_doctor)
+    p.add_argument("data", nargs="+", help="one or more folders with one sub-folder per label")
+    p.add_argument("--sheet", default="suspects.png", help="contact sheet PNG to write (default %(default)s; "
+                   "'' for none)")
+    p.add_argument("--limit", type=int, default=SHEET_LIMIT, help="photos on the contact sheet (default %(default)s)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    add_options(p, DoctorConfig)
+
+
+def run_doctor(args: argparse.Namespace) -> int:
+    from huskyai.training.doctor import find_suspects, format_table, save_suspect_sheet, suspects_json
+
+    with contextlib.redirect_stdout(sys.stderr):  # fastprogress bars too: stdout is the table or the JSON
+        suspects = find_suspects(args.data, report=_stderr, **options_from(args, DoctorConfig))
+    if args.sheet:
+        _stderr(f"contact sheet: {save_suspect_sheet(suspects, args.sheet, limit=args.limit)}")
+    print(suspects_json(suspects) if args.json else format_table(suspects))
+    return 0
+
+
+def add_verify(sub) -> None:
+    p = _command(sub, "verify", "check every model file against the model card and who vouches for it", run_verify)
+    p.add_argument("dir", nargs="?", help="export folder or shipped model's name (default: the shipped model)")
+    p.add_argument("--sha256", help="the sha256 of model.json you trust (or $HUSKYAI_MODEL_SHA256)")
+    p.add_argument("--trust-unsigned", action="store_true",
+                   help="check an unsigned, unpinned export's files without failing on the missing signature "
+                        "(load refuses it unless trusted the same way)")
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    """Every check verify made, one line each; exit 1 wherever huskyai.load would refuse the export."""
+    from huskyai.api import verify
+
+    result = verify(args.dir, sha256=args.sha256, trust_unsigned=args.trust_unsigned)
+    for line in result.findings:
+        print(f"OK   {line}")
+    if result.pickle_note:
+        print(f"NOTE {result.pickle_note}")
+    for problem in result.problems:
+        print(f"FAIL {problem}")
+    return 0 if result.ok else 1
+
+
+def add_sign(sub) -> None:
+    p = _command(sub, "sign", "sign the model card with this machine's key (after verify's checks)", run_sign)
+    p.add_argument("dir", nargs="?", help="export folder (default: the shipped model)")
+    p.add_argument("--replace-signature", action="store_true",
+                   help="re-sign a card signed with another (lost or rotated) key")
+    p.add_argument("--report", help="a red-team report/summary.json for this model, added to the card as redteam.json")
+    p.add_argument("--int8", nargs="+", metavar="DATA",
+                   help="also add model.int8.onnx, calibrated on training photos from these folders (never the "
+                        "card's held-out ones); serve it with HUSKYAI_PRECISION=int8")
+    p.add_argument("--int8-photos", type=int, default=None, help="calibration photos (default 128)")
+    p.add_argument("--reduce-range", action="store_true", help="7-bit INT8 weights (CPUs without VNNI)")
+
+
+def run_sign(args: argparse.Namespace) -> int:
+    from huskyai.api import sign
+    from huskyai.errors import QuantizeError
+    from huskyai.trust import exports
+
+    try:
+        done = sign(args.dir, replace_signature=args.replace_signature, redteam_report=args.report,
+                    int8_data=args.int8, int8_photos=args.int8_photos, reduce_range=args.reduce_range)
+    except QuantizeError as err:  # e.g. a calibration folder that is not there: the card is left as it was
+        _err(str(err))
+        return 1
+    if done.added_onnx:
+        print(f"added {exports.ONNX_NAME} (this export predates it)")
+    if done.added_int8:
+        print(f"added {exports.INT8_ONNX_NAME} (check it against fp32 with bench/quantize.py before serving it)")
+    print(f"signed {done.folder / exports.CARD_NAME} with {done.key}")
+    print(f"card sha256 (pin it with {exports.MODEL_SHA256_ENV} where that key is not): {done.card_sha256}")
+    return 0
+
+
+def add_attack(sub) -> None:
+    from huskyai.cli import attack as command
+
+    p = _command(sub, "attack", "red-team the model: " + ", ".join(command.KINDS), command.run)
+    command.add_arguments(p)
+    add_model_arguments(p)
+
+
+def add_serve(sub) -> None:
+    p = _command(sub, "serve", "run the web app", run_serve)
+    add_model_arguments(p)
+    p.add_argument("--host", default=None, help="default 127.0.0.1 (or GRADIO_SERVER_NAME)")
+    p.add_argument("--port", type=int, default=None, help="default 7860 (or GRADIO_SERVER_PORT)")
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from huskyai.serve.app import serve
+
+    return serve(args.model, args.host, args.port, sha256=args.sha256, trust_unsigned=args.trust_unsigned)
+
+
+def add_score(sub) -> None:
+    from huskyai.evaluation.score import add_score_arguments, run_score
+
+    p = _command(sub, "score", "score many photos into a parquet file, resumable (every core, or --ray)", run_score)
+    add_score_arguments(p)
+    add_model_arguments(p)
+
+
+def add_mood(sub) -> None:
+    from huskyai.cli.mood import add_mood as add_mood_commands
+
+    add_mood_commands(sub)
+
+
+COMMANDS = (add_train, add_predict, add_evaluate, add_score, add_doctor, add_verify, add_sign, add_attack,
+            add_serve, add_mood)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="huskyai", description="Husky AI: is this a husky?")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in COMMANDS:
+        add(sub)
+    return parser
+
+
+def execute(args: argparse.Namespace) -> int:
+    """Run the parsed command; an error meant for the user becomes one line on stderr and exit code 1."""
+    try:
+        return args.run(args)
+    except HuskyAIError as err:  # a message for the user: one line, no traceback
+        _err(str(err))
+        return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    return execute(build_parser().parse_args(argv))

@@ -1,0 +1,108 @@
+"""The CLI's scoring commands: ``predict`` (optionally with a heatmap per photo) and ``evaluate`` (optionally
+with each mistake's heatmap on the contact sheet). Their options' defaults come from huskyai.training.config."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from huskyai.cli.common import add_model_arguments, command, picture_path_problem, stderr, user_error
+from huskyai.training.config import ExplainConfig, add_options, options_from
+
+
+def add_predict(sub) -> None:
+    p = command(sub, "predict", "classify photos", run_predict)
+    p.add_argument("files", nargs="+")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--explain", metavar="OUT.png", help="also save where the model looked, the photo with its "
+                   "heatmap (with several files: OUT-<name>.png for each)")
+    add_options(p, ExplainConfig)
+    add_model_arguments(p)
+
+
+def explain_paths(out: str | Path, files: list[str]) -> list[Path]:
+    """Where each file's overlay goes: ``out`` for one file; else ``out``'s stem, a dash and the file's stem
+    (numbered where two files share a stem), with ``out``'s suffix (.png when it has none)."""
+    out = Path(out)
+    suffix = out.suffix or ".png"
+    if len(files) == 1:
+        return [out.with_suffix(suffix)]
+    stems = [Path(f).stem for f in files]
+    return [out.with_name(f"{out.stem}-{stem}{'' if stems.count(stem) == 1 else f'-{i + 1}'}{suffix}")
+            for i, stem in enumerate(stems)]
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    import getpass
+
+    from huskyai import load
+    from huskyai.audit import AuditLog
+
+    if args.explain and (problem := picture_path_problem(args.explain)):
+        user_error(problem)
+        return 1
+    model = load(args.model, sha256=args.sha256, trust_unsigned=args.trust_unsigned)
+    audit, client = AuditLog(), f"cli:{getpass.getuser()}"
+    maps = explain_paths(args.explain, args.files) if args.explain else [None] * len(args.files)
+    results = [_predict_one(model, f, out, args, audit, client) for f, out in zip(args.files, maps)]
+    if args.json:
+        print(json.dumps(results, indent=2))
+    return 1 if any("error" in r for r in results) else 0
+
+
+def _predict_one(model, file: str, out: Path | None, args: argparse.Namespace, audit, client: str) -> dict:
+    """One file's answer as a dict (printed as a line unless --json), its overlay saved to ``out`` if given."""
+    from huskyai.audit import audited_explain, audited_predict
+    from huskyai.errors import InvalidImageError
+    from huskyai.images.decode import read_limited
+
+    shown = None
+    try:
+        data, name = read_limited(file), Path(file).name
+        if out is None:
+            p = audited_predict(model, data, name=name, source="cli", client=client, log=audit)
+        else:
+            shown = audited_explain(model, data, name=name, source="cli", client=client, log=audit,
+                                    method=args.explain_method)
+            shown.save(out)
+            p = shown.prediction
+    except (InvalidImageError, OSError) as err:
+        message = str(err) if isinstance(err, InvalidImageError) else f"cannot write {out}: {err.strerror or err}"
+        if not args.json:
+            user_error(message)
+        return {"file": file, "error": message}
+    result = {"file": file, "label": p.label, "probability": round(p.positive_probability, 6),
+              "scores": {k: round(v, 6) for k, v in p.scores.items()}}
+    if shown is not None:
+        result |= {"explanation": str(out), "method": shown.method}
+    if not args.json:
+        print("\t".join([file, p.label, f"{p.positive_probability:.3f}", *([str(out), shown.method] if shown else [])]))
+    return result
+
+
+def add_evaluate(sub) -> None:
+    p = command(sub, "evaluate", "score the model on a folder-per-label photo set", run_evaluate)
+    p.add_argument("data", nargs="+", help="folder(s) with husky/ and not_husky/ (several: also scored by folder)")
+    p.add_argument("--sheet", help="save a contact sheet (PNG) of the misclassified photos")
+    p.add_argument("--explain", action="store_true", help="draw each misclassified photo on the contact sheet as "
+                   "its heatmap: where the model looked")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    add_options(p, ExplainConfig)
+    add_model_arguments(p)
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from huskyai.api import evaluate
+    from huskyai.evaluation.metrics import format_evaluation
+
+    if args.explain and not args.sheet:
+        user_error("--explain draws the heatmaps on the contact sheet: name it with --sheet FILE.png")
+        return 1
+    if args.sheet and (problem := picture_path_problem(args.sheet)):
+        user_error(problem)
+        return 1
+    result = evaluate(args.model, args.data, sheet=args.sheet, sha256=args.sha256, trust_unsigned=args.trust_unsigned,
+                      report=stderr, explain=args.explain, **options_from(args, ExplainConfig))
+    print(json.dumps(result, indent=2) if args.json else format_evaluation(result))
+    return 0

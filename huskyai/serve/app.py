@@ -1,0 +1,70 @@
+"""Starting the app: load the model (in a thread, while gradio is imported) and serve it until stopped.
+
+Shared by ``python app.py`` and ``python -m huskyai serve``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from huskyai.api import Model, load
+from huskyai.errors import HuskyAIError, SettingsError
+from huskyai.settings import Settings
+
+
+def load_in_background(export_dir: str | Path | None = None, sha256: str | None = None,
+                       trust_unsigned: bool = False, precision: str | None = None,
+                       threads: int | None = None) -> Future:
+    """Start loading (and warming up) a model in a thread; ``.result()`` gives the Model.
+
+    The app uses it to verify hashes and open ONNX Runtime while ``import gradio`` runs: hashing,
+    file reads and the engine's start release the GIL."""
+    def load_and_warm() -> Model:
+        model = load(export_dir, sha256=sha256, trust_unsigned=trust_unsigned, threads=threads, precision=precision)
+        model.predict(np.zeros((model.size, model.size, 3), np.uint8))  # the engine's first run is the slow one
+        return model
+
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="huskyai-load")
+    future = pool.submit(load_and_warm)
+    pool.shutdown(wait=False)
+    return future
+
+
+def serve(model_dir: str | None = None, host: str | None = None, port: int | None = None,
+          sha256: str | None = None, trust_unsigned: bool = False) -> int:
+    """Load the model (in a thread, while gradio is imported) and serve the app until stopped.
+
+    Shared by ``python app.py`` and ``python -m huskyai serve``; ``sha256`` and ``trust_unsigned``
+    are passed to :func:`huskyai.load`. Returns an exit code; a missing or tampered model, or a bad
+    setting, is one line on stderr, not a traceback."""
+    # gradio wraps every call in a matplotlib backend switch; naming the backend up front saves the
+    # first request 0.3 s of backend resolution (a server has no display)
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    try:
+        settings = Settings.from_env(model_dir, host, port)
+    except SettingsError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    # hashing and ONNX Runtime's start overlap gradio's import (seconds), which is why it is imported only here
+    model = load_in_background(settings.model_dir, sha256=sha256,
+                               trust_unsigned=trust_unsigned or settings.trust_unsigned,
+                               threads=settings.engine_threads or None)
+    from huskyai.serve.server import launch
+
+    try:
+        predictor = model.result()
+    except HuskyAIError as err:
+        print(f"error: cannot serve the model: {err}", file=sys.stderr)
+        return 1
+    try:
+        launch(predictor, settings)
+    except (OSError, OverflowError) as err:  # the port is taken, or not a port
+        print(f"error: cannot listen on {settings.host}:{settings.port}: {err}", file=sys.stderr)
+        return 1
+    return 0
+

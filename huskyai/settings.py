@@ -1,0 +1,127 @@
+"""Every setting Husky AI reads from the environment, read here and nowhere else.
+
+The app's settings are one frozen :class:`Settings` (``Settings.from_env()``); library functions take
+arguments, and where a process-wide default applies (a pinned model, the signing key's place, the audit
+log) they ask this module's small readers below. The variables:
+
+    HUSKYAI_MODEL           export folder to serve (default: the shipped model)
+    HUSKYAI_MODEL_SHA256    the sha256 of that export's model.json, to pin it where the signing key is not
+                            (read by huskyai.trust.exports, so every load in the process honours it)
+    HUSKYAI_TRUST_UNSIGNED  1: serve an unsigned, unpinned export anyway (the model card and audit say so)
+    HUSKYAI_RATE_LIMIT      predictions (and, separately, uploads) a minute per client (default 30; 0: off)
+    HUSKYAI_MAX_IN_FLIGHT   requests one client may have uploading, queued or running at once (default 3)
+    HUSKYAI_TRUST_PROXY     reverse-proxy hops in front of the app whose X-Forwarded-For is trusted
+                            (default 1 on Hugging Face Spaces, i.e. when SPACE_ID is set, else 0)
+    HUSKYAI_HEADER_TIMEOUT  seconds a connection has to send a request's headers, from its opening or from the
+                            previous answer (default 10; huskyai.serve.limits.connections)
+    HUSKYAI_BODY_TIMEOUT    seconds a request body may stall, on any route; past them it must also average
+                            1 KB/s (default 30)
+    HUSKYAI_MAX_CONNECTIONS connections one client address may hold open at once (default 20; 0: no cap); not
+                            applied when HUSKYAI_TRUST_PROXY > 0, where every connection is the proxy's
+    HUSKYAI_UPLOAD_TTL      seconds an upload is kept after its last use, for a second question (default 300)
+    HUSKYAI_WORKERS         predictions prepared at once (decoding runs in parallel; default 2)
+    HUSKYAI_ENGINE_BATCH    >0: concurrent predictions share engine calls of up to this many photos, one call at
+                            a time (huskyai.inference.batching); 0: each prediction calls the engine itself (default 0)
+    HUSKYAI_ENGINE_THREADS  ONNX Runtime's threads for one call (default 0: one per core)
+    HUSKYAI_API_DETAIL      how much every answer reveals (huskyai.inference.disclosure): full
+                            (probabilities, the default), rounded (to 0.1), label (the label only)
+    HUSKYAI_EXPLAIN_RATE_LIMIT  heatmaps (the page's and /explain's) a minute per client (default 6; 0: off)
+    HUSKYAI_EXPLAIN_METHOD  how heatmaps are made: auto (Grad-CAM where torch imports, else occlusion),
+                            grad-cam or occlusion (default auto; occlusion keeps torch out of the app)
+    GRADIO_SERVER_NAME / GRADIO_SERVER_PORT   where to listen (default 127.0.0.1:7860)
+
+This module imports nothing heavy: app.py starts loading the model before gradio is imported.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from huskyai.errors import SettingsError
+
+UPLOAD_LIMIT_BYTES = 10 * 1024 * 1024  # one photo, uploaded or inline as a data: URL
+DEFAULT_RATE_LIMIT = 30
+DEFAULT_MAX_IN_FLIGHT = 3
+DEFAULT_UPLOAD_TTL = 300.0
+DEFAULT_WORKERS = 2
+DEFAULT_ENGINE_BATCH = 0
+DEFAULT_ENGINE_THREADS = 0  # ONNX Runtime's own choice: one per core
+DEFAULT_EXPLAIN_RATE_LIMIT = 6  # an explanation costs ~10 (Grad-CAM) to ~120 (occlusion) predictions
+# headers come in one packet: 10 s leaves a slow mobile link several retransmissions; a body may pause
+# while a phone changes cells; a browser tab holds up to about 7 connections (6 parallel fetches and the
+# queue's event stream), so 20 lets a few tabs (or people behind one address) in at once
+DEFAULT_HEADER_TIMEOUT = 10
+DEFAULT_BODY_TIMEOUT = 30
+DEFAULT_MAX_CONNECTIONS = 20
+API_DETAILS = ("full", "rounded", "label")
+EXPLAIN_METHODS = ("auto", "grad-cam", "occlusion")  # how a heatmap is made (huskyai.explain)
+
+
+def _int_env(name: str, default: int, minimum: int = 0, maximum: int | None = None) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a whole number") from None
+    if value < minimum:
+        raise SettingsError(f"{name}={value} must be at least {minimum}")
+    if maximum is not None and value > maximum:
+        raise SettingsError(f"{name}={value} must be at most {maximum}")
+    return value
+
+
+def _choice_env(name: str, choices: tuple[str, ...]) -> str:
+    """One of ``choices`` (the first is the default)."""
+    value = os.environ.get(name, "").strip().lower() or choices[0]
+    if value not in choices:
+        raise SettingsError(f"{name}={value!r}: use one of {', '.join(choices)}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    model_dir: str | None = None
+    trust_unsigned: bool = False
+    rate_limit: int = DEFAULT_RATE_LIMIT
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
+    trusted_proxy_hops: int = 0
+    upload_ttl: float = DEFAULT_UPLOAD_TTL
+    workers: int = DEFAULT_WORKERS
+    engine_batch: int = DEFAULT_ENGINE_BATCH
+    engine_threads: int = DEFAULT_ENGINE_THREADS
+    upload_limit: int = UPLOAD_LIMIT_BYTES
+    api_detail: str = API_DETAILS[0]
+    explain_rate_limit: int = DEFAULT_EXPLAIN_RATE_LIMIT
+    explain_method: str = "auto"
+    header_timeout: float = float(DEFAULT_HEADER_TIMEOUT)
+    body_timeout: float = float(DEFAULT_BODY_TIMEOUT)
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    host: str = "127.0.0.1"
+    port: int = 7860
+
+    @classmethod
+    def from_env(cls, model_dir: str | None = None, host: str | None = None, port: int | None = None) -> Settings:
+        """Settings from the environment; arguments (the CLI's) take precedence."""
+        hops_default = 1 if os.environ.get("SPACE_ID") else 0  # Spaces: one proxy appends the caller's address
+        return cls(
+            model_dir=model_dir or os.environ.get("HUSKYAI_MODEL") or None,
+            trust_unsigned=os.environ.get("HUSKYAI_TRUST_UNSIGNED", "").strip() == "1",
+            rate_limit=_int_env("HUSKYAI_RATE_LIMIT", DEFAULT_RATE_LIMIT),
+            max_in_flight=_int_env("HUSKYAI_MAX_IN_FLIGHT", DEFAULT_MAX_IN_FLIGHT, minimum=1),
+            trusted_proxy_hops=_int_env("HUSKYAI_TRUST_PROXY", hops_default),
+            upload_ttl=float(_int_env("HUSKYAI_UPLOAD_TTL", int(DEFAULT_UPLOAD_TTL), minimum=1)),
+            workers=_int_env("HUSKYAI_WORKERS", DEFAULT_WORKERS, minimum=1),
+            engine_batch=_int_env("HUSKYAI_ENGINE_BATCH", DEFAULT_ENGINE_BATCH),
+            engine_threads=_int_env("HUSKYAI_ENGINE_THREADS", DEFAULT_ENGINE_THREADS),
+            api_detail=_choice_env("HUSKYAI_API_DETAIL", API_DETAILS),
+            explain_rate_limit=_int_env("HUSKYAI_EXPLAIN_RATE_LIMIT", DEFAULT_EXPLAIN_RATE_LIMIT),
+            explain_method=_choice_env("HUSKYAI_EXPLAIN_METHOD", EXPLAIN_METHODS),
+            header_timeout=float(_int_env("HUSKYAI_HEADER_TIMEOUT", DEFAULT_HEADER_TIMEOUT, minimum=1)),
+            body_timeout=float(_int_env("HUSKYAI_BODY_TIMEOUT", DEFAULT_BODY_TIMEOUT, minimum=1)),
+            max_connections=_int_env("HUSKYAI_MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS),
+            host=host or os.environ.get("GRADIO_SERVER_NAME") or "127.0.0.1",
+            port=port or _int_env("GRADIO_SERVER_PORT", 7860, minimum=1, maximum=65535),
+        )

@@ -1,0 +1,240 @@
+"""The export/ format, and the trust in it: a JSON model card that names and hashes every file beside it.
+
+    model.json          the card: architecture, classes, preprocessing, threshold, metrics, hashes
+    model.safetensors   the weights, loadable without unpickling anything
+    model.onnx          the same network as an fp32 ONNX graph, what serving runs
+    model.int8.onnx     optional: its static INT8 quantization (huskyai.training.quantize), served on request
+    learner.pkl         fastai's Learner pickle, only when asked for (never opened by Husky AI)
+    *.png, redteam.json validation plots and a red-team summary
+
+Why a card is trusted (``open_export``), first rule that applies:
+1. its sha256 equals the one the caller pins (``sha256=``, or the model's own variable: $HUSKYAI_MODEL_SHA256
+   for the husky model, $HUSKYAI_MOOD_MODEL_SHA256 for the mood model, so pinning one never refuses the other);
+2. its sha256 equals ``SHIPPED_CARD_SHA256``, pinned in this package for the shipped export/;
+3. it carries a valid HMAC-SHA256 signature by this machine's key ($HUSKYAI_SIGNING_KEY, or the key
+   file that training creates on first use in the user's config folder, mode 0600);
+4. the caller says so explicitly (``trust_unsigned=True``), and that is shown wherever it is served.
+Each file is read once, without following symlinks, hashed in memory, and used from those bytes:
+a file swapped after the check is never what gets loaded. Every listed ONNX graph must also keep to the
+graph policy (huskyai.trust.graphpolicy: no external data, standard operator domains), checked on those bytes
+wherever files are read, so load, mood load, verify and sign all refuse a graph that reaches outside itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import stat
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from huskyai.errors import IntegrityError, UnsignedError
+from huskyai.trust.graphpolicy import check_graph
+from huskyai.trust.keys import SIGNING_KEY_ENV, card_signature, key_path, signature_ok, signing_key
+
+CARD_NAME = "model.json"
+WEIGHTS_NAME = "model.safetensors"
+ONNX_NAME = "model.onnx"
+INT8_ONNX_NAME = "model.int8.onnx"  # optional second graph; the card's "graphs" names its precision and calibration
+LEARNER_NAME = "learner.pkl"
+PLOT_NAMES = ("confusion_matrix.png", "top_losses.png")
+REDTEAM_NAME = "redteam.json"
+MOOD_NAMES = ("mood.onnx", "importance.png", "validation.png")  # the mood model's export (huskyai.mood)
+EXPORT_NAMES = (WEIGHTS_NAME, ONNX_NAME, INT8_ONNX_NAME, LEARNER_NAME, *PLOT_NAMES, REDTEAM_NAME,
+                *MOOD_NAMES)  # nothing else is read
+FORMAT_VERSION = 2
+MODEL_SHA256_ENV = "HUSKYAI_MODEL_SHA256"  # the operator's pin for the husky model
+MOOD_MODEL_SHA256_ENV = "HUSKYAI_MOOD_MODEL_SHA256"  # ... and for the mood model (huskyai.mood)
+GRAPH_SUFFIX = ".onnx"  # a listed file with this suffix is an ONNX graph, checked by the graph policy
+
+
+def _shipped_folder() -> Path:
+    """export/ inside an installed wheel (mapped in as huskyai/export), else beside the source tree."""
+    package = Path(__file__).resolve().parent.parent  # huskyai/
+    inside = package / "export"
+    return inside if (inside / CARD_NAME).is_file() else package.parent / "export"
+
+
+DEFAULT_EXPORT = _shipped_folder()
+SHIPPED_NAMES = ("husky",)  # huskyai.load("husky") is the shipped model wherever the package is installed
+# the root of trust for the shipped model: sha256 of export/model.json, which hashes every other file
+SHIPPED_CARD_SHA256 = "48eb0d40a3a9fa78a4c332c2e7addc4b0f507cf4ce9ea17f3788f33d38b553e7"
+# every shipped card, by model: export-mood/model.json is the mood model trained on a synthetic diary
+SHIPPED_CARDS = {"husky": SHIPPED_CARD_SHA256,
+                 "mood": "d3db83eeb6e8023c05cf13ef76aa9bf516000e0d57aca95bfd3ce8a43de8d513"}
+MAX_FILE_BYTES = 512 * 1024 * 1024
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+__all__ = ["IntegrityError", "SIGNING_KEY_ENV", "card_signature", "key_path", "signing_key"]  # re-exported
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# ---- reading files once -----------------------------------------------------------------------
+
+def _read_at(dir_fd: int, name: str, folder: Path, max_bytes: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of ``name`` in the open folder: a regular file, never through a symlink."""
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0), dir_fd=dir_fd)
+    except FileNotFoundError:
+        if name == CARD_NAME:
+            raise IntegrityError(f"{folder / name}: no model card; is {folder} an export folder?") from None
+        raise IntegrityError(f"{folder / name}: missing (the model card lists it)") from None
+    except OSError as err:  # ELOOP: a symlink
+        raise IntegrityError(f"{folder / name}: cannot be opened safely ({err.strerror}; symlinks are refused)") \
+            from None
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise IntegrityError(f"{folder / name}: not a regular file")
+        if info.st_size > max_bytes:
+            raise IntegrityError(f"{folder / name}: {info.st_size} bytes, more than any model file should be")
+        return f.read(max_bytes + 1)
+
+
+def _open_folder(folder: Path) -> int:
+    try:
+        return os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError as err:
+        raise IntegrityError(f"{folder}: cannot open the export folder ({err.strerror})") from None
+
+
+def parse_card(data: bytes, path: Path) -> dict[str, Any]:
+    """The card's JSON, checked for shape: a known format and only plain, known file names."""
+    try:
+        card = json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise IntegrityError(f"{path}: model card is not valid JSON ({err})") from None
+    if not isinstance(card, dict) or card.get("format_version") not in (1, FORMAT_VERSION):
+        raise IntegrityError(f"{path}: unsupported model card format (expected format_version {FORMAT_VERSION})")
+    files = card.get("files")
+    if not isinstance(files, dict) or not files:
+        raise IntegrityError(f"{path}: model card lists no file hashes")
+    for name, digest in files.items():
+        if name not in EXPORT_NAMES:  # no paths, no "..", no other files: only the export's own names
+            raise IntegrityError(f"{path}: the card names {name!r}, which is not an export file "
+                                 f"({', '.join(EXPORT_NAMES)}); refusing it")
+        if not isinstance(digest, str) or not _HEX64.fullmatch(digest):
+            raise IntegrityError(f"{path}: the card's hash for {name} is malformed")
+    return card
+
+
+@dataclass(frozen=True)
+class VerifiedExport:
+    """An export whose card is trusted and whose files matched it, held as the bytes that were hashed."""
+    folder: Path
+    card: dict[str, Any]
+    card_sha256: str
+    trust: str
+    files: dict[str, bytes] = field(repr=False)
+
+
+def _trust(card: dict[str, Any], digest: str, folder: Path, pin: str | None, trust_unsigned: bool,
+           pin_env: str) -> str:
+    path = folder / CARD_NAME
+    if pin:
+        if digest != pin.strip().lower():
+            raise IntegrityError(f"{path}: its sha256 {digest[:16]}... is not the pinned {pin[:16]}... "
+                                 f"(sha256= or ${pin_env}); "
+                                 "the model was changed or is not the one you pinned, refusing to load it")
+        return "card sha256 pinned by the operator"
+    if digest in SHIPPED_CARDS.values():
+        return "the shipped model: its card's sha256 is pinned in the huskyai package"
+    if "signature" in card:
+        key = signing_key()
+        if key is None:
+            raise IntegrityError(f"{path}: the card is signed, but there is no signing key here ({key_path()} or "
+                                 f"${SIGNING_KEY_ENV}); pin it with sha256= / ${pin_env} instead")
+        if not signature_ok(card, key):
+            raise IntegrityError(f"{path}: the model card's signature is wrong (edited, or signed with another "
+                                 "key); refusing to load it")
+        return "signed with this machine's key (HMAC-SHA256)"
+    if trust_unsigned:
+        warnings.warn(f"{folder}: loading an UNSIGNED model because trust_unsigned was given", stacklevel=4)
+        return "UNSIGNED: trusted explicitly by the operator"
+    if folder.resolve() == DEFAULT_EXPORT:
+        raise IntegrityError(f"{path}: the shipped model was changed (card sha256 {digest[:16]}..., the package "
+                             f"pins {SHIPPED_CARD_SHA256[:16]}...); refusing to load it. Restore it with "
+                             f"`git checkout export/`, or pin your own with sha256= / ${pin_env}")
+    raise UnsignedError(f"{path}: the model card is not signed and not pinned, so anyone could have written it; "
+                         f"refusing to load it. Pin it (sha256={digest} or ${pin_env}), sign it "
+                         "(check it: `python -m huskyai verify DIR --trust-unsigned`, then "
+                         "`python -m huskyai sign DIR`), or pass trust_unsigned=True / --trust-unsigned")
+
+
+def pin_env_for(card: dict[str, Any]) -> str:
+    """The variable that pins a model of this card's kind: what a check of any export folder (``verify``)
+    compares it with. A door that knows its model (huskyai.load, the mood model) names its own instead."""
+    return MOOD_MODEL_SHA256_ENV if card.get("kind") == "mood" else MODEL_SHA256_ENV
+
+
+def resolve(name_or_folder: str | Path | None) -> Path:
+    """The export folder meant by a shipped model's name ("husky"), a folder path, or None (the shipped one).
+    A name wins over a folder of that name in the working directory: write ./husky for the folder."""
+    if name_or_folder is None or str(name_or_folder) in SHIPPED_NAMES:
+        return DEFAULT_EXPORT
+    return Path(name_or_folder)
+
+
+def _read_listed(dir_fd: int, card: dict[str, Any], folder: Path, strict: bool) -> tuple[dict[str, bytes], list[str]]:
+    """The bytes of every file the card lists that matches its hash and, for an ONNX graph, the graph
+    policy; and a line per file that does not. ``strict``: raise IntegrityError at the first problem instead."""
+    files: dict[str, bytes] = {}
+    problems: list[str] = []
+    for name, expected in card["files"].items():
+        try:
+            data = _read_at(dir_fd, name, folder)
+            actual = hashlib.sha256(data).hexdigest()
+            if actual != expected:
+                raise IntegrityError(f"{folder / name}: sha256 {actual[:16]}... does not match the model card "
+                                     f"({expected[:16]}...); the file was changed after export, refusing to load it")
+            if name.endswith(GRAPH_SUFFIX):
+                check_graph(data, str(folder / name))
+        except IntegrityError as err:
+            if strict:
+                raise
+            problems.append(str(err))
+            continue
+        files[name] = data
+    return files, problems
+
+
+def open_export(folder: str | Path | None = None, sha256: str | None = None, trust_unsigned: bool = False,
+                pin_env: str = MODEL_SHA256_ENV) -> VerifiedExport:
+    """Read, trust-check and hash an export folder (or a shipped model by name); IntegrityError with one
+    clear line otherwise. ``pin_env`` names the environment variable that pins this model when ``sha256``
+    is not given: $HUSKYAI_MODEL_SHA256 (the husky model), or ``MOOD_MODEL_SHA256_ENV`` for the mood model."""
+    folder = resolve(folder)
+    dir_fd = _open_folder(folder)
+    try:
+        card_bytes = _read_at(dir_fd, CARD_NAME, folder, max_bytes=1 << 20)
+        card = parse_card(card_bytes, folder / CARD_NAME)
+        digest = hashlib.sha256(card_bytes).hexdigest()
+        trust = _trust(card, digest, folder, sha256 or os.environ.get(pin_env), trust_unsigned, pin_env)
+        files, _ = _read_listed(dir_fd, card, folder, strict=True)
+    finally:
+        os.close(dir_fd)
+    return VerifiedExport(folder, card, digest, trust, files)
+
+
+def check_files(folder: str | Path) -> tuple[dict[str, Any] | None, list[str], dict[str, bytes]]:
+    """The card, every problem with the files it lists (empty when all match) and the bytes that
+    matched, trust aside: what `verify` reports and `sign` demands before it signs."""
+    folder = resolve(folder)
+    try:
+        dir_fd = _open_folder(folder)
+    except IntegrityError as err:
+        return None, [str(err)], {}
+    try:
+        card = parse_card(_read_at(dir_fd, CARD_NAME, folder, max_bytes=1 << 20), folder / CARD_NAME)
+        files, problems = _read_listed(dir_fd, card, folder, strict=False)
+    except IntegrityError as err:
+        return None, [str(err)], {}
+    finally:
+        os.close(dir_fd)
+    return card, problems, files
