@@ -26,8 +26,16 @@ from fuzz_images import (
 from PIL import Image, ImageFile
 
 from conftest import bad_files, jpeg_bytes, skimage_photo
-from huskyai.errors import InvalidImageError
-from huskyai.images.decode import MAX_FILE_BYTES, describe, load_image, read_limited
+from huskyai.errors import DataError, InvalidImageError
+from huskyai.images.decode import (
+    MAX_FILE_BYTES,
+    NotFollowedError,
+    describe,
+    file_identity,
+    load_image,
+    read_limited,
+)
+from huskyai.images.folders import scan, scan_many
 
 
 def encode(img: Image.Image, fmt: str, **kwargs) -> bytes:
@@ -119,16 +127,58 @@ def test_missing_file_is_a_clear_error(tmp_path):
         load_image(tmp_path / "nope.jpg")
 
 
-def test_reading_stops_at_the_limit_when_the_size_is_not_known():
-    """A pipe or a device (/dev/zero) reports size 0: the size check alone would read it all."""
-    read_end, write_end = os.pipe()
-    try:
-        os.write(write_end, b"\xff" * 3000)  # fits in the pipe's buffer
-        os.close(write_end)
-        with pytest.raises(InvalidImageError, match="file is over the limit"):
-            read_limited(f"/dev/fd/{read_end}", max_bytes=1000)
-    finally:
-        os.close(read_end)
+def test_only_a_regular_file_is_read_and_never_through_a_link(tmp_path):
+    """A pipe or a device reports size 0 (the size check alone would read /dev/zero for ever), a FIFO would
+    block the open, and a link could point a "photo" at a secret: each is refused before a byte is read."""
+    fifo = tmp_path / "photo.jpg"
+    os.mkfifo(fifo)  # nobody writes to it: a blocking open would hang here
+    for path in (fifo, "/dev/zero"):
+        with pytest.raises(InvalidImageError, match="not a regular file"):
+            read_limited(path, max_bytes=1000)
+    secret = tmp_path / "secret.key"
+    secret.write_bytes(b"\xff" * 100)
+    link = tmp_path / "link.jpg"
+    link.symlink_to(secret)
+    with pytest.raises(NotFollowedError, match="link.jpg: a symbolic link, not followed"):
+        load_image(link)
+    assert read_limited(secret) == b"\xff" * 100
+    with pytest.raises(InvalidImageError, match="file is 0.0 MB, the limit is 0 MB"):
+        read_limited(secret, max_bytes=10)
+    moved = tmp_path / "other.key"
+    moved.write_bytes(b"other")
+    with pytest.raises(InvalidImageError, match="replaced since the folder was scanned"):  # not the file scanned
+        read_limited(moved, identity=file_identity(os.lstat(secret)))
+
+
+def test_a_photo_set_follows_no_link_and_names_its_photos_by_folder(tmp_path):
+    """The one folder scan, as training and the label doctor use it: a photo that is a link to a file outside
+    and a label's sub-folder that links elsewhere are reported and never read; every other file is judged by
+    its content; two data folders of one name are refused for training and told apart by path for the doctor."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    skimage_photo("coffee").resize((64, 48)).save(outside / "private.jpg")
+    sets = []
+    for parent in ("a", "b"):
+        data = tmp_path / parent / "photos"
+        for label in ("husky", "not_husky"):
+            (data / label / "deeper").mkdir(parents=True)
+            skimage_photo("astronaut").resize((64, 64)).save(data / label / "deeper" / "one.png")
+            skimage_photo("chelsea").resize((64, 48)).save(data / label / "no_suffix", format="PNG")
+        (data / "husky" / "linked.jpg").symlink_to(outside / "private.jpg")
+        (data / "not_husky" / "album").symlink_to(outside, target_is_directory=True)
+        sets.append(data)
+    lines: list[str] = []
+    photos = scan(sets[0], report=lines.append)
+    assert sorted(s.path.relative_to(sets[0]).as_posix() for s in photos.samples) == [
+        "husky/deeper/one.png", "husky/no_suffix", "not_husky/deeper/one.png", "not_husky/no_suffix"]
+    assert f"skipped {sets[0] / 'husky' / 'linked.jpg'}: a symbolic link, not followed" in lines[0]
+    assert any(f"skipped {sets[0] / 'not_husky' / 'album'}: a symbolic link to a folder" in line for line in lines)
+    assert [path.name for path, _ in photos.skipped] == ["linked.jpg"]
+    with pytest.raises(DataError, match="distinct names"):
+        scan_many(sets, report=lines.append)
+    both = scan_many(sets, report=lines.append, same_names="full path")
+    assert f"{sets[1].resolve()}/husky/deeper/one.png" in {both.name(s) for s in both.samples}
+    assert photos.name(photos.samples[0]) == "photos/husky/deeper/one.png"
 
 
 def test_32_bit_images_are_scaled_alike_in_every_strip():

@@ -29,9 +29,10 @@ from test_scoring import add_refused, make_photos, rows_by_path
 
 from conftest import ROOT, python_env
 from huskyai.errors import InvalidImageError
-from huskyai.evaluation.pool import NotFollowedError, read_photo, score_file
+from huskyai.evaluation.pool import score_file
 from huskyai.evaluation.score import ANOTHER_MODEL, CHANGED, DUPLICATED, MALFORMED, REFUSED, find_photos, score
 from huskyai.extras import EXTRAS
+from huskyai.images.decode import NotFollowedError, read_limited
 
 LINK_REFUSED = "a symbolic link, not followed"
 
@@ -123,7 +124,7 @@ def test_a_photo_swapped_after_the_scan_is_not_read(tmp_path, shipped):
     target.unlink()
     target.symlink_to(key)
     with pytest.raises(NotFollowedError):
-        read_photo(target, photos["photo1.png"].identity)
+        read_limited(target, identity=photos["photo1.png"].identity)
     # 2. its folder becomes a link to a folder holding a file of the same name: not the file the scan found
     sub = folder / "sub"
     decoy = tmp_path / "decoy"
@@ -131,13 +132,13 @@ def test_a_photo_swapped_after_the_scan_is_not_read(tmp_path, shipped):
     shutil.rmtree(sub)
     sub.symlink_to(decoy, target_is_directory=True)
     with pytest.raises(InvalidImageError, match="replaced since the folder was scanned"):
-        read_photo(photos["photo0.jpg"].path, photos["photo0.jpg"].identity)
+        read_limited(photos["photo0.jpg"].path, identity=photos["photo0.jpg"].identity)
     # 3. a FIFO in a photo's place: refused at once (a blocking open would hang the worker for ever)
     fifo = Path(photos["photo2.jpg"].path)
     fifo.unlink()
     os.mkfifo(fifo)
     with pytest.raises(InvalidImageError, match="not a regular file"):
-        read_photo(fifo)
+        read_limited(fifo)
     rows = [score_file(shipped, photos[name]) for name in ("photo0.jpg", "photo1.png", "photo2.jpg", "photo4.jpg")]
     assert [r["sha256"] is None and r["label"] is None for r in rows] == [True, True, True, False]  # one untouched
     assert key_sha not in repr(rows)

@@ -15,16 +15,8 @@ import logging
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from huskyai.evaluation.pool import (
-    CHUNK,
-    Photo,
-    Row,
-    inode_only,
-    load_worker_model,
-    model_ref,
-    result_schema,
-    score_file,
-)
+from huskyai.evaluation.pool import CHUNK, Row, inode_only, load_worker_model, model_ref, result_schema, score_file
+from huskyai.images.folders import Photo
 from huskyai.inference.predictor import Predictor
 
 if TYPE_CHECKING:

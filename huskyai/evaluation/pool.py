@@ -4,28 +4,27 @@ Each worker process holds one Predictor, loaded and verified against the very ca
 (its sha256 pinned), whose ONNX Runtime session runs one thread: N single-thread sessions on N cores
 beat one N-thread session, which spends its time synchronising on small convolutions. Workers start
 with "forkserver" (or "spawn"), never "fork": a forked copy of a loaded ONNX Runtime is not safe.
-Photos are read without following symbolic links and only from the very regular file the folder scan
-found (its device and inode), so a link planted in a folder, or a file swapped between the scan and the
-read, is never read: its bytes are neither scored nor hashed into the results.
+Photos are read by huskyai.images.decode.read_limited: never through a symbolic link, and only from the very
+regular file the folder scan found (its device and inode), so a link planted in a folder, or a file swapped
+between the scan and the read, is never read: its bytes are neither scored nor hashed into the results.
 Only numpy, Pillow and onnxruntime are imported here: never torch, fastai or timm.
 """
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import multiprocessing
 import os
-import stat
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from itertools import islice
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from huskyai.errors import InvalidImageError
-from huskyai.images.decode import MAX_FILE_BYTES
+from huskyai.images.decode import read_limited
+from huskyai.images.folders import Photo
 from huskyai.inference.predictor import Predictor, load
 from huskyai.trust import exports
 
@@ -42,63 +41,10 @@ def cpu_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-class Photo(NamedTuple):
-    """A photo file to score: its absolute path, and the identity of the file the scan found there."""
-
-    path: str
-    identity: str | None = None  # "device:inode" from lstat at scan time; None: the scan found nothing
-    refusal: str | None = None  # why the scan refused it (a symbolic link...): it is then never opened
-
-
-class NotFollowedError(InvalidImageError):
-    """The photo's path is a symbolic link: photos are never read through one."""
-
-
-def file_identity(info: os.stat_result) -> str:
-    """Which file ``info`` describes: "device:inode", one string that travels anywhere (Ray too)."""
-    return f"{info.st_dev}:{info.st_ino}"
-
-
 def inode_only(identity: str | None) -> str | None:
     """``identity`` without its device (":inode"): for another machine, which numbers the devices of a
     shared file system its own way (the inode is the file server's)."""
     return None if identity is None else ":" + identity.partition(":")[2]
-
-
-def same_file(info: os.stat_result, identity: str) -> bool:
-    device, _, inode = identity.partition(":")
-    return inode == str(info.st_ino) and (not device or device == str(info.st_dev))
-
-
-def read_photo(path: str, identity: str | None = None, max_bytes: int = MAX_FILE_BYTES) -> bytes:
-    """The bytes of the regular file at ``path``, never through a symbolic link, and only if it is still
-    the file ``identity`` names; InvalidImageError (NotFollowedError for a link) says why not.
-
-    O_NOFOLLOW refuses a link in the last component; the identity check refuses a file reached through a
-    folder swapped for a link since the scan. O_NONBLOCK keeps a FIFO put in a photo's place from
-    blocking the open; it is then refused as not a regular file. At most ``max_bytes`` + 1 bytes are read.
-    """
-    name = Path(path).name
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    except OSError as err:
-        if err.errno in (errno.ELOOP, errno.EMLINK):  # Linux, macOS: ELOOP; FreeBSD: EMLINK
-            raise NotFollowedError(f"{name}: a symbolic link, not followed (photos are never read through links; "
-                                   f"name the file it points to)") from None
-        raise InvalidImageError(f"{path}: cannot read file ({err.strerror or err})") from None
-    with os.fdopen(fd, "rb") as f:
-        info = os.fstat(f.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise InvalidImageError(f"{name}: not a regular file")
-        if identity is not None and not same_file(info, identity):
-            raise InvalidImageError(f"{name}: replaced since the folder was scanned; not read")
-        if info.st_size > max_bytes:
-            raise InvalidImageError(f"{name}: file is {info.st_size / 1e6:.1f} MB, "
-                                    f"the limit is {max_bytes / 1e6:.0f} MB")
-        data = f.read(max_bytes + 1)  # a file may grow after the fstat
-    if len(data) > max_bytes:
-        raise InvalidImageError(f"{name}: file is over the limit of {max_bytes / 1e6:.0f} MB")
-    return data
 
 
 def score_file(model: Predictor, photo: Photo | str) -> Row:
@@ -110,7 +56,7 @@ def score_file(model: Predictor, photo: Photo | str) -> Row:
     if refusal is not None:
         return row
     try:
-        data = read_photo(path, identity)
+        data = read_limited(path, identity=identity)
         row["sha256"] = hashlib.sha256(data).hexdigest()
         p = model.predict(data, name=Path(path).name)
     except InvalidImageError as err:

@@ -1,6 +1,6 @@
 """Batch scoring: many photos into one parquet or csv file, on every core or on a Ray cluster, resumable.
 
-    from huskyai.scoring import score
+    from huskyai import score
     score("photos/", "results.parquet")                  # a process per core, one ONNX Runtime thread each
     score("photos/", "results.csv")                      # the same rows as csv (needs no pyarrow)
     score("photos/", "results.parquet", use_ray=True)    # the same scorer on Ray Data (pip install 'huskyai[ray]')
@@ -8,10 +8,11 @@
 One row per photo: ``path``, ``sha256`` of its bytes, ``label``, ``positive_probability`` (P(husky)),
 ``error`` (why the photo was refused, else null) and ``model_sha256`` (the card that scored it).
 
-Photos are found without following symbolic links: a link inside a folder is never read (a link named
-like a photo gets a row saying so, a linked folder a warning line), and every photo is read through
-O_NOFOLLOW from the very file the scan found (see scoring_pool.read_photo). Otherwise a folder from
-someone else could point a "photo" at a secret, such as the signing key, and put its sha256 in the results.
+Photos are found by the one folder scan (huskyai.images.folders), which follows no symbolic link: a link
+inside a folder is never read (a link named like a photo gets a row saying so, a linked folder a warning
+line), and every photo is read through O_NOFOLLOW from the very file the scan found
+(huskyai.images.decode.read_limited). Otherwise a folder from someone else could point a "photo" at a
+secret, such as the signing key, and put its sha256 in the results.
 
 Resume: a photo is skipped only if its row in the output is one this run would write again: well-formed,
 scored by the model now loaded, for the file's current bytes (hashed again: a size and mtime check can be
@@ -40,21 +41,12 @@ from pathlib import Path
 from typing import BinaryIO
 
 from huskyai.errors import HuskyAIError, InvalidImageError, MissingExtraError, ScoreError
-from huskyai.evaluation.pool import (
-    COLUMNS,
-    LocalPool,
-    Photo,
-    Row,
-    cpu_count,
-    file_identity,
-    read_photo,
-    result_schema,
-    score_file,
-)
+from huskyai.evaluation.pool import COLUMNS, LocalPool, Row, cpu_count, result_schema, score_file
 from huskyai.extras import require
+from huskyai.images.decode import read_limited
+from huskyai.images.folders import IMAGE_SUFFIXES, Photo, photo_entry, photo_name, walk
 from huskyai.inference.predictor import Predictor, load
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif")  # what a folder is searched for
 OUTPUT_SUFFIXES = (".parquet", ".csv")
 CHECKPOINT_SECONDS = 60.0
 Source = str | os.PathLike | Iterable[str | os.PathLike]
@@ -100,14 +92,14 @@ def find_photos(source: str | os.PathLike, report: Report = _to_stderr) -> list[
     reported and left out. Names a results file cannot hold (not UTF-8) are reported and left out."""
     path = Path(source)
     if path.is_dir():  # the folder the user named is theirs to name, even through a link; nothing below it is
-        found = _scan_folder(path.absolute(), report)
+        found = walk(path.absolute(), report)
         if not found:
             raise ScoreError(f"{source}: no image files ({', '.join(IMAGE_SUFFIXES)}) in this folder")
         return found
     if os.path.lexists(path):
-        if path.is_file() and not _photo_name(str(path)):
+        if path.is_file() and not photo_name(str(path)):
             return _read_list(path, report)
-        found = [photo] if (photo := _photo(os.path.abspath(path), report, named=True)) else []
+        found = [photo] if (photo := photo_entry(os.path.abspath(path), report, named=True)) else []
     else:
         found = _glob(str(source), report)
     if not found:
@@ -118,67 +110,6 @@ def find_photos(source: str | os.PathLike, report: Report = _to_stderr) -> list[
 def list_photos(source: str | os.PathLike, report: Report = _to_stderr) -> list[str]:
     """The absolute paths of :func:`find_photos`."""
     return [p.path for p in find_photos(source, report)]
-
-
-def _photo(path: str, report: Report, *, named: bool) -> Photo | None:
-    """The Photo at ``path`` as lstat sees it, without following a link. ``named``: the user (a glob, a
-    list) named this file, so a name that is not a photo's gets a refusal row instead of being passed over."""
-    if not _utf8(path):
-        report(f"skipped {path!r}: the file name is not valid UTF-8 (a results file cannot hold it)")
-        return None
-    name = os.path.basename(path)
-    try:
-        info = os.lstat(path)
-    except OSError:
-        return Photo(path)  # gone or unreadable: reading it gives the error row
-    if stat.S_ISLNK(info.st_mode):
-        if os.path.isdir(path):
-            report(f"skipped {path}: a symbolic link to a folder, not followed (name the folder itself to score it)")
-            return None
-        if not named and not _photo_name(path):
-            return None
-        return Photo(path, file_identity(info), f"{name}: a symbolic link, not followed (photos are never read "
-                                                f"through links; name the file it points to)")
-    if stat.S_ISDIR(info.st_mode):
-        return None
-    if not _photo_name(path):
-        return Photo(path, file_identity(info), f"{name}: not named like a photo ({', '.join(IMAGE_SUFFIXES)}); "
-                                                f"not read") if named else None
-    if not stat.S_ISREG(info.st_mode) and not named:
-        return None  # a FIFO or a device in a folder; one named by the user gets its refusal from the reader
-    return Photo(path, file_identity(info))
-
-
-def _photo_name(path: str) -> bool:
-    return os.path.splitext(path)[1].lower() in IMAGE_SUFFIXES
-
-
-def _utf8(path: str) -> bool:
-    try:
-        path.encode("utf-8")
-    except UnicodeEncodeError:  # os.scandir hands undecodable bytes back as lone surrogates
-        return False
-    return True
-
-
-def _scan_folder(root: Path, report: Report) -> list[Photo]:
-    """Every file named like a photo under ``root``, recursively, never entering a linked folder."""
-    found: list[Photo] = []
-    folders = [str(root)]
-    while folders:
-        folder = folders.pop()
-        try:
-            with os.scandir(folder) as it:
-                entries = list(it)
-        except OSError as err:
-            report(f"skipped {folder}: cannot list this folder ({err.strerror or err})")
-            continue
-        for entry in entries:
-            if entry.is_dir(follow_symlinks=False):
-                folders.append(entry.path)
-            elif photo := _photo(entry.path, report, named=False):
-                found.append(photo)
-    return sorted(found)
 
 
 def _glob(pattern: str, report: Report) -> list[Photo]:
@@ -200,7 +131,7 @@ def _glob(pattern: str, report: Report) -> list[Photo]:
                 report(f"skipped {folder.absolute()}: a symbolic link to a folder, not followed "
                        f"(name the folder itself to score it)")
             continue
-        if photo := _photo(os.path.abspath(match), report, named=True):
+        if photo := photo_entry(os.path.abspath(match), report, named=True):
             found.append(photo)
     return found
 
@@ -234,7 +165,7 @@ def _read_list(path: Path, report: Report) -> list[Photo]:
         folder = _linked_folder(root, Path(entry), links) if Path(entry).is_relative_to(root) else None
         if folder is not None:
             report(f"skipped {entry}: reached through {folder}, a symbolic link to a folder, not followed")
-        elif photo := _photo(entry, report, named=True):
+        elif photo := photo_entry(entry, report, named=True):
             found.append(photo)
     return found
 
@@ -365,7 +296,8 @@ def _reuse(rows: list[Row], photo: Photo, model: Predictor) -> str | None:
     if row["error"] is not None and row["sha256"] is not None:
         return REFUSED
     try:
-        now: tuple[str | None, str | None] = (hashlib.sha256(read_photo(photo.path, photo.identity)).hexdigest(), None)
+        data = read_limited(photo.path, identity=photo.identity)
+        now: tuple[str | None, str | None] = (hashlib.sha256(data).hexdigest(), None)
     except InvalidImageError as err:
         now = (None, str(err))
     if row["sha256"] is None:  # refused when read: it must still be refused in the same words

@@ -14,8 +14,10 @@ refused within about 2 s and 400 MB of extra memory on a 2-core machine.
 
 from __future__ import annotations
 
+import errno
 import io
 import os
+import stat
 import struct
 import warnings
 from pathlib import Path
@@ -44,8 +46,9 @@ from huskyai.images.limits import (
 )
 
 __all__ = ["ALLOWED_FORMATS", "MAX_ASPECT", "MAX_FILE_BYTES", "MAX_PIXELS", "MAX_SIDE", "MEMORY_BUDGET", "MIN_SIDE",
-           "WORK_SIDE", "Header", "ImageInput", "InvalidImageError", "decode_bytes", "describe", "exif_orientation",
-           "inspect_header", "load_image", "read_limited", "reduction_factor", "to_rgb"]
+           "WORK_SIDE", "Header", "ImageInput", "InvalidImageError", "NotFollowedError", "decode_bytes", "describe",
+           "exif_orientation", "file_identity", "inspect_header", "load_image", "read_limited", "reduction_factor",
+           "same_file", "to_rgb"]
 
 ImageInput = str | os.PathLike | bytes | bytearray | Image.Image | np.ndarray
 
@@ -54,20 +57,53 @@ def _over_the_limit(name: str, size: int, max_bytes: int) -> InvalidImageError:
     return InvalidImageError(f"{name}: file is {size / 1e6:.1f} MB, the limit is {max_bytes / 1e6:.0f} MB")
 
 
-def read_limited(path: str | os.PathLike, max_bytes: int = MAX_FILE_BYTES) -> bytes:
-    """A file's bytes, refusing files over ``max_bytes`` before reading them. Never reads more than
-    ``max_bytes`` + 1: a pipe or a device (/dev/zero) reports size 0, and a file may grow meanwhile."""
+class NotFollowedError(InvalidImageError):
+    """The photo's path is a symbolic link: photos are never read through one."""
+
+
+def file_identity(info: os.stat_result) -> str:
+    """Which file ``info`` describes: "device:inode", one string that travels anywhere (to a process pool, a Ray
+    actor). A device left out (":inode") matches any device: another machine numbers a shared file system's
+    devices its own way."""
+    return f"{info.st_dev}:{info.st_ino}"
+
+
+def same_file(info: os.stat_result, identity: str) -> bool:
+    device, _, inode = identity.partition(":")
+    return inode == str(info.st_ino) and (not device or device == str(info.st_dev))
+
+
+def read_limited(path: str | os.PathLike, max_bytes: int = MAX_FILE_BYTES, identity: str | None = None) -> bytes:
+    """A photo file's bytes: the regular file at ``path``, never through a symbolic link, refused over
+    ``max_bytes`` before it is read; with ``identity`` (:func:`file_identity` from a folder scan) only if it is
+    still the file the scan found. InvalidImageError says why not (NotFollowedError for a link).
+
+    The one reader of photo files (predict, training, evaluation, scoring), so a folder from someone else
+    cannot point a "photo" at a secret, such as the signing key, and have its bytes hashed into a log or a
+    results file. O_NOFOLLOW refuses a link in the last component; the identity check refuses a file reached
+    through a folder swapped for a link since the scan; O_NONBLOCK keeps a FIFO in a photo's place from
+    blocking the open (it is then refused as not a regular file). Never reads more than ``max_bytes`` + 1:
+    a file may grow after its size was checked."""
     path = Path(path)
     try:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            if size > max_bytes:
-                raise _over_the_limit(path.name, size, max_bytes)
-            data = f.read(max_bytes + 1)
-    except InvalidImageError:
-        raise
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as err:
+        if err.errno in (errno.ELOOP, errno.EMLINK):  # Linux, macOS: ELOOP; FreeBSD: EMLINK
+            raise NotFollowedError(f"{path.name}: a symbolic link, not followed (photos are never read through "
+                                   "links; name the file it points to)") from None
         raise InvalidImageError(f"{path}: cannot read file ({err.strerror or err})") from None
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise InvalidImageError(f"{path.name}: not a regular file")
+        if identity is not None and not same_file(info, identity):
+            raise InvalidImageError(f"{path.name}: replaced since the folder was scanned; not read")
+        if info.st_size > max_bytes:
+            raise _over_the_limit(path.name, info.st_size, max_bytes)
+        try:
+            data = f.read(max_bytes + 1)
+        except OSError as err:
+            raise InvalidImageError(f"{path}: cannot read file ({err.strerror or err})") from None
     if len(data) > max_bytes:
         raise InvalidImageError(f"{path.name}: file is over the limit of {max_bytes / 1e6:.0f} MB")
     return data
