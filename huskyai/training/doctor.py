@@ -24,7 +24,7 @@ import numpy as np
 
 from huskyai.errors import DataError
 from huskyai.extras import require
-from huskyai.images.folders import PhotoSet, Sample, scan
+from huskyai.images.folders import Sample, scan_many
 from huskyai.training.config import FILTERS, DoctorConfig
 
 
@@ -127,30 +127,6 @@ def _fine_classes(root: Path) -> dict[Path, str]:
     return {root / r["file"]: r["fine_class"] for r in rows if r.get("file") and r.get("fine_class")}
 
 
-def scan_folders(data: str | Path | list, positive: str = "husky",
-                 report=print) -> tuple[list[Sample], list[str], list[str], list[tuple[Path, str]], dict]:
-    """(samples, classes, names, skipped, fine classes) over one or several folder-per-label sets.
-
-    With several folders a photo is named <folder>/<label>/<file>, so equal file names cannot clash."""
-    roots = [Path(d) for d in data] if isinstance(data, (list, tuple)) else [Path(data)]
-    if not roots:
-        raise DataError("no data folder given")
-    sets: list[PhotoSet] = [scan(r, positive, report) for r in roots]
-    # one class order across folders: negatives sorted, the positive class last (as scan orders them)
-    classes = sorted({c for s in sets for c in s.classes} - {positive}) + [positive]
-    tags = [r.resolve().name for r in roots]
-    if len(set(tags)) < len(tags):  # two folders of one name: tell them apart by their full path
-        tags = [str(r.resolve()) for r in roots]
-    samples, names, skipped, fine = [], [], [], {}
-    for root, tag, photo_set in zip(roots, tags, sets):
-        for s in photo_set.samples:
-            samples.append(s)
-            names.append(f"{tag}/{s.path.relative_to(root).as_posix()}")
-        skipped += photo_set.skipped
-        fine.update(_fine_classes(root))
-    return samples, classes, names, skipped, fine
-
-
 def find_suspects(data: str | Path | list, report=print, **options) -> list[Suspect]:
     """Photos under ``data`` (a folder per label, or a list of such folders) whose labels look wrong,
     most suspicious first. Unreadable files are reported and skipped, as in training. ``options`` are
@@ -162,9 +138,13 @@ def find_suspects(data: str | Path | list, report=print, **options) -> list[Susp
     if not 0 <= config.poison_fraction <= 1:
         raise ValueError(f"poison_fraction must be between 0 (no check) and 1, not {config.poison_fraction}")
     started = time.time()
-    samples, classes, names, skipped, fine = scan_folders(data, config.positive, report)  # before torch loads
-    counts = {c: sum(s.label == c for s in samples) for c in classes}
-    report(f"{len(samples)} photos {counts}, {len(skipped)} skipped")
+    # the one folder scan, before torch loads; with several folders a photo is named <folder>/<label>/<file>, so
+    # equal file names cannot clash, and two folders of one name are told apart by their full paths
+    photos = scan_many(data, config.positive, report, same_names="full path")
+    samples, classes, names = photos.samples, photos.classes, [photos.name(s) for s in photos.samples]
+    fine = {path: cls for root in photos.folders.values() for path, cls in _fine_classes(root).items()}
+    counts = photos.counts()
+    report(f"{len(samples)} photos {counts}, {len(photos.skipped)} skipped")
     x_views, y = _features(samples, classes, config)
     print(flush=True)  # fastprogress leaves its bar's line open
     suspects = suspects_from_features(x_views, y, samples, classes, names, config.folds, config.seed, config.c, fine,
