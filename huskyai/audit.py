@@ -23,7 +23,8 @@ more than a day of that (docs/security.md has the arithmetic; tests/test_audit_f
 Path: $HUSKYAI_AUDIT_LOG (default ~/.local/state/huskyai/audit.jsonl; "off" disables it). The file
 rotates at $HUSKYAI_AUDIT_MAX_BYTES (default 10 MiB), keeping 10 old files. Client ids are salted with
 $HUSKYAI_AUDIT_SALT, or with a random salt kept beside the log (mode 600), so the same client gets
-the same id across restarts while the log holds no IP address.
+the same id across restarts while the log holds no IP address. The three variables are read by
+huskyai.settings when an AuditLog is made.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from huskyai import settings
 from huskyai.clienttext import one_line
 from huskyai.images.decode import describe
 from huskyai.inference.predictor import Prediction, Predictor
@@ -58,13 +60,6 @@ MAX_OPEN_WINDOWS = 100_000  # clients with a minute of refusals open at once; be
 FIELD_LIMITS = {"source": 40, "client": 80, "image_format": 16, "label": 64, "refused": 600,
                 "model_sha256": 80, "trust": 200}
 SUMMARY_SOURCE = "audit"
-
-
-def default_path() -> Path | None:
-    value = os.environ.get("HUSKYAI_AUDIT_LOG", "")
-    if value.lower() == "off":
-        return None
-    return Path(value) if value else Path.home() / ".local" / "state" / "huskyai" / "audit.jsonl"
 
 
 @dataclass
@@ -85,7 +80,7 @@ class AuditLog:
     def __init__(self, path: Path | None | str = "default", max_bytes: int | None = None,
                  backups: int = DEFAULT_BACKUPS, clock: Callable[[], float] = time.time,
                  refusals_per_minute: int | None = REFUSALS_PER_MINUTE):
-        self.path = default_path() if path == "default" else (Path(path) if path else None)
+        self.path = settings.audit_log_path() if path == "default" else (Path(path) if path else None)
         self.clock = clock
         self.refusals_per_minute = refusals_per_minute
         self.backups = backups
@@ -96,7 +91,8 @@ class AuditLog:
         if self.path is None:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.max_bytes = max_bytes or int(os.environ.get("HUSKYAI_AUDIT_MAX_BYTES", DEFAULT_MAX_BYTES))
+        configured = settings.audit_max_bytes()
+        self.max_bytes = max_bytes or (DEFAULT_MAX_BYTES if configured is None else configured)
         handler = logging.handlers.RotatingFileHandler(self.path, maxBytes=self.max_bytes, backupCount=backups,
                                                        encoding="utf-8")
         handler.setFormatter(logging.Formatter("%(message)s"))
@@ -110,8 +106,9 @@ class AuditLog:
         atexit.register(self.flush)  # the counts of minutes still open are written at shutdown
 
     def _load_salt(self) -> bytes:
-        if os.environ.get("HUSKYAI_AUDIT_SALT"):
-            return os.environ["HUSKYAI_AUDIT_SALT"].encode()
+        salt = settings.audit_salt()
+        if salt:
+            return salt
         salt_file = self.path.with_name(self.path.name + ".salt")
         try:
             return salt_file.read_bytes()

@@ -1,17 +1,19 @@
 """Every setting Husky AI reads from the environment, read here and nowhere else.
 
-The app's settings are one frozen :class:`Settings` (``Settings.from_env()``); library functions take
-arguments, and where a process-wide default applies (a pinned model, the signing key's place, the audit
-log) they ask this module's small readers below. The variables:
+The app's settings are one frozen :class:`Settings` (``Settings.from_env()``), read once at start-up. Library
+functions take arguments; where a process-wide default applies (a model pinned for the process, the graph
+precision, the signing key and its place, the audit log) they ask the small readers below, which read the
+variable on each call, so a variable set while the process runs holds from the next call on. A value that
+cannot be used raises SettingsError naming the variable. The variables:
 
+The app (Settings):
     HUSKYAI_MODEL           export folder to serve (default: the shipped model)
-    HUSKYAI_MODEL_SHA256    the sha256 of that export's model.json, to pin it where the signing key is not
-                            (read by huskyai.trust.exports, so every load in the process honours it)
     HUSKYAI_TRUST_UNSIGNED  1: serve an unsigned, unpinned export anyway (the model card and audit say so)
     HUSKYAI_RATE_LIMIT      predictions (and, separately, uploads) a minute per client (default 30; 0: off)
     HUSKYAI_MAX_IN_FLIGHT   requests one client may have uploading, queued or running at once (default 3)
     HUSKYAI_TRUST_PROXY     reverse-proxy hops in front of the app whose X-Forwarded-For is trusted
                             (default 1 on Hugging Face Spaces, i.e. when SPACE_ID is set, else 0)
+    SPACE_ID                set by Hugging Face Spaces: only its presence is read (HUSKYAI_TRUST_PROXY's default)
     HUSKYAI_HEADER_TIMEOUT  seconds a connection has to send a request's headers, from its opening or from the
                             previous answer (default 10; huskyai.serve.limits.connections)
     HUSKYAI_BODY_TIMEOUT    seconds a request body may stall, on any route; past them it must also average
@@ -30,6 +32,22 @@ log) they ask this module's small readers below. The variables:
                             grad-cam or occlusion (default auto; occlusion keeps torch out of the app)
     GRADIO_SERVER_NAME / GRADIO_SERVER_PORT   where to listen (default 127.0.0.1:7860)
 
+Every door (the app, the CLI, Python), read on each call:
+    HUSKYAI_MODEL_SHA256    the sha256 of the husky model's model.json: pins the export every husky load in the
+                            process uses, where the signing key is not (pinned_sha256; huskyai.trust.exports)
+    HUSKYAI_MOOD_MODEL_SHA256   the same for the mood model, so pinning one never refuses the other
+    HUSKYAI_PRECISION       fp32 (the default) or int8: which of the export's ONNX graphs serves (precision)
+    HUSKYAI_SIGNING_KEY     this machine's key for signing model cards, instead of the key file
+                            (env_signing_key; huskyai.trust.keys)
+    XDG_CONFIG_HOME         the user's config folder, where the key file lives: $XDG_CONFIG_HOME/huskyai/signing.key
+                            (default ~/.config; config_home)
+    HUSKYAI_AUDIT_LOG       the audit log's file (default ~/.local/state/huskyai/audit.jsonl; "off": no log;
+                            audit_log_path; huskyai.audit)
+    HUSKYAI_AUDIT_MAX_BYTES the size at which the audit log rotates (default: huskyai.audit's 10 MiB; 0: never)
+    HUSKYAI_AUDIT_SALT      the salt of the audit log's client pseudonyms (default: a random salt kept beside the log)
+
+pydantic-settings is not used: it is not installed with the serving extra (gradio brings pydantic, not
+pydantic-settings), and these few whole numbers and choices need no more than the readers below.
 This module imports nothing heavy: app.py starts loading the model before gradio is imported.
 """
 
@@ -37,6 +55,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from huskyai.errors import SettingsError
 
@@ -125,3 +144,62 @@ class Settings:
             host=host or os.environ.get("GRADIO_SERVER_NAME") or "127.0.0.1",
             port=port or _int_env("GRADIO_SERVER_PORT", 7860, minimum=1, maximum=65535),
         )
+
+
+# ---- process-wide defaults of every door, read on each call -------------------------------------------------
+
+MODEL_SHA256_ENV = "HUSKYAI_MODEL_SHA256"  # the operator's pin for the husky model
+MOOD_MODEL_SHA256_ENV = "HUSKYAI_MOOD_MODEL_SHA256"  # ... and for the mood model (huskyai.mood)
+PIN_VARIABLES = (MODEL_SHA256_ENV, MOOD_MODEL_SHA256_ENV)
+PRECISION_ENV = "HUSKYAI_PRECISION"
+SIGNING_KEY_ENV = "HUSKYAI_SIGNING_KEY"
+AUDIT_LOG_ENV = "HUSKYAI_AUDIT_LOG"
+AUDIT_MAX_BYTES_ENV = "HUSKYAI_AUDIT_MAX_BYTES"
+AUDIT_SALT_ENV = "HUSKYAI_AUDIT_SALT"
+
+
+def pinned_sha256(variable: str = MODEL_SHA256_ENV) -> str | None:
+    """The card sha256 the operator pinned for one model in the whole process ($HUSKYAI_MODEL_SHA256 for the
+    husky model, $HUSKYAI_MOOD_MODEL_SHA256 for the mood model), else None."""
+    if variable not in PIN_VARIABLES:
+        raise ValueError(f"{variable} is not a pin variable ({', '.join(PIN_VARIABLES)})")
+    return os.environ.get(variable) or None
+
+
+def precision() -> str | None:
+    """$HUSKYAI_PRECISION, the graph that serves ("fp32" or "int8", checked by huskyai.inference.predictor), else
+    None."""
+    return os.environ.get(PRECISION_ENV) or None
+
+
+def env_signing_key() -> bytes | None:
+    """$HUSKYAI_SIGNING_KEY's bytes, when it is set and not empty: it then replaces the key file."""
+    value = os.environ.get(SIGNING_KEY_ENV)
+    return value.encode() if value else None
+
+
+def config_home() -> Path:
+    """The user's config folder: $XDG_CONFIG_HOME, else ~/.config (where huskyai.trust.keys keeps the key file)."""
+    return Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+
+
+def audit_log_path() -> Path | None:
+    """Where the audit log is written: $HUSKYAI_AUDIT_LOG, ~/.local/state/huskyai/audit.jsonl by default,
+    None when it is "off"."""
+    value = os.environ.get(AUDIT_LOG_ENV, "")
+    if value.lower() == "off":
+        return None
+    return Path(value) if value else Path.home() / ".local" / "state" / "huskyai" / "audit.jsonl"
+
+
+def audit_max_bytes() -> int | None:
+    """$HUSKYAI_AUDIT_MAX_BYTES (0: the log never rotates), else None: huskyai.audit's default applies."""
+    if not os.environ.get(AUDIT_MAX_BYTES_ENV, "").strip():
+        return None
+    return _int_env(AUDIT_MAX_BYTES_ENV, 0)
+
+
+def audit_salt() -> bytes | None:
+    """$HUSKYAI_AUDIT_SALT's bytes, else None (the audit log keeps a random salt beside itself)."""
+    value = os.environ.get(AUDIT_SALT_ENV)
+    return value.encode() if value else None

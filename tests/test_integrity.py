@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import pickle
@@ -296,6 +297,27 @@ def test_pickles_are_never_opened_by_the_package():
                 offenders.append(f"{path.name}: {needle}")
     assert offenders == []
     assert pickle  # the test module itself uses pickle only to prove a payload is live
+
+
+def test_only_settings_reads_the_environment():
+    """huskyai.settings is the one reader of os.environ (library functions take arguments and ask it for the
+    process-wide defaults); elsewhere the environment may only be written, for a library that reads it."""
+    offenders = []
+    for path in sorted((ROOT / "huskyai").rglob("*.py")):
+        if path == ROOT / "huskyai" / "settings.py":
+            continue
+        tree = ast.parse(path.read_text())
+        writes = {id(node.value) for node in ast.walk(tree)  # os.environ[...] = ...
+                  if isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Store)}
+        writes |= {id(node.func.value) for node in ast.walk(tree)  # os.environ.setdefault(...)
+                   if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                   and node.func.attr == "setdefault"}
+        for node in ast.walk(tree):
+            read = (isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv", "environb")
+                    and id(node) not in writes) or (isinstance(node, ast.alias) and node.name in ("environ", "getenv"))
+            if read:
+                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno if hasattr(node, 'lineno') else '?'}")
+    assert offenders == []
 
 
 @pytest.mark.slow

@@ -135,6 +135,5 @@ def test_the_card_reports_repeated_cross_validation_by_source():
 def test_prediction_names_the_positive_probability(shipped):
     p = shipped.predict(skimage_photo("coffee"))
     assert p.label == "not_husky" and p.positive_probability == p.scores["husky"]
-    with pytest.warns(DeprecationWarning, match="positive_probability"):
-        assert p.probability == p.positive_probability
+    assert not hasattr(p, "probability")  # the 0.1 name is gone: positive_probability says which class
     assert not hasattr(p, "is_positive")  # it used 0.5, not the card's threshold

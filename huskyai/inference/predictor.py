@@ -6,8 +6,6 @@ validation path calls too, so probabilities match ``learn.predict`` on the same 
 
 from __future__ import annotations
 
-import os
-import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -17,13 +15,14 @@ from pathlib import Path
 
 import numpy as np
 
+from huskyai import settings
 from huskyai.errors import EngineError
 from huskyai.images.decode import ImageInput, load_image
 from huskyai.inference.engine import Engine, create_engine
 from huskyai.inference.preprocess import Preprocessing
+from huskyai.settings import PRECISION_ENV
 from huskyai.trust import exports
 
-PRECISION_ENV = "HUSKYAI_PRECISION"  # "fp32" (default) or "int8": which of the export's ONNX graphs serves
 GRAPHS = {"fp32": exports.ONNX_NAME, "int8": exports.INT8_ONNX_NAME}
 
 
@@ -31,7 +30,7 @@ def graph_for(export: exports.VerifiedExport, precision: str | None, engine: str
     """(precision, verified graph bytes) for ``precision`` (default: $HUSKYAI_PRECISION, else "fp32").
     fp32 stays the default: on the held-out photos the INT8 graph moved P(husky) by more than its 0.02 bound
     (bench/quantize.py)."""
-    precision = (precision or os.environ.get(PRECISION_ENV) or "fp32").strip().lower()
+    precision = (precision or settings.precision() or "fp32").strip().lower()
     if precision not in GRAPHS:
         raise EngineError(f"unknown precision {precision!r}: use 'fp32' or 'int8' (${PRECISION_ENV})")
     if precision == "int8":
@@ -48,12 +47,6 @@ class Prediction:
     label: str  # the decided class (against the card's threshold)
     positive_probability: float  # P(the positive class, e.g. "husky"), whatever the label says
     scores: dict[str, float]  # every class -> probability
-
-    @property
-    def probability(self) -> float:
-        """Deprecated name of ``positive_probability``."""
-        warnings.warn("Prediction.probability is positive_probability", DeprecationWarning, stacklevel=2)
-        return self.positive_probability
 
 
 class Predictor:

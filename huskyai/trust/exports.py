@@ -32,9 +32,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from huskyai import settings
 from huskyai.errors import IntegrityError, UnsignedError
+from huskyai.settings import MODEL_SHA256_ENV, MOOD_MODEL_SHA256_ENV, SIGNING_KEY_ENV
 from huskyai.trust.graphpolicy import check_graph
-from huskyai.trust.keys import SIGNING_KEY_ENV, card_signature, key_path, signature_ok, signing_key
+from huskyai.trust.keys import card_signature, key_path, signature_ok, signing_key
 
 CARD_NAME = "model.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -47,8 +49,6 @@ MOOD_NAMES = ("mood.onnx", "importance.png", "validation.png")  # the mood model
 EXPORT_NAMES = (WEIGHTS_NAME, ONNX_NAME, INT8_ONNX_NAME, LEARNER_NAME, *PLOT_NAMES, REDTEAM_NAME,
                 *MOOD_NAMES)  # nothing else is read
 FORMAT_VERSION = 2
-MODEL_SHA256_ENV = "HUSKYAI_MODEL_SHA256"  # the operator's pin for the husky model
-MOOD_MODEL_SHA256_ENV = "HUSKYAI_MOOD_MODEL_SHA256"  # ... and for the mood model (huskyai.mood)
 GRAPH_SUFFIX = ".onnx"  # a listed file with this suffix is an ONNX graph, checked by the graph policy
 
 
@@ -68,7 +68,8 @@ SHIPPED_CARDS = {"husky": SHIPPED_CARD_SHA256,
                  "mood": "d3db83eeb6e8023c05cf13ef76aa9bf516000e0d57aca95bfd3ce8a43de8d513"}
 MAX_FILE_BYTES = 512 * 1024 * 1024
 _HEX64 = re.compile(r"[0-9a-f]{64}")
-__all__ = ["IntegrityError", "SIGNING_KEY_ENV", "card_signature", "key_path", "signing_key"]  # re-exported
+__all__ = ["IntegrityError", "MODEL_SHA256_ENV", "MOOD_MODEL_SHA256_ENV", "SIGNING_KEY_ENV", "card_signature",
+           "key_path", "signing_key"]  # re-exported
 
 
 def sha256(data: bytes) -> str:
@@ -207,15 +208,16 @@ def _read_listed(dir_fd: int, card: dict[str, Any], folder: Path, strict: bool) 
 def open_export(folder: str | Path | None = None, sha256: str | None = None, trust_unsigned: bool = False,
                 pin_env: str = MODEL_SHA256_ENV) -> VerifiedExport:
     """Read, trust-check and hash an export folder (or a shipped model by name); IntegrityError with one
-    clear line otherwise. ``pin_env`` names the environment variable that pins this model when ``sha256``
-    is not given: $HUSKYAI_MODEL_SHA256 (the husky model), or ``MOOD_MODEL_SHA256_ENV`` for the mood model."""
+    clear line otherwise. ``pin_env`` names the variable that pins this model for the process when ``sha256``
+    is not given (read by huskyai.settings.pinned_sha256): $HUSKYAI_MODEL_SHA256 (the husky model), or
+    ``MOOD_MODEL_SHA256_ENV`` for the mood model."""
     folder = resolve(folder)
     dir_fd = _open_folder(folder)
     try:
         card_bytes = _read_at(dir_fd, CARD_NAME, folder, max_bytes=1 << 20)
         card = parse_card(card_bytes, folder / CARD_NAME)
         digest = hashlib.sha256(card_bytes).hexdigest()
-        trust = _trust(card, digest, folder, sha256 or os.environ.get(pin_env), trust_unsigned, pin_env)
+        trust = _trust(card, digest, folder, sha256 or settings.pinned_sha256(pin_env), trust_unsigned, pin_env)
         files, _ = _read_listed(dir_fd, card, folder, strict=True)
     finally:
         os.close(dir_fd)

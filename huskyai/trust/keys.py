@@ -18,22 +18,29 @@ import stat
 from pathlib import Path
 from typing import Any
 
+from huskyai import settings
 from huskyai.errors import IntegrityError
+from huskyai.settings import SIGNING_KEY_ENV
 
-SIGNING_KEY_ENV = "HUSKYAI_SIGNING_KEY"
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _MAX_KEY_BYTES = 4096  # the key is 64 hex characters; a larger file is not a key of ours
 
 
 def key_path() -> Path:
-    config = os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config"
-    return Path(config) / "huskyai" / "signing.key"
+    """The key file: huskyai/signing.key in the user's config folder (huskyai.settings.config_home)."""
+    return settings.config_home() / "huskyai" / "signing.key"
+
+
+def key_source() -> str:
+    """Where this machine's key comes from, for a person: "$HUSKYAI_SIGNING_KEY", or the key file's path."""
+    return f"${SIGNING_KEY_ENV}" if settings.env_signing_key() else str(key_path())
 
 
 def signing_key(create: bool = False) -> bytes | None:
     """$HUSKYAI_SIGNING_KEY, else the key file (made on first use when ``create``), else None."""
-    if os.environ.get(SIGNING_KEY_ENV):
-        return os.environ[SIGNING_KEY_ENV].encode()
+    key = settings.env_signing_key()
+    if key:
+        return key
     path = key_path()
     key = _read_key(path)
     return _create_key(path) if key is None and create else key

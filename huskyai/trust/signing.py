@@ -11,13 +11,13 @@ it signs lists, and only through huskyai.trust.writer.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from huskyai.errors import IntegrityError, UnsignedError
 from huskyai.trust import exports, writer
+from huskyai.trust.keys import key_source
 
 
 @dataclass
@@ -123,9 +123,7 @@ def sign(folder: str | Path | None = None, replace_signature: bool = False,
     card["files"] = dict(card["files"], **{name: exports.sha256(data) for name, data in written.items()})
     writer.write_files(folder, written)
     card = writer.save_card(folder, card, key)
-    env = exports.SIGNING_KEY_ENV
-    return SignResult(folder, exports.sha256(writer.card_json(card)),
-                      f"${env}" if os.environ.get(env) else str(exports.key_path()),
+    return SignResult(folder, exports.sha256(writer.card_json(card)), key_source(),
                       exports.ONNX_NAME in written, exports.INT8_ONNX_NAME in written)
 
 
