@@ -7,8 +7,7 @@ import numpy as np
 from PIL import Image
 
 from huskyai.errors import InvalidImageError
-from huskyai.images.budget import reduction_factor
-from huskyai.images.limits import MAX_PIXELS, STRIP_PIXELS, check_size
+from huskyai.images.limits import MAX_PIXELS, STRIP_PIXELS, check_size, reduction_factor
 
 
 def to_rgb_reduced(img: Image.Image, name: str) -> Image.Image:

@@ -1,12 +1,13 @@
 """Decoding untrusted images: the one door every photo passes through, in training and serving.
 
 Formats are recognised by content, never by file name. Before Pillow sees a byte, a bounded walk of
-the file's own structure (image_headers, image_jpeg) reads its size and everything that would make
-decoding slow or large, estimates the memory decoding needs (image_budget), and refuses what is over
-the limits (image_limits), with a message for a person. Large JPEGs are then decoded reduced
+the file's own structure (huskyai.images.headers, .jpeg) reads its size and everything that would make
+decoding slow or large, estimates the memory decoding needs and refuses what is over the limits
+(huskyai.images.limits), with a message for a person. Large JPEGs are then decoded reduced
 (``draft``, shorter side at least JPEG_DRAFT_SIDE), other formats are reduced by an integer box
-filter strip by strip (image_convert), EXIF orientation is applied on the small result (image_exif)
-and every mode ends as 8-bit RGB.
+filter strip by strip (.convert), EXIF orientation is applied on the small result (.exif)
+and every mode ends as 8-bit RGB. Photo files are read here too, by the one reader that never follows a
+link (:func:`read_limited`).
 
 What this bounds (measured by ``bench/decode.py``): any file of MAX_FILE_BYTES or less is decoded or
 refused within about 2 s and 400 MB of extra memory on a 2-core machine.
@@ -26,7 +27,6 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from huskyai.errors import InvalidImageError
-from huskyai.images.budget import check_budget, reduction_factor
 from huskyai.images.convert import from_array, to_rgb, to_rgb_reduced
 from huskyai.images.exif import apply_orientation, exif_orientation, orientation
 from huskyai.images.headers import declared_size, inspect_header
@@ -42,7 +42,9 @@ from huskyai.images.limits import (
     UNSUPPORTED,
     WORK_SIDE,
     Header,
+    check_budget,
     check_size,
+    reduction_factor,
 )
 
 __all__ = ["ALLOWED_FORMATS", "MAX_ASPECT", "MAX_FILE_BYTES", "MAX_PIXELS", "MAX_SIDE", "MEMORY_BUDGET", "MIN_SIDE",

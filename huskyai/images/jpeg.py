@@ -13,9 +13,8 @@ from dataclasses import dataclass, field
 from typing import NoReturn
 
 from huskyai.errors import InvalidImageError
-from huskyai.images.budget import jpeg_draft_scale
 from huskyai.images.exif import check_tiff_directory
-from huskyai.images.limits import BYTES_PER_PIXEL, Header, check_size
+from huskyai.images.limits import BYTES_PER_PIXEL, Header, check_size, jpeg_draft_scale
 
 # Work Pillow does in Python per structure element, bounded here (each measured at 2-50 us a piece):
 JPEG_MAX_HEADER_SEGMENTS = 512  # markers before the first scan (a phone photo has about 15)

@@ -1,7 +1,10 @@
-"""The limits every decoded image must meet, the error a person reads, and what a header says.
+"""The limits every decoded image must meet, the error a person reads, what a header says, and the decode
+budget: how much memory decoding an image will take, known from its header alone.
 
 Each limit is set from a measurement on a 2-core machine (bench/decode.py): with them, any file of
-MAX_FILE_BYTES or less is decoded or refused within about 2 s and 400 MB of extra memory.
+MAX_FILE_BYTES or less is decoded or refused within about 2 s and 400 MB of extra memory. Large images are
+decoded reduced (JPEG through libjpeg's scaled decoding, others by an integer box filter strip by strip), so
+the budget counts the reduced result, not the full-size picture.
 """
 
 from __future__ import annotations
@@ -62,3 +65,30 @@ def too_large(name: str, width: int, height: int, kind: str, needed: int, budget
     per_pixel = needed / (width * height)
     return InvalidImageError(f"{name}: image is {width}x{height} pixels, too large to decode safely as a {kind} "
                              f"(the limit for this kind is about {budget / per_pixel / 1e6:.0f} megapixels)")
+
+
+# ---- the decode budget ------------------------------------------------------------------------------------
+
+def reduction_factor(width: int, height: int) -> int:
+    """The integer factor a decoded image is reduced by: its shorter side stays at least WORK_SIDE."""
+    return max(1, min(width, height) // WORK_SIDE)
+
+
+def jpeg_draft_scale(width: int, height: int) -> int:
+    """The scale (1, 2, 4 or 8) Pillow's draft picks for JPEG_DRAFT_SIDE square: libjpeg decodes at 1/scale."""
+    fits = min(width // JPEG_DRAFT_SIDE, height // JPEG_DRAFT_SIDE)
+    return next((a for a in (8, 4, 2) if fits >= a), 1)
+
+
+def result_bytes(width: int, height: int) -> int:
+    """The reduced 8-bit RGB result and the strip copies made on the way (Pillow stores RGB in 4 bytes)."""
+    f = reduction_factor(width, height)
+    return -(-width // f) * -(-height // f) * 4 + 3 * STRIP_PIXELS * 4
+
+
+def check_budget(header: Header, name: str, max_pixels: int) -> None:
+    """InvalidImageError unless the image is within the size limits and decodes within MEMORY_BUDGET."""
+    check_size((header.width, header.height), name, max_pixels)
+    needed = header.decode_bytes + result_bytes(header.width, header.height)
+    if needed > MEMORY_BUDGET:
+        raise too_large(name, header.width, header.height, header.kind, needed, MEMORY_BUDGET)
