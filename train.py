@@ -1,5 +1,6 @@
-"""Train Husky AI on a photo folder and export it: python train.py --data DIR [--out export].
-The mood model: python train.py mood --csv diary.csv [--out export-mood].
+"""Train Husky AI on a photo folder and export it: python train.py --data DIR [--out FOLDER]
+(default: a new runs/husky-<date>-<time>; the shipped export/ is never written unless --replace-shipped).
+The mood model: python train.py mood --csv diary.csv [--out FOLDER] (default: a new runs/mood-<date>-<time>).
 
 The same as `huskyai train` / `huskyai mood train` (python -m huskyai ...), which are huskyai.train() and
 huskyai.mood's training in Python."""

@@ -18,11 +18,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from huskyai.evaluation.evaluate import evaluate
 from huskyai.evaluation.score import ScoreSummary, score
 from huskyai.explain.explanation import Explanation, explain
+from huskyai.extras import require
 from huskyai.images.decode import ImageInput
 from huskyai.inference.predictor import Predictor
 from huskyai.mood import MoodModel
@@ -34,11 +36,14 @@ from huskyai.trust import exports
 from huskyai.trust.signing import SignResult, VerifyResult, verify
 from huskyai.trust.signing import sign as sign_card
 
-DEFAULT_OUT = "export"  # where train writes, relative to the working directory
+# where training writes when no folder is named, relative to the working directory: a new folder per run
+# ({kind}: husky or mood; {time}: the start, to the second), so a first run never lands on a shipped export
+DEFAULT_OUT = "runs/{kind}-{time}"
 MODELS = {"husky": "is this a husky? (photos)", "mood": "a day's mood from a diary (tabular; synthetic data)"}
 
 __all__ = ["load", "available_models", "Model", "train", "TrainResult", "TrainConfig", "DoctorConfig", "evaluate",
-           "verify", "VerifyResult", "sign", "SignResult", "score", "ScoreSummary", "load_learner", "DEFAULT_OUT"]
+           "verify", "VerifyResult", "sign", "SignResult", "score", "ScoreSummary", "load_learner", "DEFAULT_OUT",
+           "default_out"]
 
 
 class Model(Predictor):
@@ -83,15 +88,24 @@ class TrainResult:
         return self.card["metrics"]
 
 
-def train(data: str | Path | list[str | Path], out: str | Path = DEFAULT_OUT, report=print, **options) -> TrainResult:
+def default_out(kind: str = "husky") -> Path:
+    """The folder a training run of ``kind`` ("husky" or "mood") writes to when none is named: DEFAULT_OUT now."""
+    return Path(DEFAULT_OUT.format(kind=kind, time=datetime.now().strftime("%Y%m%d-%H%M%S")))
+
+
+def train(data: str | Path | list[str | Path], out: str | Path | None = None, report=print,
+          replace_shipped: bool = False, **options) -> TrainResult:
     """Train on ``data`` (a folder with one sub-folder per label, e.g. husky/ and not_husky/, or several
-    such folders) and export to ``out``, signed with this machine's key. ``options`` are TrainConfig's
-    fields (``epochs=1``, ``holdout=0.2``, ``cv=3``, ...). A folder that cannot be used fails before torch
-    and fastai are imported; a missing training extra fails with one line naming it."""
+    such folders) and export to ``out`` (default: a new runs/husky-<date>-<time>), signed with this
+    machine's key. ``options`` are TrainConfig's fields (``epochs=1``, ``holdout=0.2``, ``cv=3``, ...).
+    The shipped model's folder is refused as ``out`` unless ``replace_shipped`` is given (then the package's
+    pin no longer matches it). A folder that cannot be used fails before torch and fastai are imported; a
+    missing training extra fails with one line naming it (MissingExtraError)."""
     from huskyai.training.run import train as run
 
-    card = run(data, out, report=report, **options)
-    return TrainResult(Path(out).resolve(), card)
+    out = default_out() if out is None else Path(out)
+    card = run(data, out, report=report, replace_shipped=replace_shipped, **options)
+    return TrainResult(out.resolve(), card)
 
 
 def sign(folder: str | Path | None = None, replace_signature: bool = False,
@@ -105,6 +119,8 @@ def sign(folder: str | Path | None = None, replace_signature: bool = False,
     ``int8_photos`` training photos (default 128) that are not among the card's held-out ones
     (``reduce_range``: 7-bit weights, for AVX2 CPUs without VNNI). IntegrityError with every problem when
     verify would refuse the export."""
+    if int8_data:  # onnxruntime's quantizer needs sympy, which the train extra brings (through torch)
+        require("train", "INT8 quantization (sign --int8)")
 
     def build(card: dict, files: dict[str, bytes]) -> tuple[dict[str, bytes], dict]:
         made: dict[str, bytes] = {}

@@ -148,9 +148,10 @@ def test_predict_and_evaluate_explain_with_the_shipped_model(tmp_path):
         ("husky", "occlusion", f"why-{husky.stem}.png"), ("not_husky", "occlusion", "why-cat.png")]
     for r, photo in zip(out, (husky, cat)):
         assert Image.open(r["explanation"]).size == load_image(photo).size
-    line = run("predict", str(cat), "--explain", str(tmp_path / "one.png"), "--explain-method", "occlusion",
-               check_code=0).stdout
-    assert line.split("\t")[1:] == ["not_husky", "0.000", str(tmp_path / "one.png"), "occlusion\n"]
+    header, line = run("predict", str(cat), "--explain", str(tmp_path / "one.png"), "--explain-method", "occlusion",
+                       check_code=0).stdout.splitlines()
+    assert header.split("\t") == ["file", "label", "P(husky)", "heatmap", "method"]
+    assert line.split("\t")[1:] == ["not_husky", "0.000", str(tmp_path / "one.png"), "occlusion"]
 
     data = tmp_path / "set"
     for label, photo in (("not_husky", husky), ("husky", cat)):  # two planted mistakes

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import shlex
 import sys
+from pathlib import Path
 
 from huskyai.cli.common import add_model_arguments
 from huskyai.cli.common import command as _command
 from huskyai.cli.common import stderr as _stderr
 from huskyai.cli.common import user_error as _err
-from huskyai.cli.predict import add_evaluate, add_predict
+from huskyai.cli.predict import add_evaluate, add_explain, add_predict
+from huskyai.cli.score import add_score
 from huskyai.errors import HuskyAIError
 from huskyai.training.config import DoctorConfig, TrainConfig, add_options, options_from
 
@@ -27,7 +30,12 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--data", required=True, nargs="+",
                    help="folder(s) with one sub-folder per label (husky/, not_husky/); several are combined")
-    p.add_argument("--out", default=DEFAULT_OUT, help="export folder to write (default: %(default)s)")
+    p.add_argument("--out", help=f"export folder to write (default: a new "
+                                 f"{DEFAULT_OUT.format(kind='husky', time='<date>-<time>')}; never the shipped "
+                                 f"model's folder unless --replace-shipped)")
+    p.add_argument("--replace-shipped", action="store_true",
+                   help="allow --out to be the shipped model's folder (export/), to rebuild the model the package "
+                        "ships; huskyai.load() refuses it until the package's pin is updated")
     add_options(p, TrainConfig)
 
 
@@ -38,8 +46,23 @@ def add_train(sub) -> None:
 def run_train(args: argparse.Namespace) -> int:
     from huskyai.api import train
 
-    train(args.data, args.out, **options_from(args, TrainConfig))
+    done = train(args.data, args.out, replace_shipped=args.replace_shipped, **options_from(args, TrainConfig))
+    print(using(done.folder))
     return 0
+
+
+def using(folder: Path) -> str:
+    """How to use a freshly trained export: the lines ``train`` prints at its end."""
+    from huskyai.trust import exports
+
+    shown = folder.relative_to(Path.cwd()) if folder.is_relative_to(Path.cwd()) else folder
+    out = shlex.quote(str(shown))
+    card_sha256 = exports.sha256((folder / exports.CARD_NAME).read_bytes())
+    return (f"use it:\n  huskyai predict photo.jpg --model {out}\n"
+            f"  HUSKYAI_MODEL={out} python app.py   (or: huskyai serve --model {out})\n"
+            f"  huskyai.load({str(shown)!r})   (Python)\n"
+            f"it is signed with this machine's key; elsewhere, pin its card: --sha256 {card_sha256} "
+            f"(or {exports.MODEL_SHA256_ENV})")
 
 
 def add_doctor(sub) -> None:
@@ -143,22 +166,14 @@ def run_serve(args: argparse.Namespace) -> int:
     return serve(args.model, args.host, args.port, sha256=args.sha256, trust_unsigned=args.trust_unsigned)
 
 
-def add_score(sub) -> None:
-    from huskyai.evaluation.score import add_score_arguments, run_score
-
-    p = _command(sub, "score", "score many photos into a parquet file, resumable (every core, or --ray)", run_score)
-    add_score_arguments(p)
-    add_model_arguments(p)
-
-
 def add_mood(sub) -> None:
     from huskyai.cli.mood import add_mood as add_mood_commands
 
     add_mood_commands(sub)
 
 
-COMMANDS = (add_train, add_predict, add_evaluate, add_score, add_doctor, add_verify, add_sign, add_attack,
-            add_serve, add_mood)
+COMMANDS = (add_train, add_predict, add_explain, add_evaluate, add_score, add_doctor, add_verify, add_sign,
+            add_attack, add_serve, add_mood)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,5 +1,10 @@
-"""The CLI's scoring commands: ``predict`` (optionally with a heatmap per photo) and ``evaluate`` (optionally
-with each mistake's heatmap on the contact sheet). Their options' defaults come from huskyai.training.config."""
+"""The CLI's scoring commands: ``predict`` (optionally with a heatmap per photo), ``explain`` (``predict`` with a
+heatmap per photo, under the name people type) and ``evaluate`` (optionally with each mistake's heatmap on the
+contact sheet). Their options' defaults come from huskyai.training.config.
+
+``predict`` prints a tab-separated table whose header names its columns: file, label, and P(<positive class>),
+the probability of the positive class whatever the label (as ``--json``'s "probability" and score's
+positive_probability); with heatmaps, the overlay's file and the method that drew it."""
 
 from __future__ import annotations
 
@@ -10,15 +15,36 @@ from pathlib import Path
 from huskyai.cli.common import add_model_arguments, command, picture_path_problem, stderr, user_error
 from huskyai.training.config import ExplainConfig, add_options, options_from
 
+JSON_HELP = ("print JSON instead: a list with, for each photo, file, label, probability (of the positive class, "
+             "husky, whatever the label), scores (each class's probability) and, with a heatmap, explanation (its "
+             "file) and method; a photo that cannot be read gives file and error")
+
 
 def add_predict(sub) -> None:
-    p = command(sub, "predict", "classify photos", run_predict)
-    p.add_argument("files", nargs="+")
-    p.add_argument("--json", action="store_true", help="print JSON")
+    p = command(sub, "predict", "classify photos: a table of file, label and P(husky)", run_predict)
+    p.add_argument("files", nargs="+", metavar="PHOTO")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.add_argument("--explain", metavar="OUT.png", help="also save where the model looked, the photo with its "
-                   "heatmap (with several files: OUT-<name>.png for each)")
+                   "heatmap (with several files: OUT-<name>.png for each); the same as `huskyai explain`")
     add_options(p, ExplainConfig)
     add_model_arguments(p)
+
+
+def add_explain(sub) -> None:
+    p = command(sub, "explain", "show where the model looked: each photo with its heatmap, saved as a PNG "
+                "(the same as `huskyai predict --explain`)", run_explain)
+    p.add_argument("files", nargs="+", metavar="PHOTO")
+    p.add_argument("--out", default="heatmap.png", metavar="OUT.png", help="the picture to write (default: "
+                   "%(default)s; with several photos: OUT-<name>.png for each)")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
+    add_options(p, ExplainConfig)
+    add_model_arguments(p)
+
+
+def run_explain(args: argparse.Namespace) -> int:
+    """``predict --explain OUT``, under the name people type."""
+    args.explain = args.out
+    return run_predict(args)
 
 
 def explain_paths(out: str | Path, files: list[str]) -> list[Path]:
@@ -45,6 +71,8 @@ def run_predict(args: argparse.Namespace) -> int:
     model = load(args.model, sha256=args.sha256, trust_unsigned=args.trust_unsigned)
     audit, client = AuditLog(), f"cli:{getpass.getuser()}"
     maps = explain_paths(args.explain, args.files) if args.explain else [None] * len(args.files)
+    if not args.json:
+        print("\t".join(["file", "label", f"P({model.positive})", *(["heatmap", "method"] if args.explain else [])]))
     results = [_predict_one(model, f, out, args, audit, client) for f, out in zip(args.files, maps)]
     if args.json:
         print(json.dumps(results, indent=2))

@@ -24,7 +24,6 @@ minute and at the end, and never mixes rows of two models.
 
 from __future__ import annotations
 
-import argparse
 import glob
 import hashlib
 import io
@@ -40,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from huskyai.errors import HuskyAIError, InvalidImageError, MissingExtraError, ScoreError
+from huskyai.errors import InvalidImageError, MissingExtraError, ScoreError
 from huskyai.evaluation.pool import COLUMNS, LocalPool, Row, cpu_count, result_schema, score_file
 from huskyai.extras import require
 from huskyai.images.decode import read_limited
@@ -462,37 +461,3 @@ def _same_rows(rows: list[Row], old: list[Row]) -> bool:
         return str(r["path"])
 
     return len(rows) == len(old) and sorted(rows, key=by_path) == sorted(old, key=by_path)
-
-
-# ---- the command ----------------------------------------------------------------------------------
-
-def add_score_arguments(p: argparse.ArgumentParser) -> None:
-    """The arguments of ``huskyai score`` (the model's --model/--sha256/--trust-unsigned are cli.py's)."""
-    p.add_argument("source", nargs="+", help="photo files, folders (image files in them, recursively), globs "
-                                             "('photos/**/*.jpg') or text files with one photo path a line; "
-                                             "symbolic links inside them are not followed")
-    p.add_argument("--out", required=True, help="results file, *.parquet (pip install 'huskyai[score]') or *.csv; "
-                                                "photos whose row in it is still valid are skipped")
-    p.add_argument("--workers", type=int, help="processes (default: one per core; 0: this process only), "
-                                               "or Ray actors with --ray (default: one per CPU of the cluster)")
-    p.add_argument("--ray", action="store_true", help="score on Ray Data (a local Ray unless --ray-address)")
-    p.add_argument("--ray-address", help="the Ray cluster to score on (e.g. ray://head:10001); implies --ray")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-
-def run_score(args: argparse.Namespace) -> int:
-    """``huskyai score``: 0 when every photo has a row (refused ones carry their error), 1 on failure,
-    130 when interrupted (what was scored is kept)."""
-    try:
-        s = score(args.source, args.out, args.model, workers=args.workers, use_ray=args.ray,
-                  ray_address=args.ray_address, sha256=args.sha256, trust_unsigned=args.trust_unsigned,
-                  progress=not args.no_progress)
-    except HuskyAIError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"interrupted: the photos scored so far are in {args.out}; the same command resumes", file=sys.stderr)
-        return 130
-    print(f"{s.out}: {s.scored} photos scored ({s.refused} refused, with their error), {s.skipped} already there; "
-          f"{s.photos_per_second:.1f} photos/s")
-    return 0

@@ -18,16 +18,21 @@ import tempfile
 import time
 from pathlib import Path
 
+from huskyai.errors import DataError
 from huskyai.extras import require
 from huskyai.images.folders import PhotoSet, Sample, scan_many, split_holdout
 from huskyai.training.config import TrainConfig
-from huskyai.trust import writer
+from huskyai.trust import exports, writer
 
 
-def train(data: str | Path | list[str | Path], out: str | Path, report=print, **options) -> dict:
+def train(data: str | Path | list[str | Path], out: str | Path, report=print, replace_shipped: bool = False,
+          **options) -> dict:
     """Train on ``data`` (a folder with one sub-folder per label, or several such folders), export to
-    ``out`` and return the model card. ``options`` are TrainConfig's fields, e.g. ``epochs=3``."""
+    ``out`` and return the model card. ``options`` are TrainConfig's fields, e.g. ``epochs=3``. The shipped
+    model's folder is refused as ``out`` unless ``replace_shipped``: writing there breaks its pin."""
     config = TrainConfig(**options)
+    if not replace_shipped:
+        refuse_shipped(out)
     require("train", "training")
     if Path(out).is_dir():  # a link planted in ``out`` is refused now, not after the training it would waste
         writer.check_destinations(Path(out), writer.NAMES)
@@ -58,6 +63,16 @@ def train(data: str | Path | list[str | Path], out: str | Path, report=print, **
         card = write_export(out, learn, card, valid_probs, config, report)
     report(f"exported to {Path(out).resolve()} in {card['training']['seconds']} s: " + ", ".join(card["files"]))
     return card
+
+
+def refuse_shipped(out: str | Path) -> None:
+    """DataError if ``out`` is the shipped model's folder: the package pins that card's sha256, so a model
+    written there is refused by huskyai.load() (or, once re-pinned, replaces the model every user gets)."""
+    if Path(out).resolve() == exports.DEFAULT_EXPORT.resolve():
+        raise DataError(f"{out} is the shipped model's folder ({exports.DEFAULT_EXPORT}); training there replaces "
+                        "the model the package pins, which huskyai.load() then refuses. Name another --out "
+                        "(the default is a new runs/husky-<date>-<time>), or pass --replace-shipped "
+                        "(replace_shipped=True) if you mean to rebuild the shipped model and update its pin")
 
 
 def _junk_samples(photos: PhotoSet, config: TrainConfig, folder: Path, report=print) -> list[Sample]:
