@@ -19,9 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
+from huskyai.errors import MissingExtraError
+from huskyai.extras import missing, require
 from huskyai.mood.diary import DiaryError, read_diary
 from huskyai.mood.features import LagRules
-from huskyai.mood.models import MODELS, to_onnx
+from huskyai.mood.models import FAST_MODELS, MODELS, to_onnx
 from huskyai.mood.plots import importance_png, validation_png
 from huskyai.mood.sample import read_truth
 from huskyai.mood.train import BASELINES, fit_final, validate
@@ -29,6 +31,11 @@ from huskyai.trust import exports, writer
 
 ONNX_FILE, IMPORTANCE_FILE, VALIDATION_FILE = exports.MOOD_NAMES
 KIND = "mood"
+
+
+def installed_models() -> tuple[str, ...]:
+    """The candidate models whose packages are installed: fastai's needs the train extra besides the mood one."""
+    return MODELS if not missing("train") else FAST_MODELS
 
 
 def default_schema() -> dict:
@@ -43,6 +50,12 @@ def train_export(csv: str | Path, out: str | Path, target: str = "mood", models:
     unknown = [m for m in models if m not in MODELS]
     if unknown or not models:
         raise DiaryError(f"unknown model(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(MODELS)}")
+    require("mood", "training the mood model")
+    if "fastai" in models:
+        try:
+            require("train", "the mood model's fastai candidate")
+        except MissingExtraError as err:
+            raise MissingExtraError(f"{err}; or leave it out: --models {','.join(FAST_MODELS)}") from None
     diary = read_diary(csv, target)
     out = _clean_folder(Path(out))
     rules = LagRules(days_since=tuple(c for c in LagRules().days_since if c in diary.numeric))

@@ -10,6 +10,8 @@ noisy and rounded to 1-5. Tests check that training recovers these effects; noth
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -108,15 +110,29 @@ def generate(days: int = 365, seed: int = 0, start: str = "2026-01-01", missing_
     return frame[kept].reset_index()
 
 
-def write_sample(out: str | Path, days: int = 365, seed: int = 0) -> tuple[Path, Path]:
-    """Write the diary CSV and, beside it, ``<name>.effects.json``: the truth it was generated from."""
+@dataclass(frozen=True)
+class WrittenSample:
+    """What :func:`write_sample` wrote; unpacks as ``csv, truth``."""
+
+    csv: Path
+    truth: Path  # the .effects.json beside it
+    days: int  # the days that have a row
+    calendar_days: int  # the span asked for: the days without a row were left out, as in a real diary
+
+    def __iter__(self) -> Iterator[Path]:
+        return iter((self.csv, self.truth))
+
+
+def write_sample(out: str | Path, days: int = 365, seed: int = 0) -> WrittenSample:
+    """Write a diary over ``days`` calendar days (a few of them left out, as a real diary has gaps) and,
+    beside it, ``<name>.effects.json``: the truth it was generated from."""
     out = Path(out)
     frame = generate(days, seed)
     frame["date"] = frame["date"].dt.strftime("%Y-%m-%d")
     frame.to_csv(out, index=False)
     truth = out.with_name(out.stem + ".effects.json")
     truth.write_text(json.dumps(true_effects(seed), indent=2) + "\n")
-    return out, truth
+    return WrittenSample(out, truth, len(frame), days)
 
 
 def true_effects(seed: int) -> dict:
