@@ -424,3 +424,15 @@ def test_python_predict_refuses_impossible_values_with_one_line(value):
         with pytest.raises(OutOfRangeError, match=r"^row 2, sleep_hours: .*0 to 24 h"):
             model.predict(frame)
     assert model.predict({"sleep_hours": 24}).mood > 0  # the ends of a range are allowed
+
+
+def test_training_in_python_never_lands_on_the_shipped_mood_model(tmp_path):
+    """The CLI's default moved away from export-mood/; the Python call refuses it too, before any work."""
+    from huskyai.errors import DataError
+    from huskyai.mood.export import train_export
+    from huskyai.mood.model import shipped_folder
+
+    before = {p.name: p.read_bytes() for p in shipped_folder().iterdir() if p.is_file()}
+    with pytest.raises(DataError, match="shipped mood model"):
+        train_export(tmp_path / "no-diary.csv", shipped_folder())
+    assert {p.name: p.read_bytes() for p in shipped_folder().iterdir() if p.is_file()} == before

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import shutil
 import subprocess
@@ -19,10 +18,10 @@ from PIL import Image
 
 from conftest import EXPORT, bad_files, python_env
 from huskyai import IntegrityError
-from huskyai.cli.main import add_model_arguments
+from huskyai.cli.main import main
 from huskyai.errors import ScoreError
 from huskyai.evaluation.pool import LocalPool
-from huskyai.evaluation.score import REFUSED, add_score_arguments, list_photos, run_score, score
+from huskyai.evaluation.score import REFUSED, list_photos, score
 
 HEAVY = "[m for m in ('torch', 'fastai', 'timm') if m in __import__('sys').modules]"
 
@@ -191,25 +190,18 @@ def test_csv_output_holds_the_same_rows_as_parquet_and_resumes(tmp_path, shipped
     assert (again.skipped, again.rescored) == (3, {REFUSED: 2})
 
 
-def parse(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    add_score_arguments(parser)
-    add_model_arguments(parser)
-    return parser.parse_args(argv)
-
-
 def test_run_score_cli_glue(tmp_path, capsys):
     photos = make_photos(tmp_path / "p", n=2)
     add_refused(tmp_path / "p")
     out = tmp_path / "r.parquet"
     # several sources, as a shell expands an unquoted glob; a photo named twice is scored once
-    argv = [str(photos[0]), str(tmp_path / "p"), "--out", str(out), "--workers", "0", "--no-progress"]
-    assert run_score(parse(argv)) == 0
+    argv = ["score", str(photos[0]), str(tmp_path / "p"), "--out", str(out), "--workers", "0", "--no-progress"]
+    assert main(argv) == 0
     assert "4 photos scored (2 refused" in capsys.readouterr().out
     assert pq.read_table(out).num_rows == 4
-    assert run_score(parse([str(tmp_path / "missing"), "--out", str(out)])) == 1
+    assert main(["score", str(tmp_path / "missing"), "--out", str(out)]) == 1
     assert "error: " in capsys.readouterr().err
-    assert run_score(parse([str(tmp_path / "p"), "--out", str(out), "--ray", "--workers", "0"])) == 1
+    assert main(["score", str(tmp_path / "p"), "--out", str(out), "--ray", "--workers", "0"]) == 1
     assert "--workers 0" in capsys.readouterr().err
 
 

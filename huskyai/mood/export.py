@@ -19,10 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from huskyai.errors import MissingExtraError
+from huskyai.errors import DataError, MissingExtraError
 from huskyai.extras import missing, require
 from huskyai.mood.diary import DiaryError, read_diary
 from huskyai.mood.features import LagRules
+from huskyai.mood.model import shipped_folder
 from huskyai.mood.models import FAST_MODELS, MODELS, to_onnx
 from huskyai.mood.plots import importance_png, validation_png
 from huskyai.mood.sample import read_truth
@@ -44,8 +45,13 @@ def default_schema() -> dict:
 
 
 def train_export(csv: str | Path, out: str | Path, target: str = "mood", models: tuple[str, ...] = MODELS,
-                 folds: int = 4, seed: int = 0, schema: dict | None = None, sign: bool = True) -> dict:
-    """Validate ``models`` on the diary by time, refit the winner on every day, and export it to ``out``."""
+                 folds: int = 4, seed: int = 0, schema: dict | None = None, sign: bool = True,
+                 replace_shipped: bool = False) -> dict:
+    """Validate ``models`` on the diary by time, refit the winner on every day, and export it to ``out``.
+    The shipped mood model's folder is refused unless ``replace_shipped`` (rebuilding it, then re-pinning it)."""
+    if Path(out).resolve() == shipped_folder().resolve() and not replace_shipped:
+        raise DataError(f"{out}: that is the shipped mood model, which the package pins; choose another folder "
+                        "(replace_shipped=True only to rebuild the shipped model)")
     started = time.perf_counter()
     unknown = [m for m in models if m not in MODELS]
     if unknown or not models:

@@ -42,7 +42,7 @@ def save_weights_and_graph(model: HuskyNet, size: int, folder: Path) -> None:
     """model.safetensors, and the same network with its softmax as model.onnx (what serving runs)."""
     from safetensors.torch import save
 
-    from huskyai.inference.engine import onnx_bytes
+    from huskyai.network.runtime import onnx_bytes
 
     weights = save({k: v.contiguous() for k, v in model.state_dict().items()})
     writer.write_file(folder, exports.WEIGHTS_NAME, weights)
