@@ -18,7 +18,7 @@ from huskyai.audit import (
     AuditLog,
     audited_predict,
 )
-from huskyai.serve.handlers import record_refusal
+from huskyai.serve.context import ServeContext
 from huskyai.serve.limits.ratelimit import RateLimiter
 from huskyai.settings import Settings
 
@@ -67,7 +67,7 @@ def test_a_day_of_flooding_within_the_rate_limit_keeps_the_honest_answer(tmp_pat
     no rate limit). The honest answer written before it is still in the log files a day later."""
     from gradio.data_classes import FileData
 
-    from huskyai.serve.photo_input import PhotoInput
+    from huskyai.serve.photo_input import read_upload
 
     monkeypatch.delenv("HUSKYAI_AUDIT_MAX_BYTES", raising=False)
     settings = Settings()
@@ -85,8 +85,7 @@ def test_a_day_of_flooding_within_the_rate_limit_keeps_the_honest_answer(tmp_pat
     answered = shipped.predict(photo)  # one real answer, given again (the app's engine queue is this hook)
     oversized = tmp_path / "big.jpg"
     oversized.write_bytes(b"\xff\xd8\xff" + b"\0" * (settings.upload_limit + 1))
-    box = PhotoInput()
-    upload = box.preprocess(FileData(path=str(oversized), orig_name=HUGE))  # as gradio hands it over
+    upload = read_upload(FileData(path=str(oversized), orig_name=HUGE), settings.upload_limit)  # as gradio hands it
     assert upload.problem is not None
     refusals = 0
     for second in range(DAY):
@@ -97,7 +96,7 @@ def test_a_day_of_flooding_within_the_rate_limit_keeps_the_honest_answer(tmp_pat
         else:
             record_refusal(log, shipped, attacker, "rate limit (predictions)")
             refusals += 1
-        record_refusal(log, shipped, attacker, html.unescape(upload.problem))  # as handlers.checked_client does
+        record_refusal(log, shipped, attacker, html.unescape(upload.problem))  # as handlers.checked_upload does
         for _ in range(5):
             record_refusal(log, shipped, attacker, "in-flight limit")
         refusals += 6
@@ -121,6 +120,11 @@ def test_a_day_of_flooding_within_the_rate_limit_keeps_the_honest_answer(tmp_pat
     assert all(e["refused"] == f"{e['suppressed']} more refusals from client {attacker} this minute"
                for e in summaries)
     assert max(len(e["refused"]) for e in one_by_one) <= 600
+
+
+def record_refusal(log: AuditLog, model, client: str, reason: str) -> None:
+    """A refusal made before any image was read, as every door of the app audits it."""
+    ServeContext(model, Settings(), log).refused(client, reason)
 
 
 def test_refusals_beyond_a_few_a_minute_are_one_line_written_when_the_minute_closes(tmp_path, shipped):

@@ -75,11 +75,12 @@ def test_the_lean_route_bounds_name(tmp_path, shipped):
     import httpx
     from starlette.applications import Starlette
 
+    from huskyai.serve.context import ServeContext
     from huskyai.serve.rest import API_PATH, predict_route
     from huskyai.settings import Settings
 
     log = AuditLog(tmp_path / "audit.jsonl")
-    app = Starlette(routes=[predict_route(shipped, Settings(), log, shipped.predict)])
+    app = Starlette(routes=[predict_route(ServeContext(shipped, Settings(), log))])
 
     async def ask(name: str) -> httpx.Response:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
@@ -104,23 +105,23 @@ def test_the_photo_box_bounds_the_file_name_for_the_page_and_gradios_api(tmp_pat
     import gradio as gr
     from gradio.data_classes import FileData
 
+    from huskyai.serve.context import ServeContext
     from huskyai.serve.handlers import classifier
-    from huskyai.serve.photo_input import PhotoInput
+    from huskyai.serve.photo_input import read_upload
     from huskyai.settings import Settings
 
     log = AuditLog(tmp_path / "audit.jsonl")
-    box = PhotoInput()
     text, big = tmp_path / "notes.jpg", tmp_path / "big.jpg"
     text.write_bytes(bad_files()["text.jpg"])
     big.write_bytes(jpeg_bytes(skimage_photo("coffee")))
-    box.limit = 1000  # the coffee photo is over it
-    classify = classifier(shipped, Settings(), log, shipped.predict)
+    limit = 1000  # the coffee photo is over it
+    classify = classifier(ServeContext(shipped, Settings(upload_limit=limit), log))
     bounded = "A" * 119 + ELLIPSIS
     for path, said in ((text, "not a supported image"), (big, "larger than the upload limit")):
-        upload = box.preprocess(FileData(path=str(path), orig_name="<b>\n" + HUGE))
-        assert upload.name == "<b> " + "A" * 115 + ELLIPSIS
+        payload = FileData(path=str(path), orig_name="<b>\n" + HUGE)  # as gradio hands it to the handler
+        assert read_upload(payload, limit).name == "<b> " + "A" * 115 + ELLIPSIS
         with pytest.raises(gr.Error) as refused:
-            classify(upload, None)
+            classify(payload, None)
         assert refused.value.message.startswith("&lt;b&gt; AAAA") and said in refused.value.message
         assert len(refused.value.message) < 300
     written = lines(tmp_path / "audit.jsonl")

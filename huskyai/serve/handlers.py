@@ -1,9 +1,17 @@
-"""What the app does with a photo: the one prediction call, its audit line, and what the person sees.
+"""What the app does with a photo: the one prediction call, the heatmap, their audit lines, and what the person
+sees.
 
 Every listener on the page (the button, a fresh upload, an example) and the public /predict API call
 the same function that :func:`classifier` returns, so the prediction happens in one place; the heatmap
 that follows each of them and the public /explain API call the one that :func:`explainer` returns.
-gradio renders error messages as HTML: any text the client controls (a file name) is escaped.
+gradio renders error messages as HTML: any text the client controls (a file name) is escaped. A refusal is
+the person's business, not the server's: it is one line in the audit log and a message on the page, never a
+traceback in the server's log.
+
+Heatmaps have their own, smaller rate limit (``settings.explain_rate_limit``): a heatmap is relative (its
+peak is 1 whatever P is), but it still measures how P moves under ~120 occlusions (or a gradient), far more
+about the model per query than a label. A heatmap over that limit is skipped, not refused: the verdict it
+follows is complete, so the page says so quietly in the heatmap's box instead of showing an error.
 """
 
 from __future__ import annotations
@@ -11,90 +19,91 @@ from __future__ import annotations
 import html
 import math
 from collections.abc import Callable
+from typing import Any
 
 import gradio as gr
 from PIL import Image
 
-from huskyai.audit import AuditLog, audited_predict, model_trust
+from huskyai.audit import audited_explain, audited_predict
 from huskyai.errors import InvalidImageError
 from huskyai.inference import disclosure
-from huskyai.inference.batching import shared_predict
-from huskyai.inference.predictor import Prediction, Predictor
-from huskyai.serve.explain_handler import SOURCE as EXPLAIN_SOURCE
-from huskyai.serve.explain_handler import explained
-from huskyai.serve.limits.clients import client_address
+from huskyai.serve.context import ServeContext
 from huskyai.serve.limits.ratelimit import RateLimiter
-from huskyai.serve.photo_input import Upload
-from huskyai.settings import Settings
+from huskyai.serve.photo_input import Upload, read_upload
 
+SOURCE = "app"
+EXPLAIN_SOURCE = "app-explain"
+NO_PHOTO = "Drop a photo on the image box first."
 Scores = dict[str, float] | str  # gr.Label's value: every class's probability, or the label alone
 
 
-def classifier(model: Predictor, settings: Settings, audit: AuditLog,
-               predict: Callable[..., Prediction] | None = None) -> Callable[..., tuple[Scores, str]]:
-    """The event handler: an Upload in, (scores for gr.Label, the verdict line) out; a gr.Error otherwise.
-    Both are told as far as ``settings.api_detail`` allows. ``predict``: the app's shared prediction call
-    (huskyai.inference.batching.shared_predict), made here when not given."""
-    predict = predict or shared_predict(model, settings.engine_batch)
+def refusal(message: str) -> gr.Error:
+    """The page's error for a request it will not answer: a toast with ``message``, and no traceback in the
+    server's log (the audit log has the line)."""
+    return gr.Error(message, print_exception=False)
 
-    def classify(upload: Upload | None, request: gr.Request) -> tuple[Scores, str]:
-        client = checked_client(upload, request, model, settings, audit, "app")
+
+def classifier(ctx: ServeContext) -> Callable[..., tuple[Scores, str]]:
+    """The event handler: the photo box's payload in, (scores for gr.Label, the verdict line) out; a gr.Error
+    otherwise. Both are told as far as ``settings.api_detail`` allows."""
+
+    def classify(photo: Any, request: gr.Request) -> tuple[Scores, str]:
+        upload, client = checked_upload(ctx, photo, request, SOURCE)
         try:
-            pred = audited_predict(model, upload.data, name=upload.name, source="app", client=client, log=audit,
-                                   predict=predict)
+            pred = audited_predict(ctx.model, upload.data, name=upload.name, source=SOURCE, client=client,
+                                   log=ctx.audit, predict=ctx.predict)
         except InvalidImageError as err:
-            raise gr.Error(html.escape(str(err))) from None  # the message names the file, and the name is the sender's
-        return (disclosure.label_value(pred, settings.api_detail),
-                disclosure.verdict(pred, model.positive, settings.api_detail))
+            raise refusal(html.escape(str(err))) from None  # the message names the file: the sender's text
+        detail = ctx.settings.api_detail
+        return disclosure.label_value(pred, detail), disclosure.verdict(pred, ctx.model.positive, detail)
 
     return classify
 
 
-def explainer(model: Predictor, settings: Settings,
-              audit: AuditLog) -> Callable[..., tuple[Image.Image, str, str]]:
-    """The heatmap's handler (the page's chained event and /explain): an Upload in, (overlay, method, verdict)
-    out, with its own per-client limit (``settings.explain_rate_limit``) and one audit line per heatmap."""
-    limiter = RateLimiter(settings.explain_rate_limit)
+def explainer(ctx: ServeContext) -> Callable[..., tuple[Image.Image | None, str, Any]]:
+    """The heatmap's handler (the page's chained event and /explain): the photo box's payload in, (overlay,
+    method, verdict) out, with its own per-client limit and one audit line per heatmap. Over the limit the
+    heatmap is skipped: no overlay, the reason in the method's place, and the verdict left as it is."""
+    limiter = RateLimiter(ctx.settings.explain_rate_limit)
 
-    def explain_photo(upload: Upload | None, request: gr.Request) -> tuple[Image.Image, str, str]:
-        client = checked_client(upload, request, model, settings, audit, EXPLAIN_SOURCE)
+    def explain_photo(photo: Any, request: gr.Request) -> tuple[Image.Image | None, str, Any]:
+        upload, client = checked_upload(ctx, photo, request, EXPLAIN_SOURCE)
         wait = limiter.check(client)
         if wait is not None:
-            record_refusal(audit, model, client, "rate limit (explanations)", source=EXPLAIN_SOURCE)
-            raise gr.Error(f"Slow down: at most {limiter.per_minute} heatmaps a minute from one address. "
-                           f"Try again in {math.ceil(wait)} s.")
+            ctx.refused(client, "rate limit (explanations)", source=EXPLAIN_SOURCE)
+            return None, skipped_heatmap(limiter.per_minute, wait), gr.skip()
         try:
-            return explained(model, upload, settings, client, audit)
+            return explained(ctx, upload, client)
         except InvalidImageError as err:
-            raise gr.Error(html.escape(str(err))) from None
+            raise refusal(html.escape(str(err))) from None
 
     return explain_photo
 
 
-def checked_client(upload: Upload | None, request: gr.Request | None, model: Predictor, settings: Settings,
-                   audit: AuditLog, source: str) -> str:
-    """The pseudonymous client of a request whose upload can be read; else a gr.Error (and, for an
-    unreadable upload, an audit line)."""
+def skipped_heatmap(per_minute: int, wait: float) -> str:
+    """What the heatmap's box says when the heatmap limit skipped one."""
+    return (f"Heatmap skipped: at most {per_minute} heatmaps a minute from one address; the verdict above is "
+            f"complete. Ask again in {math.ceil(wait)} s for its heatmap.")
+
+
+def explained(ctx: ServeContext, upload: Upload, client: str) -> tuple[Image.Image, str, str]:
+    """(overlay, method, verdict) for one readable upload, audited as one line of source "app-explain"; an
+    unreadable photo raises InvalidImageError (audited too). The overlay's caption and the verdict tell no more
+    than ``settings.api_detail`` allows."""
+    shown = audited_explain(ctx.model, upload.data, name=upload.name, source=EXPLAIN_SOURCE, client=client,
+                            log=ctx.audit, method=ctx.settings.explain_method, detail=ctx.settings.api_detail)
+    verdict = disclosure.verdict(shown.prediction, ctx.model.positive, ctx.settings.api_detail)
+    return shown.overlay, shown.method, verdict
+
+
+def checked_upload(ctx: ServeContext, photo: Any, request: gr.Request | None, source: str) -> tuple[Upload, str]:
+    """The readable upload of a request and its pseudonymous client; else a gr.Error (and, for an unreadable
+    upload, an audit line)."""
+    upload = read_upload(photo, ctx.settings.upload_limit, ctx.uploads)
     if upload is None:
-        raise gr.Error("Drop a photo on the image box first.")
-    client = audit.client_id(request_client(request, settings.trusted_proxy_hops))
+        raise refusal(NO_PHOTO)
+    client = ctx.client(request)
     if upload.problem is not None:
-        record_refusal(audit, model, client, html.unescape(upload.problem), source=source)
-        raise gr.Error(upload.problem)
-    return client
-
-
-def record_refusal(audit: AuditLog, model: Predictor, client: str, reason: str, source: str = "app") -> None:
-    """An audit line for a request refused before any image was read (``client`` is already pseudonymous)."""
-    audit.record(source=source, client=client, data=None, model_sha256=model.model_sha256, trust=model_trust(model),
-                 latency_ms=0.0, refused=reason)
-
-
-def request_client(request: gr.Request | None, trusted_hops: int) -> str:
-    """The address a gradio request is charged to (the same rule as the middleware's)."""
-    if request is None:
-        return "unknown"
-    headers = request.headers
-    forwarded = headers.getlist("x-forwarded-for") if hasattr(headers, "getlist") else \
-        [headers.get("x-forwarded-for") or ""]
-    return client_address(request.client.host if request.client else None, forwarded, trusted_hops)
+        ctx.refused(client, html.unescape(upload.problem), source=source)
+        raise refusal(upload.problem)
+    return upload, client

@@ -1,39 +1,48 @@
 """A lean HTTP API for scripted clients, on the app's own server: one request in, one JSON answer out.
 
     curl --data-binary @photo.jpg -H "Content-Type: image/jpeg" http://127.0.0.1:7860/api/v1/predict
+    curl -F file=@photo.jpg http://127.0.0.1:7860/api/v1/predict
     -> {"label": "husky", "verdict": "Husky, 97%", "scores": {"husky": 0.97, "not_husky": 0.03}}
 
 gradio's API costs three requests a photo (upload as multipart, join the queue, read the event stream)
-and about 75 ms of Python in the event loop; this route reads the raw body once and answers. It is
+and about 75 ms of Python in the event loop; this route reads the body once and answers. The body is the
+photo's bytes, or a multipart form with one file part: ``curl -F``, the usual upload form (requests'
+``files=``, an HTML form), is what people type first, and refusing it would only send them back to retype
+it; starlette parses the form within the same body cap. It is
 mounted on gradio's FastAPI app, so the fairness middleware (huskyai.serve.limits.middleware: body cap, rate limit,
 requests in flight, one prediction at a time per client) runs in front of it as in front of gradio's
 routes; it predicts through the same call as the page (the shared engine queue when it is on) and writes
 the same audit line. ``?name=`` names the photo in messages. The answer tells what HUSKYAI_API_DETAIL
 allows: with "label", no probability ("scores" is absent). A photo that cannot be read gets HTTP 422
-with the reason; an empty body HTTP 400.
+with the reason; an empty body, or a form without exactly one file, HTTP 400 saying how to send a photo.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
 
 import anyio
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from huskyai.audit import AuditLog, audited_predict
+from huskyai.audit import audited_predict
 from huskyai.clienttext import client_text
 from huskyai.errors import InvalidImageError
 from huskyai.inference import disclosure
-from huskyai.inference.predictor import Prediction, Predictor
-from huskyai.serve.limits.clients import client_address
-from huskyai.settings import Settings
+from huskyai.inference.predictor import Prediction
+from huskyai.serve.context import ServeContext
+from huskyai.serve.limits.middleware import LEAN_PATH, too_large_message
 
-API_PATH = "/api/v1/predict"
+API_PATH = LEAN_PATH
 SOURCE = "api"
 MAX_NAME = 120  # characters of ?name= kept (huskyai.clienttext): the client's own text, echoed in messages and the log
+MULTIPART = "multipart/form-data"
+MAX_FORM_FIELDS = 4  # a form carries the photo, and perhaps a name
+HOW_TO_SEND = ("Send one photo: its bytes as the request body (curl --data-binary @photo.jpg URL), "
+               "or one file part of a form (curl -F file=@photo.jpg URL).")
 
 
 def answer(pred: Prediction, positive: str, detail: str) -> dict:
@@ -44,34 +53,56 @@ def answer(pred: Prediction, positive: str, detail: str) -> dict:
     return told
 
 
-def predict_route(model: Predictor, settings: Settings, audit: AuditLog,
-                  predict: Callable[..., Prediction]) -> Route:
-    """POST API_PATH: the photo's bytes as the body; at most ``settings.workers`` predictions at once."""
-    from huskyai.serve.handlers import record_refusal  # imports gradio: answer() stays light without it
-
+def predict_route(ctx: ServeContext) -> Route:
+    """POST API_PATH: the photo's bytes as the body, or one file part of a multipart form; at most
+    ``settings.workers`` predictions at once."""
     workers: list[anyio.CapacityLimiter] = []  # made on the first request: it belongs to the server's event loop
 
     async def endpoint(request: Request) -> JSONResponse:
-        data = await request.body()  # the middleware has capped it
-        forwarded = request.headers.getlist("x-forwarded-for")
-        peer = request.client.host if request.client else None
-        client = audit.client_id(client_address(peer, forwarded, settings.trusted_proxy_hops))
-        if not data:
-            record_refusal(audit, model, client, "empty request body", source=SOURCE)
-            return _refusal(400, "Send the photo's bytes as the request body "
-                                 "(for example: curl --data-binary @photo.jpg URL).")
-        name = client_text(request.query_params.get("name"), MAX_NAME)
+        client = ctx.client(request)
+        try:
+            data, sent_name = await _photo(request)
+        except _NoPhoto as err:
+            ctx.refused(client, err.reason, source=SOURCE)
+            return _refusal(400, err.message)
+        if len(data) > ctx.settings.upload_limit:  # the middleware's cap leaves room for a form's headers
+            ctx.refused(client, f"request body too large: a photo of {len(data)} bytes", source=SOURCE)
+            return _refusal(413, too_large_message(ctx.settings.upload_limit))
+        name = client_text(request.query_params.get("name") or sent_name, MAX_NAME)
         if not workers:
-            workers.append(anyio.CapacityLimiter(settings.workers))
-        call = functools.partial(audited_predict, model, data, name=name, source=SOURCE, client=client, log=audit,
-                                 predict=predict)
+            workers.append(anyio.CapacityLimiter(ctx.settings.workers))
+        call = functools.partial(audited_predict, ctx.model, data, name=name, source=SOURCE, client=client,
+                                 log=ctx.audit, predict=ctx.predict)
         try:
             pred = await anyio.to_thread.run_sync(call, limiter=workers[0])
         except InvalidImageError as err:  # audited by audited_predict
             return _refusal(422, str(err))
-        return JSONResponse(answer(pred, model.positive, settings.api_detail))
+        return JSONResponse(answer(pred, ctx.model.positive, ctx.settings.api_detail))
 
     return Route(API_PATH, endpoint, methods=["POST"])
+
+
+class _NoPhoto(Exception):
+    def __init__(self, message: str, reason: str):
+        super().__init__(message)
+        self.message, self.reason = message, reason
+
+
+async def _photo(request: Request) -> tuple[bytes, str | None]:
+    """The photo's bytes and the name its form part gives (None for a raw body); _NoPhoto when there is none."""
+    if not request.headers.get("content-type", "").lower().startswith(MULTIPART):
+        data = await request.body()  # the middleware has capped it
+        if not data:
+            raise _NoPhoto(HOW_TO_SEND, "empty request body")
+        return data, None
+    try:
+        async with request.form(max_files=1, max_fields=MAX_FORM_FIELDS) as form:
+            files = [v for v in form.values() if isinstance(v, UploadFile)]
+            if len(files) != 1:
+                raise _NoPhoto(HOW_TO_SEND, "a multipart form without a file part")
+            return await files[0].read(), files[0].filename
+    except MultiPartException:
+        raise _NoPhoto(HOW_TO_SEND, "a multipart form that cannot be read, or with more than one file") from None
 
 
 def _refusal(status: int, message: str) -> JSONResponse:

@@ -14,10 +14,7 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-try:  # raised inside gradio's upload parser, it makes gradio delete the partial files it wrote
-    from gradio.route_utils import MultiPartException as _GradioMultiPartError
-except ImportError:  # pragma: no cover - another gradio
-    _GradioMultiPartError = Exception
+from huskyai.serve.gradio_adapter import UploadAborted
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -27,8 +24,9 @@ HELD_BYTES = 1024 * 1024  # of a held response, at most this much is kept
 MAX_LENGTH_DIGITS = 15  # a Content-Length of more digits is no real body
 
 
-class BodyCutOff(_GradioMultiPartError):
-    """Raised inside the app when the middleware stops reading a request's body."""
+class BodyCutOff(UploadAborted):
+    """Raised inside the app when the middleware stops reading a request's body (of the type gradio's upload
+    route catches, so that it deletes the partial files it wrote)."""
 
 
 class CappedBody:

@@ -22,8 +22,8 @@ for every connection, with three rules:
 
 The base is uvicorn's pure-Python ``H11Protocol`` rather than whatever ``http="auto"`` would pick, so the
 rules run the same on every install; which phase a connection is in is read from h11's public states.
-The subclass also reads uvicorn's own per-connection attributes (``cycle``, ``flow``, ``conn``), checked
-against uvicorn 0.55.0; tests/test_deadlines.py runs it in a real uvicorn server.
+The subclass also reads uvicorn's own per-connection attributes (``cycle``, ``flow``, ``conn``): its base and
+those attributes are named in huskyai.serve.gradio_adapter with the uvicorn version they were checked against.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ import asyncio
 from collections.abc import Callable
 
 import h11
-from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from huskyai.serve.gradio_adapter import UvicornH11Protocol
 from huskyai.serve.limits.clients import client_address
 
 MIN_BODY_RATE = 1024  # bytes a second a body must average once its first body_timeout seconds are over
@@ -75,7 +75,7 @@ class ConnectionGuard:
         return type("GuardedH11Protocol", (GuardedH11Protocol,), {"guard": self})
 
 
-class GuardedH11Protocol(H11Protocol):
+class GuardedH11Protocol(UvicornH11Protocol):
     """uvicorn's h11 protocol with the guard's deadlines and per-client count (use ConnectionGuard.protocol)."""
 
     guard: ConnectionGuard

@@ -34,6 +34,7 @@ import re
 from collections.abc import Callable
 
 from huskyai.clienttext import one_line
+from huskyai.serve.gradio_adapter import DIRECT_ROUTE, JOIN_ROUTE, UPLOAD_ROUTE
 from huskyai.serve.limits.bodystream import (
     BodyCutOff,
     CappedBody,
@@ -50,12 +51,9 @@ from huskyai.serve.limits.ratelimit import RateLimiter
 from huskyai.serve.limits.uploads import UploadRegistry
 
 UPLOAD, JOIN, DIRECT, LEAN, OTHER = "upload", "join", "direct", "lean", "other"
-_ROUTES = [
-    (UPLOAD, re.compile(r"/gradio_api/upload")),
-    (JOIN, re.compile(r"/gradio_api/(queue/join|call/(v2/)?[^/]+)")),
-    (DIRECT, re.compile(r"/gradio_api/(run|api)/[^/]+")),
-    (LEAN, re.compile(r"/api/v1/predict")),
-]
+LEAN_PATH = "/api/v1/predict"  # huskyai.serve.rest's route, whose body is the photo
+LEAN_ROUTE = re.compile(re.escape(LEAN_PATH))
+_ROUTES = [(UPLOAD, UPLOAD_ROUTE), (JOIN, JOIN_ROUTE), (DIRECT, DIRECT_ROUTE), (LEAN, LEAN_ROUTE)]
 SMALL_BODY = 64 * 1024  # headroom for multipart headers and JSON around a photo; the cap for any other route
 MAX_FILES_PER_UPLOAD = 4  # the page sends one photo per upload
 GRADIO_TEXT = 200  # characters of gradio's own refusal kept for the audit line
@@ -84,7 +82,7 @@ class FairServing:
         self.caps = {UPLOAD: upload_limit + SMALL_BODY,
                      JOIN: math.ceil(upload_limit / 3) * 4 + SMALL_BODY,  # a photo inline as a data: URL
                      DIRECT: math.ceil(upload_limit / 3) * 4 + SMALL_BODY,
-                     LEAN: upload_limit,
+                     LEAN: upload_limit + SMALL_BODY,  # the photo, raw or as a form's file part
                      OTHER: SMALL_BODY}
         self.upload_limit = upload_limit
         self.max_in_flight = max_in_flight
@@ -205,9 +203,14 @@ class FairServing:
     def _too_large_message(self, kind: str) -> str:
         if kind == OTHER:
             return "The request body is too large for this route."
-        return f"The request is too large: a photo may be at most {self.upload_limit // (1024 * 1024)} MB."
+        return too_large_message(self.upload_limit)
 
     async def _refuse(self, send: Send, client: str, status: int, message: str, reason: str,
                       retry_after: int | None = None) -> None:
         self.on_refusal(client, reason)
         await send_json(send, status, message, retry_after)
+
+
+def too_large_message(limit: int) -> str:
+    """The one refusal of a photo over the upload limit (``limit`` bytes), here and at the lean route."""
+    return f"The request is too large: a photo may be at most {limit // (1024 * 1024)} MB."
