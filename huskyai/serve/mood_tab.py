@@ -178,8 +178,8 @@ def handler(model: MoodModel, log=None, client_of: Callable[[Any], str] | None =
         try:
             prediction = audited_mood(model, day, log, client)
         except OutOfRangeError as err:
-            raise gr.Error(html.escape(refusal_text(model, err, day.get(err.column))), title="Check the day",
-                           print_exception=False) from None
+            message = html.escape(refusal_text(model, err, day.get(err.column)), quote=False)
+            raise gr.Error(message, title="Check the day", print_exception=False) from None
         except DiaryError as err:
             raise gr.Error(html.escape(str(err)), print_exception=False) from None
         except Exception:  # a bug, not the person's doing: one line for them, the traceback for the server's log
@@ -265,5 +265,5 @@ def _number(value: float) -> str:
 def _same_number(value: Any, start: float) -> bool:
     try:
         return math.isclose(float(value), start, rel_tol=0, abs_tol=1e-9)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return False

@@ -23,6 +23,7 @@ import functools
 
 import anyio
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -101,7 +102,7 @@ async def _photo(request: Request) -> tuple[bytes, str | None]:
             if len(files) != 1:
                 raise _NoPhoto(HOW_TO_SEND, "a multipart form without a file part")
             return await files[0].read(), files[0].filename
-    except MultiPartException:
+    except (MultiPartException, HTTPException):  # starlette raises the second for the first inside an app
         raise _NoPhoto(HOW_TO_SEND, "a multipart form that cannot be read, or with more than one file") from None
 
 
