@@ -37,7 +37,7 @@ CHILD = """
 import ctypes, json, sys, time
 from pathlib import Path
 import huskyai
-from huskyai.explain import explain
+from huskyai.explain.explanation import explain
 from huskyai.images import InvalidImageError
 methods = [m for m in sys.argv[2].split(",") if m]
 model = huskyai.load()

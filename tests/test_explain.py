@@ -15,7 +15,18 @@ from PIL import Image
 
 from conftest import ROOT, bad_files, python_env, skimage_photo
 from huskyai.errors import InvalidImageError
-from huskyai.explain.explanation import DISPLAY_SIDE, draw_overlay, explain
+from huskyai.explain.explanation import (
+    CAPTION_PX,
+    DISPLAY_SIDE,
+    MAX_BAND,
+    MIN_FONT_PX,
+    PAGE_HEIGHT,
+    PAGE_WIDTH,
+    caption,
+    draw_overlay,
+    explain,
+)
+from huskyai.inference.predictor import Prediction
 from huskyai.inference.preprocess import crop_box
 
 SHARED_WEB = ROOT.parent / "shared" / "data" / "huskies-web"
@@ -81,7 +92,8 @@ def test_the_map_finds_the_corner_that_carries_the_class(corner_model, method):
         assert 0 <= e.heatmap.min() and e.heatmap.max() <= 1 and e.heatmap.max() > 0.5
         assert corner_mass(e.heatmap) > 0.5, corner_mass(e.heatmap)  # a uniform map: 0.25
         shown, seen = np.asarray(e.overlay, dtype=np.float32), np.asarray(photo, dtype=np.float32)
-        assert np.abs(shown[:100, :MARGIN - 2] - 0.35 * seen[:100, :MARGIN - 2]).max() <= 1  # margins: dimmed only
+        above = int(SIDE * (1 - MAX_BAND)) - 1  # above the caption, which may cover MAX_BAND of the height
+        assert np.abs(shown[:above, :MARGIN - 2] - 0.35 * seen[:above, :MARGIN - 2]).max() <= 1  # margins: dimmed
 
 
 def heat_drawn(overlay: Image.Image) -> np.ndarray:
@@ -113,6 +125,76 @@ def test_the_map_is_drawn_on_the_crop_at_a_bounded_display_size(size):
     margin = (left // 2, pixels.shape[0] // 2) if left else (pixels.shape[1] // 2, top // 2)
     inside = ((left + right) // 2, (top + bottom) * 3 // 4)
     assert pixels[margin[1], margin[0]].sum() < pixels[inside[1], inside[0]].sum()  # the margins are dimmed
+
+
+def test_the_caption_says_what_the_method_measured_and_what_red_means_for_the_verdict():
+    """Red is always the photo's most husky-like part (the map is relative): on a "not a husky" verdict the
+    caption must say that it was too little, or red reads as "a husky here". Each detail level tells only
+    what the verdict line tells."""
+    husky = Prediction("husky", 0.9712, {"husky": 0.9712, "not_husky": 0.0288})
+    wolf = Prediction("not_husky", 0.18, {"husky": 0.18, "not_husky": 0.82})
+    lines = caption("occlusion", False, wolf, "husky")
+    assert lines == ("outlined: the square the model saw; it never saw the dimmed parts",
+                     "occlusion: grey squares hid parts of the photo; red where hiding them lowered P(husky) most",
+                     "Not a husky, 82%: red marks only its most husky-like parts, too little for a husky")
+    assert caption("grad-cam", True, husky, "husky") == (
+        "Grad-CAM: red where the network's last features raised its husky score most",
+        "Husky, 97%: red marks where it saw the most husky")
+    assert caption("occlusion", True, wolf, "husky", "rounded")[-1].startswith("Not a husky, about 80%: ")
+    told = " ".join(caption("occlusion", True, wolf, "husky", "label"))
+    assert told.endswith("Not a husky: red marks only its most husky-like parts, too little for a husky")
+    assert not any(c.isdigit() for c in told)
+
+
+def caption_rows(overlay: Image.Image) -> list[int]:
+    """Heights of the caption's rows of letters over a grey photo: runs of rows of the dark band (which darkens
+    the white outline too) that hold white pixels."""
+    pixels = np.asarray(overlay.convert("L"))
+    lit = (pixels > 100).any(axis=1) & (np.median(pixels, axis=1) < 40)  # dimmed margins: 45
+    runs, run = [], 0
+    for row in lit:
+        run = run + 1 if row else 0
+        if run == 1:
+            runs.append(0)
+        if run:
+            runs[-1] = run
+    return runs
+
+
+@pytest.mark.parametrize("size", [(500, 375), (3000, 2000), (768, 1024), (16384, 2300)])
+def test_the_caption_is_readable_where_the_page_shows_the_overlay(size):
+    """The page shows the overlay at most 360 px high in a column about 480 px wide: there the caption's letters
+    are still about CAPTION_PX high (a font of 1/40 of the width, shrunk to fit one line, made them 5 px on a
+    portrait photo), and the caption covers at most MAX_BAND of the overlay, the verdict always included."""
+    wolf = Prediction("not_husky", 0.18, {"husky": 0.18, "not_husky": 0.82})
+    photo = Image.new("RGB", size, (128, 128, 128))
+    box = crop_box(size, 96)
+    lines = caption("occlusion", False, wolf, "husky")
+    overlay = draw_overlay(photo, np.zeros((96, 96), np.float32), box, lines)
+    on_page = min(PAGE_HEIGHT / overlay.height, PAGE_WIDTH / overlay.width)
+    rows = caption_rows(overlay)
+    tallest = max(rows) * on_page  # a row with a capital and a descender: about the font's size
+    banded = np.median(np.asarray(overlay.convert("L")), axis=1) < 40  # a quarter of the grey (dimmed: 45)
+    band = int(banded[::-1].argmin())  # dark rows counted from the bottom
+    assert band <= MAX_BAND * overlay.height + 1
+    if overlay.height * on_page >= 0.75 * PAGE_HEIGHT:  # not a panorama shown a few dozen pixels high
+        assert tallest >= 0.7 * CAPTION_PX, (rows, on_page)
+        assert len(rows) >= 4  # every line fits, wrapped
+    else:
+        assert len(rows) >= 1 and tallest >= MIN_FONT_PX * 0.75 * on_page
+
+
+def test_an_explanation_draws_its_own_caption(shipped):
+    """A photo the model calls "not a husky": the overlay carries the caption for that verdict, drawn as
+    draw_overlay draws it."""
+    photo = skimage_photo("coffee")
+    e = explain(shipped, photo, method="occlusion")
+    assert e.prediction.label == "not_husky"
+    whole = (e.crop_box[2] - e.crop_box[0], e.crop_box[3] - e.crop_box[1]) == photo.size
+    drawn = draw_overlay(photo, e.heatmap, e.crop_box, caption("occlusion", whole, e.prediction, "husky"))
+    assert np.abs(np.asarray(drawn, np.int16) - np.asarray(e.overlay, np.int16)).max() <= 2
+    other = draw_overlay(photo, e.heatmap, e.crop_box, caption("occlusion", whole, e.prediction, "husky", "label"))
+    assert np.abs(np.asarray(other, np.int16) - np.asarray(e.overlay, np.int16)).max() > 50  # the verdict differs
 
 
 def test_a_refused_photo_raises_what_predict_raises(shipped):
@@ -150,7 +232,7 @@ def test_without_torch_auto_falls_back_to_occlusion_and_grad_cam_says_what_to_in
     skimage_photo("astronaut").resize((300, 200)).save(photo)
     code = BLOCK_TORCH + f"""
 import huskyai
-from huskyai.explain import explain
+from huskyai.explain.explanation import explain
 model = huskyai.load()
 e = explain(model, {str(photo)!r})
 try:

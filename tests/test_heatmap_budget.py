@@ -1,7 +1,7 @@
 """The heatmap bomb: a small, compressible 16384x2300 PNG passes decoding within the decoder's budget, and its
-heatmap, asked through the app's own /explain function, must stay within that budget too, with an overlay of
-bounded size. Run in a fresh process whose peak RSS growth is measured (Linux: /proc/self/clear_refs resets
-the peak), and whose numpy allocations tracemalloc counts."""
+heatmap, asked as the app's /explain handler asks it (huskyai.audit.audited_explain, one audit line), must stay
+within that budget too, with an overlay of bounded size. Run in a fresh process whose peak RSS growth is measured
+(Linux: /proc/self/clear_refs resets the peak), and whose numpy allocations tracemalloc counts."""
 
 from __future__ import annotations
 
@@ -24,11 +24,8 @@ ATTACK = """
 import json, sys, time, tracemalloc
 from pathlib import Path
 import huskyai
-from huskyai.audit import AuditLog
-from huskyai.explain import explain
-from huskyai.explain_app import explained
-from huskyai.photo_input import Upload
-from huskyai.serving import Settings
+from huskyai.audit import AuditLog, audited_explain
+from huskyai.explain.explanation import explain
 
 def status(key):
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -37,14 +34,18 @@ def status(key):
 
 model = huskyai.load()
 method, data, tmp = sys.argv[1], Path(sys.argv[2]).read_bytes(), Path(sys.argv[3])
-settings = Settings(explain_method=method)
 audit = AuditLog(tmp / "audit.jsonl")
-explained(model, Upload(Path({photo!r}).read_bytes(), "warm.jpg"), settings, "warm-up", audit)  # builds Grad-CAM
+
+def explained(data, name, client):
+    return audited_explain(model, data, name=name, source="app-explain", client=client, log=audit, method=method)
+
+explained(Path({photo!r}).read_bytes(), "warm.jpg", "warm-up")  # builds Grad-CAM
 Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS
 before = status("VmRSS")
 tracemalloc.start()
 cpu = time.process_time()
-overlay, used, verdict = explained(model, Upload(data, "wide.png"), settings, "attacker", audit)
+made = explained(data, "wide.png", "attacker")
+overlay, used = made.overlay, made.method
 cpu = time.process_time() - cpu
 numpy_peak = tracemalloc.get_traced_memory()[1] / 2**20
 tracemalloc.stop()

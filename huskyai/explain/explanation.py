@@ -15,8 +15,15 @@ shrunk so that its longest side is at most DISPLAY_SIDE, never enlarged; the map
 same square as huskyai.inference.preprocess.crop_box, scaled to the overlay, and the margins the model never saw
 are dimmed and outlined. So nothing derived from a photo is ever made at the photo's full size: a
 heatmap costs the same small, fixed memory for a 16-megapixel panorama as for a thumbnail, within the
-decoder's budget. Both maps are relative (the photo's strongest husky evidence is 1): the overlay's
-caption gives P(husky), which says how much there is.
+decoder's budget.
+
+Both maps are relative (the photo's strongest husky evidence is 1, however little there is), so red alone
+would read as "a husky here" even on a wolf the model calls "not a husky". The overlay's caption therefore
+says, in letters that stay readable where the page shows the overlay 360 px high: what the method measured,
+in one plain line; the verdict (as much as HUSKYAI_API_DETAIL lets tell, huskyai.inference.disclosure); and
+what red means for that verdict (on "not a husky": only the most husky-like parts, too little for a husky);
+and, when the photo was cropped, that the outlined square is what the model saw. :func:`caption` writes it,
+for every detail level.
 """
 
 from __future__ import annotations
@@ -29,17 +36,29 @@ from PIL import Image, ImageDraw, ImageFont
 
 from huskyai.extras import require
 from huskyai.images.decode import ImageInput, load_image
+from huskyai.inference import disclosure
 from huskyai.inference.predictor import Prediction, Predictor
 from huskyai.inference.preprocess import crop_box
 from huskyai.settings import EXPLAIN_METHODS
 
 METHODS = EXPLAIN_METHODS
 METHOD_NAMES = {"grad-cam": "Grad-CAM", "occlusion": "occlusion"}
+# what each method measured, in one plain line of the caption ({positive}: the positive class, e.g. husky)
+METHOD_LINES = {
+    "occlusion": "occlusion: grey squares hid parts of the photo; red where hiding them lowered P({positive}) most",
+    "grad-cam": "Grad-CAM: red where the network's last features raised its {positive} score most",
+}
 MARGIN_DIM = 0.35  # brightness left to the margins the model never saw
 HEAT_ALPHA = 0.6  # opacity of the hottest colour over the photo
 # The overlay's longest side at most: the page shows it 360 px high, a contact sheet smaller; a photo's full
 # size would cost memory and time in proportion to its pixels (a float per pixel and channel, several times).
 DISPLAY_SIDE = 1024
+# The caption's letters are sized for the page: the overlay is shown at most PAGE_HEIGHT high and PAGE_WIDTH
+# wide (a half-width column; a phone is narrower still), and there its letters are CAPTION_PX high.
+PAGE_HEIGHT, PAGE_WIDTH, CAPTION_PX = 360, 480, 12
+MIN_FONT_PX = 8  # smaller than this is unreadable on any screen
+MAX_BAND = 0.4  # the share of the overlay's height the caption may cover; past it, smaller letters, then fewer lines
+CAPTION_RED = (255, 90, 60)  # the word "red" in the caption, in the heat's own colour (lighter, on the dark band)
 
 Box = tuple[int, int, int, int]  # (left, top, right, bottom) in pixels
 
@@ -92,13 +111,8 @@ def explain(model: Predictor, source: ImageInput, name: str | None = None, metho
 
         small, used = occlusion_map(model, x), "occlusion"
     heatmap = np.clip(np.asarray(small, dtype=np.float32), 0.0, 1.0)
-    if detail == "full":
-        text = caption(used, box, size, model, prediction)
-    else:
-        from huskyai.inference import disclosure
-
-        whole = (box[2] - box[0], box[3] - box[1]) == size
-        text = disclosure.caption(METHOD_NAMES[used], whole, prediction, model.positive, detail)
+    whole = (box[2] - box[0], box[3] - box[1]) == size
+    text = caption(used, whole, prediction, model.positive, detail)
     on_overlay = scale_box(box, size, shown.size)
     overlay = paint(shown, heatmap, on_overlay, text)
     return Explanation(prediction, heatmap, overlay, used, box, on_overlay)
@@ -128,16 +142,18 @@ def scale_box(box: Box, photo_size: tuple[int, int], size: tuple[int, int]) -> B
     return left, top, max(left + 1, round(box[2] * sx)), max(top + 1, round(box[3] * sy))
 
 
-def caption(method: str, box: Box, photo_size: tuple[int, int], model: Predictor,
-            prediction: Prediction) -> tuple[str, str]:
-    """One line: what part of the photo the model saw, what made the map, and the answer; then a shorter
-    form of it, for small photos."""
-    whole = (box[2] - box[0], box[3] - box[1]) == tuple(photo_size)
-    seen = "the model saw the whole photo" if whole else "the model saw only the centre square"
-    p = f"{prediction.positive_probability:.2f}"
-    return (f"{seen} | {METHOD_NAMES[method]} map of {model.positive} evidence | "
-            f"{prediction.label} (P({model.positive}) {p})",
-            f"{'whole photo' if whole else 'centre square'} | {METHOD_NAMES[method]} | {prediction.label} {p}")
+def caption(method: str, whole: bool, prediction: Prediction, positive: str, detail: str = "full") -> tuple[str, ...]:
+    """The overlay's caption, as lines in reading order, the least needed first (a small overlay drops them
+    from the front): that the outlined square is what the model saw (unless it saw the whole photo), what
+    ``method`` measured, and the verdict with what red means for it, telling no more than ``detail`` allows."""
+    name = positive.replace("_", " ")
+    said = disclosure.verdict(prediction, positive, detail)  # "Husky, 97%", "Not a husky, about 90%", "Husky"
+    if prediction.label == positive:
+        meaning = f"red marks where it saw the most {name}"
+    else:  # the map still shows husky evidence: say it was not enough, or red reads as "a husky here"
+        meaning = f"red marks only its most {name}-like parts, too little for a {name}"
+    lines = () if whole else ("outlined: the square the model saw; it never saw the dimmed parts",)
+    return (*lines, METHOD_LINES[method].format(positive=positive), f"{said}: {meaning}")
 
 
 def heat_colours(heatmap: np.ndarray) -> np.ndarray:
@@ -149,8 +165,8 @@ def heat_colours(heatmap: np.ndarray) -> np.ndarray:
 
 def draw_overlay(photo: Image.Image, heatmap: np.ndarray, box: Box, text: str | tuple[str, ...]) -> Image.Image:
     """The overlay of ``heatmap`` (a map over the network's square input, as in Explanation) for a photo of
-    any size whose ``box`` the model saw: the photo at display_size(), the map over that square, and a
-    caption (``text``, or the first of several forms that fits the width). What ``explain`` draws."""
+    any size whose ``box`` the model saw: the photo at display_size(), the map over that square, and the
+    caption's lines (``text``, as :func:`caption` writes them). What ``explain`` draws."""
     shown = for_display(photo)
     return paint(shown, heatmap, scale_box(box, photo.size, shown.size), text)
 
@@ -175,21 +191,59 @@ def paint(shown: Image.Image, heatmap: np.ndarray, box: Box, text: str | tuple[s
     return overlay
 
 
-def _caption_band(img: Image.Image, draw: ImageDraw.ImageDraw, texts: str | tuple[str, ...]) -> None:
-    """White text on a dark band along the bottom: the first form of ``texts`` that fits with a font of at
-    least 8 px (shrunk from 1/40 of the width), else the last one, cut."""
-    forms = [texts] if isinstance(texts, str) else list(texts)
-    for text in forms:
-        font_size = max(8, img.width // 40)
-        while True:
-            font = ImageFont.load_default(size=font_size)
-            fits = draw.textlength(text, font=font) <= img.width - 8
-            if fits or font_size <= 8:
-                break
-            font_size -= 1
-        if fits:
+def caption_font_px(size: tuple[int, int]) -> int:
+    """The caption's font size in the overlay's pixels: CAPTION_PX on the page, where an overlay of ``size`` is
+    shrunk to fit PAGE_WIDTH x PAGE_HEIGHT."""
+    w, h = size
+    return max(MIN_FONT_PX, round(CAPTION_PX * max(h / PAGE_HEIGHT, w / PAGE_WIDTH)))
+
+
+def _wrap(draw: ImageDraw.ImageDraw, text: str, font, width: int) -> list[str]:
+    """``text`` as rows no wider than ``width``, broken between words (a word too long for a row is cut)."""
+    rows: list[str] = []
+    row = ""
+    for word in text.split():
+        candidate = f"{row} {word}" if row else word
+        if row and draw.textlength(candidate, font=font) > width:
+            rows.append(row)
+            candidate = word
+        while draw.textlength(candidate, font=font) > width and len(candidate) > 1:
+            candidate = candidate[:-1]  # one word wider than the overlay: what fits of it
+        row = candidate
+    return rows + [row] if row else rows
+
+
+def _layout(img: Image.Image, draw: ImageDraw.ImageDraw, lines: list[str]) -> tuple[object, int, list[str]]:
+    """(font, row height, rows) of the caption: its readable size (caption_font_px), made smaller while it would
+    cover more than MAX_BAND of the overlay, down to MIN_FONT_PX; then the first lines are left out, and at
+    last the rows that do not fit."""
+    limit = max(1, int(img.height * MAX_BAND))
+    width = max(1, img.width - 8)
+    font_px = caption_font_px(img.size)
+    while True:
+        font = ImageFont.load_default(size=font_px)
+        row_px = round(font_px * 1.25)
+        rows = [r for line in lines for r in _wrap(draw, line, font, width)]
+        if len(rows) * row_px + 6 <= limit or font_px <= MIN_FONT_PX:
             break
-    band = min(img.height, font_size + 8)
+        font_px -= 1
+    while len(rows) * row_px + 6 > limit and len(lines) > 1:
+        lines = lines[1:]
+        rows = [r for line in lines for r in _wrap(draw, line, font, width)]
+    return font, row_px, rows[: max(1, (limit - 6) // row_px)]
+
+
+def _caption_band(img: Image.Image, draw: ImageDraw.ImageDraw, texts: str | tuple[str, ...]) -> None:
+    """The caption's lines (see :func:`caption`) in white on a darkened band along the bottom, wrapped to the
+    width, the word "red" in red."""
+    lines = [texts] if isinstance(texts, str) else list(texts)
+    font, row_px, rows = _layout(img, draw, lines)
+    band = min(img.height, len(rows) * row_px + 6)
     strip = img.crop((0, img.height - band, img.width, img.height))
     img.paste(Image.eval(strip, lambda v: v // 4), (0, img.height - band))  # darkened, still see-through
-    draw.text((4, img.height - band + 3), text, fill="white", font=font)
+    for i, row in enumerate(rows):
+        x, y = 4, img.height - band + 3 + i * row_px
+        for word in row.split(" "):
+            colour = CAPTION_RED if word.rstrip(":,;") == "red" else "white"
+            draw.text((x, y), word, fill=colour, font=font)
+            x += draw.textlength(word + " ", font=font)

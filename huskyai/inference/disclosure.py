@@ -7,7 +7,8 @@
 - "label": the label only ("Husky"), as a decision-based (label-only) attacker sees it anyway.
 
 The label is always decided on the exact probability against the card's threshold; only what is shown is
-coarsened. The same rule holds for gr.Label's confidences, the verdict line and /explain's caption.
+coarsened. The same rule holds for gr.Label's confidences, the verdict line and the heatmap's caption
+(huskyai.explain.explanation.caption, which says the verdict in these words).
 """
 
 from __future__ import annotations
@@ -42,15 +43,3 @@ def verdict(pred: Prediction, positive: str, detail: str = "full") -> str:
     if detail == "rounded":
         return f"{title}, about {rounded(confidence):.0%}"
     return f"{title}, {confidence:.0%}"
-
-
-def caption(method_name: str, whole: bool, pred: Prediction, positive: str, detail: str) -> tuple[str, str]:
-    """The overlay's caption for a coarser ``detail`` than "full" (whose caption huskyai.explain.explanation writes):
-    what part of the photo the model saw, what made the map, and the answer as far as it may be told;
-    then a shorter form, for small photos."""
-    seen = "the model saw the whole photo" if whole else "the model saw only the centre square"
-    p = f"{rounded(pred.positive_probability):.1f}"
-    told = pred.label if detail == "label" else f"{pred.label} (P({positive}) about {p})"
-    short = pred.label if detail == "label" else f"{pred.label} ~{p}"
-    return (f"{seen} | {method_name} map of {positive} evidence | {told}",
-            f"{'whole photo' if whole else 'centre square'} | {method_name} | {short}")
