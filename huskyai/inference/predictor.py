@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from huskyai import settings
-from huskyai.errors import EngineError
+from huskyai.errors import EngineError, IntegrityError
 from huskyai.images.decode import ImageInput, load_image
 from huskyai.inference.engine import Engine, create_engine
 from huskyai.inference.preprocess import Preprocessing
@@ -60,7 +60,7 @@ class Predictor:
         self.export_dir = export.folder
         self.card = export.card
         if exports.WEIGHTS_NAME not in export.files:
-            raise exports.IntegrityError(f"{self.export_dir}: the model card lists no {exports.WEIGHTS_NAME}")
+            raise IntegrityError(f"{self.export_dir}: the model card lists no {exports.WEIGHTS_NAME}")
         self.trust: str = export.trust  # why this model was believed: pinned, shipped, signed or trusted by hand
         self.model_sha256: str = export.card_sha256  # the card hashes every file: the model's identity
         self.classes: list[str] = list(self.card["classes"])

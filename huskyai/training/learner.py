@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from huskyai.errors import IntegrityError
 from huskyai.extras import require
 from huskyai.trust import exports
 
@@ -25,7 +26,7 @@ def load_learner(export_dir: str | Path | None = None, sha256: str | None = None
     require("train", "huskyai.load_learner")
     export = exports.open_export(export_dir, sha256=sha256, trust_unsigned=trust_unsigned)
     if exports.WEIGHTS_NAME not in export.files:
-        raise exports.IntegrityError(f"{export.folder}: the model card lists no {exports.WEIGHTS_NAME}")
+        raise IntegrityError(f"{export.folder}: the model card lists no {exports.WEIGHTS_NAME}")
     from huskyai.training.dataloaders import learner_from_card
 
     return learner_from_card(export.card, export.files[exports.WEIGHTS_NAME])

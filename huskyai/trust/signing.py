@@ -17,7 +17,7 @@ from pathlib import Path
 
 from huskyai.errors import IntegrityError, UnsignedError
 from huskyai.trust import exports, writer
-from huskyai.trust.keys import key_source
+from huskyai.trust.keys import key_source, signing_key
 
 
 @dataclass
@@ -116,7 +116,7 @@ def sign(folder: str | Path | None = None, replace_signature: bool = False,
     written: dict[str, bytes] = {}
     if redteam_report:
         written[exports.REDTEAM_NAME] = _redteam_report(folder, card, Path(redteam_report))
-    key = exports.signing_key(create=True)  # before the slow work: a key that cannot be had stops it
+    key = signing_key(create=True)  # before the slow work: a key that cannot be had stops it
     if build is not None:
         made, card = build(dict(card), files)
         written |= made
