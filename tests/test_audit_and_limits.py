@@ -1,16 +1,19 @@
-"""Repudiation and flooding: every answer leaves one audit line, and one address cannot flood."""
+"""Repudiation and flooding: every answer leaves one audit line, and one address cannot flood.
+
+The app is served in-process (tests/serve/helpers.served: the same app as ``python app.py``, uvicorn in a thread)
+and spoken to over loopback HTTP from several 127.x addresses; upload expiry is driven by an injected clock."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from serve.helpers import audit_lines as lines
+from serve.helpers import served, wait_until
 
-from conftest import ROOT, bad_files, jpeg_bytes, python_env, running_app, skimage_photo
+from conftest import ROOT, bad_files, jpeg_bytes, python_env, skimage_photo
 from huskyai.audit import LINE_CAP, REFUSALS_PER_MINUTE, SUMMARY_SOURCE, AuditLog, audited_predict
 from huskyai.errors import InvalidImageError
 from huskyai.redteam.client import (
@@ -25,14 +28,15 @@ from huskyai.redteam.client import (
 )
 from huskyai.serve.limits.ratelimit import RateLimiter
 
-pytestmark = pytest.mark.slow  # trains, serves or attacks: the full run only
-
 FIELDS = {"time", "source", "client", "image_sha256", "image_bytes", "image_format", "width", "height", "label",
           "probability", "refused", "latency_ms", "model_sha256", "trust"}
 
 
-def lines(path):
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+@pytest.fixture(scope="module")
+def app_server(shipped, tmp_path_factory):
+    """Generous limits: these tests send many requests from one address."""
+    with served(shipped, tmp_path_factory.mktemp("app"), rate_limit=100_000, explain_rate_limit=100_000) as server:
+        yield server
 
 
 def no_image_on_disk(folder) -> None:
@@ -77,6 +81,7 @@ def test_log_rotates_by_size(tmp_path, shipped):
     assert (tmp_path / "audit.jsonl").stat().st_size <= 2000
 
 
+@pytest.mark.slow  # a subprocess: the CLI as a user runs it
 def test_cli_predict_writes_the_audit_log(tmp_path):
     photo = tmp_path / "cat.jpg"
     photo.write_bytes(jpeg_bytes(skimage_photo("chelsea")))
@@ -87,14 +92,9 @@ def test_cli_predict_writes_the_audit_log(tmp_path):
     assert entry["source"] == "cli" and entry["client"].startswith("cli:") and entry["label"] == "not_husky"
 
 
-def test_app_logs_each_answer_and_keeps_no_image(app_server, client):
-    from gradio_client import handle_file
-
+def test_app_logs_each_answer_and_keeps_no_image(app_server):
     before = len(lines(app_server["audit_log"]))
-    photo = app_server["cache"].parent / "astronaut_audit.jpg"
-    photo.write_bytes(jpeg_bytes(skimage_photo("astronaut")))
-    client.predict(handle_file(str(photo)), api_name="/predict")
-    photo.unlink()
+    raw_predict(app_server["url"], jpeg_bytes(skimage_photo("astronaut")), name="astronaut_audit.jpg")
     new = lines(app_server["audit_log"])[before:]
     assert len(new) == 1 and new[0]["source"] == "app" and new[0]["client"].startswith("ip:")
     assert new[0]["trust"] and new[0]["model_sha256"]
@@ -115,11 +115,10 @@ def test_rate_limiter_window():
     assert len(many) <= 101  # a flood of distinct clients does not grow memory without bound
 
 
-def test_app_refuses_a_flood_from_one_address_but_not_others(tmp_path):
-
+def test_app_refuses_a_flood_from_one_address_but_not_others(tmp_path, shipped):
     photo = tmp_path / "coffee.jpg"
     photo.write_bytes(jpeg_bytes(skimage_photo("coffee")))
-    with running_app(tmp_path, HUSKYAI_RATE_LIMIT="3") as server:
+    with served(shipped, tmp_path, rate_limit=3) as server:
         with client_from("127.0.0.1") as c:
             for i in range(3):
                 c.headers["x-forwarded-for"] = f"198.51.100.{i}"  # no proxy is trusted: the header is ignored
@@ -162,14 +161,14 @@ def test_error_messages_are_escaped(app_server, how, said):
     assert "<" not in message and ">" not in message
 
 
-def test_megabyte_file_names_reach_no_message_and_no_audit_line_at_length(tmp_path):
+def test_megabyte_file_names_reach_no_message_and_no_audit_line_at_length(tmp_path, shipped):
     """The attack as it was sent, through gradio's API and the lean route of a real server: a file name of a
     megabyte (gradio's FileData.orig_name, passed on untouched) wrote 4 MB to the log in one request, and seven
     requests rotated away the log and all its backups. Now every message and line carries it cut to 120
     characters, the refusals beyond a few a minute are one summary line, written at shutdown at the latest."""
     huge = "<i>\n" + "A" * 1_000_000 + ".jpg"
     text = bad_files()["text.jpg"]
-    with running_app(tmp_path, HUSKYAI_RATE_LIMIT="1000", HUSKYAI_EXPLAIN_RATE_LIMIT="1000") as server:
+    with served(shipped, tmp_path, rate_limit=1000, explain_rate_limit=1000) as server:
         base = server["url"]
         with client_from("127.0.0.80") as c:
             path = upload(base, text, "notes.jpg", c)
@@ -194,26 +193,16 @@ def test_megabyte_file_names_reach_no_message_and_no_audit_line_at_length(tmp_pa
     assert summary["suppressed"] == 6 and summary["refused"].startswith("6 more refusals from client ip:")
 
 
-# --- fair serving: each test is an attack the middleware (huskyai/middleware.py) stops ---------------------------
+# --- fair serving: each test is an attack the middleware (huskyai.serve.limits.middleware) stops -----------------
 
-UPLOAD_TTL = 3  # seconds; the fair_app keeps an answered upload this long after its last use
+UPLOAD_TTL = 300  # seconds an answered upload is kept after its last use (the default); expiry is simulated
 
 
 @pytest.fixture(scope="module")
-def fair_app(tmp_path_factory):
-    with running_app(tmp_path_factory.mktemp("fair"), HUSKYAI_RATE_LIMIT="1000", HUSKYAI_MAX_IN_FLIGHT="2",
-                     HUSKYAI_UPLOAD_TTL=str(UPLOAD_TTL)) as server:
+def fair_app(shipped, tmp_path_factory):
+    with served(shipped, tmp_path_factory.mktemp("fair"), rate_limit=1000, max_in_flight=2,
+                upload_ttl=UPLOAD_TTL) as server:
         yield server
-
-
-def wait_until(condition, timeout: float = 20.0) -> bool:
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.2)
-    return condition()
 
 
 def raw_http(port: int, head: bytes, body: bytes = b"", close_after: bool = False) -> bytes:
@@ -305,7 +294,10 @@ def test_aborted_and_unread_uploads_are_swept(fair_app):
     with client_from("127.0.0.33") as c:
         path = Path(upload(base, jpeg_bytes(skimage_photo("rocket")), "never_used.jpg", c))
     assert path.is_file()
-    assert wait_until(lambda: not path.exists(), timeout=UPLOAD_TTL + 15)
+    fair_app.sweep_after(59)
+    assert path.is_file()  # an unread upload is kept a minute, for the page's preview and its first question
+    fair_app.sweep_after(61)
+    assert not path.exists()
 
 
 def test_a_second_predict_on_the_same_upload_answers_then_the_upload_expires(fair_app):
@@ -315,7 +307,10 @@ def test_a_second_predict_on_the_same_upload_answers_then_the_upload_expires(fai
         first = call_with_path(base, path, client=c)
         second = call_with_path(base, path, client=c)  # the button pressed again after the upload's own answer
         assert first == second and first[1].startswith("Not a husky")
-        assert wait_until(lambda: not Path(path).exists(), timeout=UPLOAD_TTL + 15)
+        fair_app.sweep_after(UPLOAD_TTL - 5)
+        assert Path(path).is_file()  # kept after its last use, for another question
+        fair_app.sweep_after(UPLOAD_TTL + 1)
+        assert not Path(path).exists()
         with pytest.raises(CallRefused, match="no longer on the server; upload it again"):
             call_with_path(base, path, client=c)
 
@@ -343,7 +338,8 @@ def test_the_cached_plot_survives_a_predict_naming_it_and_an_upload_landing_on_i
         assert Path(same).resolve() == Path(plot).resolve()
         call_with_path(base, same, client=c)
 
-    time.sleep(UPLOAD_TTL + 4)  # several sweeps later
+    for later in (61, UPLOAD_TTL + 1, 10 * UPLOAD_TTL):  # every upload expired by then
+        fair_app.sweep_after(later)
     assert Path(plot).is_file()
     assert httpx.get(f"{base}gradio_api/file={plot}", timeout=10).content == original.content
 
@@ -360,11 +356,11 @@ def test_a_data_url_over_the_upload_limit_is_refused(fair_app):
     assert any("inline.jpg: the image is larger" in (e["refused"] or "") for e in lines(fair_app["audit_log"]))
 
 
-def test_a_forged_forwarded_for_does_not_pick_the_bucket(tmp_path):
+def test_a_forged_forwarded_for_does_not_pick_the_bucket(tmp_path, shipped):
     """Behind one trusted proxy the client is the hop the proxy appended (the rightmost), not the first,
     which the client writes itself."""
     photo = jpeg_bytes(skimage_photo("coffee"))
-    with running_app(tmp_path, HUSKYAI_RATE_LIMIT="2", HUSKYAI_TRUST_PROXY="1") as server, \
+    with served(shipped, tmp_path, rate_limit=2, trusted_proxy_hops=1) as server, \
             client_from("127.0.0.40") as proxy:
         for i in range(2):
             proxy.headers["x-forwarded-for"] = f"203.0.113.{i}, 127.0.0.41"  # forged first hop, real last hop

@@ -47,6 +47,13 @@ class Served:
     def audit(self) -> list[dict]:
         return audit_lines(self.audit_log)
 
+    def __getitem__(self, key: str):  # the keys of conftest.running_app's dict, for tests that take either
+        return getattr(self, key)
+
+    def sweep_after(self, seconds: float) -> int:
+        """One sweep of the upload registry as it would run ``seconds`` from now (an injected clock)."""
+        return self.ctx.uploads.sweep(now=time.monotonic() + seconds)
+
 
 @contextlib.contextmanager
 def served(model, workdir: Path, monkeypatch=None, **settings) -> Iterator[Served]:

@@ -11,7 +11,7 @@ import gradio as gr
 import httpx
 import pytest
 from gradio.data_classes import FileData
-from helpers import audit_lines
+from serve.helpers import audit_lines
 from starlette.applications import Starlette
 
 from conftest import bad_files, jpeg_bytes, skimage_photo
