@@ -2,8 +2,9 @@
 
 The attacks: a slowloris client that sends one header line at a time, a body trickled byte by byte to a
 route the fairness middleware treats as free, and one address opening connection after connection. The
-real-server tests run ``python app.py`` with small deadlines; the protocol tests run uvicorn with
-huskyai.serve.limits.connections' protocol around a tiny app, for what the app itself never does (read a body late).
+app's tests serve it in-process with small deadlines (tests/serve/helpers.served: uvicorn in a thread with the
+app's own protocol); the protocol tests run uvicorn with huskyai.serve.limits.connections' protocol around a
+tiny app, for what the app itself never does (read a body late).
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ import time
 from contextlib import contextmanager
 
 import pytest
+from serve.helpers import served
 
-from conftest import free_port, jpeg_bytes, running_app, skimage_photo
+from conftest import free_port, jpeg_bytes, skimage_photo
 from huskyai.serve.limits.clients import client_address
 from huskyai.serve.limits.connections import ConnectionGuard
 from huskyai.serve.limits.ratelimit import RateLimiter
@@ -156,15 +158,13 @@ def _drip(s: socket.socket, piece: bytes, every: float, limit: float) -> tuple[f
 
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory):
-    with running_app(tmp_path_factory.mktemp("deadlines"), HUSKYAI_HEADER_TIMEOUT=str(HEADER_TIMEOUT),
-                     HUSKYAI_BODY_TIMEOUT=str(BODY_TIMEOUT), HUSKYAI_MAX_CONNECTIONS=str(MAX_CONNECTIONS),
-                     HUSKYAI_RATE_LIMIT="1000") as server:
-        server["port"] = int(server["url"].rsplit(":", 1)[1].strip("/"))
+def app(shipped, tmp_path_factory):
+    with served(shipped, tmp_path_factory.mktemp("deadlines"), header_timeout=HEADER_TIMEOUT,
+                body_timeout=BODY_TIMEOUT, max_connections=MAX_CONNECTIONS, rate_limit=1000) as server:
         yield server
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # waits out a deadline
 def test_slowloris_headers_are_cut_at_the_header_deadline(app):
     with socket.create_connection(("127.0.0.1", app["port"])) as s:
         s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")

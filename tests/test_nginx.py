@@ -19,8 +19,9 @@ import time
 from pathlib import Path
 
 import pytest
+from serve.helpers import served
 
-from conftest import ROOT, free_port, jpeg_bytes, running_app, skimage_photo
+from conftest import ROOT, free_port, jpeg_bytes, skimage_photo
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 DEPLOY = ROOT / "deploy"
@@ -129,12 +130,12 @@ http {{
 # --- the app behind the shipped configuration ---
 
 @pytest.fixture(scope="module")
-def proxied(tmp_path_factory):
-    with running_app(tmp_path_factory.mktemp("proxied"), HUSKYAI_TRUST_PROXY="1", HUSKYAI_RATE_LIMIT="2") as app:
-        app_port = int(app["url"].rsplit(":", 1)[1].strip("/"))
+def proxied(shipped, tmp_path_factory):
+    """The app (in-process, tests/serve/helpers.served) behind nginx with the shipped configuration."""
+    with served(shipped, tmp_path_factory.mktemp("proxied"), trusted_proxy_hops=1, rate_limit=2) as app:
         port = free_port()
-        with running_nginx(shipped_config(port, app_port), port):
-            yield {"port": port, **app}
+        with running_nginx(shipped_config(port, app.port), port):
+            yield {"port": port, "url": app.url, "audit_log": app.audit_log}
 
 
 @pytest.mark.slow

@@ -1,36 +1,35 @@
-"""The lean route POST /api/v1/predict (huskyai.serve.rest), on a real app.py on loopback, spoken to in raw HTTP:
-the model's answer, clear refusals, and the same limits, audit log and disclosure as gradio's API."""
+"""The lean route POST /api/v1/predict (huskyai.serve.rest), on the app served in-process on loopback
+(tests/serve/helpers.served), spoken to in raw HTTP: the model's answer, clear refusals, and the same limits,
+audit log and disclosure as gradio's API."""
 
 from __future__ import annotations
 
-import json
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from serve.helpers import audit_lines as _lines
+from serve.helpers import served
 
-from conftest import bad_files, jpeg_bytes, running_app, skimage_photo
+from conftest import bad_files, jpeg_bytes, skimage_photo
 from huskyai.redteam.client import client_from
-
-pytestmark = pytest.mark.slow  # starts servers
 
 PATH = "api/v1/predict"
 
 
 @pytest.fixture(scope="module")
-def queued_app(tmp_path_factory):
+def queued_app(shipped, tmp_path_factory):
     """The app with the engine queue on, so the route's predictions share engine calls."""
-    with running_app(tmp_path_factory.mktemp("rest"), HUSKYAI_RATE_LIMIT="100000", HUSKYAI_ENGINE_BATCH="4",
-                     HUSKYAI_WORKERS="4") as server:
+    with served(shipped, tmp_path_factory.mktemp("rest"), rate_limit=100_000, engine_batch=4, workers=4) as server:
         yield server
 
 
 @pytest.fixture(scope="module")
-def strict_app(tmp_path_factory):
+def strict_app(shipped, tmp_path_factory):
     """Label-only answers, 3 predictions a minute and one request at a time per address."""
-    with running_app(tmp_path_factory.mktemp("rest_strict"), HUSKYAI_RATE_LIMIT="3", HUSKYAI_MAX_IN_FLIGHT="1",
-                     HUSKYAI_API_DETAIL="label") as server:
+    with served(shipped, tmp_path_factory.mktemp("rest_strict"), rate_limit=3, max_in_flight=1,
+                api_detail="label") as server:
         yield server
 
 
@@ -40,8 +39,8 @@ def post(server: dict, data: bytes, address: str = "127.0.0.1", name: str | None
                          headers={"content-type": "application/octet-stream"})
 
 
-def audit_lines(server: dict) -> list[dict]:
-    return [json.loads(line) for line in server["audit_log"].read_text().splitlines()]
+def audit_lines(server) -> list[dict]:
+    return _lines(server["audit_log"])
 
 
 def test_photos_get_the_models_own_answer_through_the_engine_queue(queued_app, shipped):
@@ -66,7 +65,7 @@ def test_a_bad_file_gets_a_4xx_with_a_message_and_the_next_request_works(queued_
     response = post(queued_app, bad_files()[name], name=name)
     assert 400 <= response.status_code < 500, response.text
     message = response.json()["detail"]
-    assert name in message or "photo's bytes" in message  # names the file, or says what to send
+    assert name in message or "curl --data-binary @photo.jpg" in message  # names the file, or says what to send
     refused = audit_lines(queued_app)[-1]
     assert refused["source"] == "api" and refused["refused"]
     after = post(queued_app, jpeg_bytes(skimage_photo("chelsea")))
@@ -85,6 +84,16 @@ def test_a_body_over_the_upload_limit_is_refused_announced_or_streamed(queued_ap
     with client_from("127.0.0.61") as http:
         streamed = http.post(queued_app["url"] + PATH, content=chunks())
     assert streamed.status_code == 413
+
+    def form(size: int) -> bytes:  # one file part as curl -F sends it
+        return (b'--b\r\nContent-Disposition: form-data; name="file"; filename="big.jpg"\r\n'
+                b"Content-Type: image/jpeg\r\n\r\n" + b"\xff\xd8\xff" + bytes(size) + b"\r\n--b--\r\n")
+
+    with client_from("127.0.0.62") as http:  # the middleware leaves a form's headers room, the route holds the photo
+        over = http.post(queued_app["url"] + PATH, content=form(10 * 1024 * 1024),
+                         headers={"content-type": "multipart/form-data; boundary=b"})
+    assert over.status_code == 413
+    assert over.json()["detail"] == "The request is too large: a photo may be at most 10 MB."
     assert post(queued_app, jpeg_bytes(skimage_photo("coffee")), "127.0.0.60").status_code == 200
 
 
@@ -112,3 +121,4 @@ def test_one_request_at_a_time_per_address(strict_app):
         time.sleep(0.5)  # the middleware has counted it
         second = post(strict_app, jpeg_bytes(skimage_photo("coffee")), "127.0.0.73")
         assert second.status_code == 429 and "at a time" in second.json()["detail"]
+

@@ -12,11 +12,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import gradio as gr
-from fastapi import FastAPI
 from gradio import http_server
 from gradio import utils as gradio_utils
 from gradio.routes import App
@@ -107,28 +106,6 @@ def server_app_built_at_launch() -> Iterator[None]:
         yield
     finally:
         App.create_app = real
-
-
-def asgi_app(demo: gr.Blocks, *, max_file_size: int, app_kwargs: dict[str, Any]) -> FastAPI:
-    """The FastAPI app ``Blocks.launch`` serves (``App.create_app`` with the same ``app_kwargs``: middleware,
-    routes, lifespan), built without starting gradio's server, for another ASGI server to run (the tests run
-    it in a thread). ``launch`` sets ``max_file_size`` and ``show_error`` on the Blocks before it builds the
-    app (the upload route reads the first); the queue starts with the app's lifespan, as in
-    ``gr.mount_gradio_app``."""
-    demo.max_file_size = max_file_size
-    demo.show_error = False
-    app = App.create_app(demo, app_kwargs=app_kwargs)
-    inner = app.router.lifespan_context
-
-    @contextlib.asynccontextmanager
-    async def lifespan(served: FastAPI) -> AsyncIterator[Any]:
-        async with inner(served) as state:
-            demo.run_startup_events()
-            await demo.run_extra_startup_events()
-            yield state
-
-    app.router.lifespan_context = lifespan
-    return app
 
 
 @contextlib.contextmanager

@@ -36,31 +36,43 @@ def launch(model: Predictor, settings: Settings) -> None:
     uploads = UploadRegistry(gradio_adapter.upload_folder(), ttl=settings.upload_ttl,
                              unread_ttl=min(60.0, settings.upload_ttl))
     ctx = ServeContext(model, settings, AuditLog(), uploads)
+    signal.signal(signal.SIGTERM, _interrupt)  # stop as on Ctrl-C: the server closes and uploads are swept
+    try:
+        serve_page(ctx)
+    finally:
+        uploads.sweep(everything=True)
+
+
+def serve_page(ctx: ServeContext, block: bool = True) -> gr.Blocks:
+    """Build the page and serve it on ``settings.host:port`` through gradio's own server, with the connection
+    guard, the fairness middleware, the lean route and the upload sweeper. ``block=False`` returns the page once
+    its server listens (in a thread of this process; ``demo.close()`` stops it), as the tests run it."""
+    settings = ctx.settings
     demo = build_demo(ctx)
-    uploads.never_delete(lambda: gradio_adapter.kept_in_cache(demo))
+    if ctx.uploads is not None:
+        ctx.uploads.never_delete(lambda: gradio_adapter.kept_in_cache(demo))
     # X-Forwarded-For is interpreted by huskyai (HUSKYAI_TRUST_PROXY), never by uvicorn, whose default
     # trusts any header sent from 127.0.0.1 and would let a local caller pick its own address
     os.environ["FORWARDED_ALLOW_IPS"] = ""
-    signal.signal(signal.SIGTERM, _interrupt)  # stop as on Ctrl-C: the server closes and uploads are swept
-    try:
-        with gradio_adapter.uvicorn_protocol(connection_guard(ctx).protocol()):
-            demo.launch(
-                server_name=settings.host,
-                server_port=settings.port,
-                max_file_size=settings.upload_limit,
-                enable_monitoring=False,
-                show_error=False,
-                ssr_mode=False,
-                run_history=False,  # it would keep people's photos in the browser and offer to re-send them
-                # gradio keeps ~25 KB of per-session state, and every API call is a session of its own: bounded
-                # here it levels off at ~25 MB instead of growing to ~250 MB (its default keeps 10,000)
-                state_session_capacity=1000,
-                css=CSS,
-                js=PAGE_JS,
-                app_kwargs=app_kwargs(ctx, demo),
-            )
-    finally:
-        uploads.sweep(everything=True)
+    with gradio_adapter.uvicorn_protocol(connection_guard(ctx).protocol()):
+        demo.launch(
+            server_name=settings.host,
+            server_port=settings.port,
+            max_file_size=settings.upload_limit,
+            enable_monitoring=False,
+            show_error=False,
+            ssr_mode=False,
+            run_history=False,  # it would keep people's photos in the browser and offer to re-send them
+            # gradio keeps ~25 KB of per-session state, and every API call is a session of its own: bounded
+            # here it levels off at ~25 MB instead of growing to ~250 MB (its default keeps 10,000)
+            state_session_capacity=1000,
+            css=CSS,
+            js=PAGE_JS,
+            app_kwargs=app_kwargs(ctx, demo),
+            prevent_thread_lock=not block,
+            quiet=not block,
+        )
+    return demo
 
 
 def app_kwargs(ctx: ServeContext, demo: gr.Blocks) -> dict:

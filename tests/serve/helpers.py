@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -56,56 +55,39 @@ class Served:
 
 
 @contextlib.contextmanager
-def served(model, workdir: Path, monkeypatch=None, **settings) -> Iterator[Served]:
-    """The app around ``model`` with ``Settings(**settings)``, served by uvicorn in a thread on a free loopback
-    port, with its own upload cache and audit log under ``workdir``."""
-    import uvicorn
-
+def served(model, workdir: Path, **settings) -> Iterator[Served]:
+    """The app around ``model`` with ``Settings(**settings)``, served on a free loopback port by
+    huskyai.serve.server.serve_page (gradio's own server, in a thread of this process), with its own audit log
+    under ``workdir`` and the run's upload cache (:func:`upload_cache`)."""
     from huskyai.audit import AuditLog
-    from huskyai.serve import gradio_adapter
     from huskyai.serve.context import ServeContext
     from huskyai.serve.limits.uploads import UploadRegistry
-    from huskyai.serve.page import build_demo
-    from huskyai.serve.server import app_kwargs, connection_guard
+    from huskyai.serve.server import serve_page
     from huskyai.settings import Settings
 
-    cache = workdir / "gradio_cache"
-    cache.mkdir(parents=True, exist_ok=True)
+    cache = upload_cache()
     log = workdir / "audit.jsonl"
-    settings = Settings(**settings)
+    port = free_port()
+    settings = Settings(**{"host": "127.0.0.1", "port": port} | settings)
     uploads = UploadRegistry(cache, ttl=settings.upload_ttl, unread_ttl=min(60.0, settings.upload_ttl))
     ctx = ServeContext(model, settings, AuditLog(log), uploads)
-    with _upload_folder(cache):
-        demo = build_demo(ctx)
-        uploads.never_delete(lambda: gradio_adapter.kept_in_cache(demo))
-        app = gradio_adapter.asgi_app(demo, max_file_size=settings.upload_limit, app_kwargs=app_kwargs(ctx, demo))
-        app.uploaded_file_dir = str(cache)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, http=connection_guard(ctx).protocol(),
-                                          ws="none", proxy_headers=False, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    if not wait_until(lambda: server.started, timeout=30):
-        raise RuntimeError("the in-process app did not start")
+    demo = serve_page(ctx, block=False)
     try:
         yield Served(f"http://127.0.0.1:{port}/", port, ctx, demo, log, cache)
     finally:
-        server.should_exit = True
-        thread.join(15)
+        demo.close()
         ctx.audit.flush()
 
 
-@contextlib.contextmanager
-def _upload_folder(folder: Path) -> Iterator[None]:
-    """gradio reads GRADIO_TEMP_DIR when the app and the page's cached files are made: this app's own folder."""
+def upload_cache() -> Path:
+    """gradio's upload cache for every app this test process serves: gradio reads GRADIO_TEMP_DIR whenever it
+    checks that a file is one of its uploads, so it is one folder, this run's, for the whole process (an app
+    deletes only the uploads it recorded itself)."""
     import os
 
-    old = os.environ.get("GRADIO_TEMP_DIR")
+    from conftest import RUN_DIR
+
+    folder = RUN_DIR / "gradio_cache"
+    folder.mkdir(parents=True, exist_ok=True)
     os.environ["GRADIO_TEMP_DIR"] = str(folder)
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("GRADIO_TEMP_DIR", None)
-        else:
-            os.environ["GRADIO_TEMP_DIR"] = old
+    return folder

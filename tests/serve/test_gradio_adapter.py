@@ -21,12 +21,13 @@ def test_the_route_patterns_match_gradios_own_routes():
     import asyncio
 
     import httpx
+    from gradio.routes import App
 
     with gr.Blocks() as demo:
         gr.Button().click(lambda: None, api_name="predict")
     demo.queue()
-    app = gradio_adapter.asgi_app(demo, max_file_size=1024, app_kwargs={})
-    assert demo.max_file_size == 1024  # launch's attribute, read by the upload route
+    demo.max_file_size = 1024  # launch sets it before it builds the app: the upload route reads it
+    app = App.create_app(demo)
 
     async def statuses(paths: list[str]) -> list[int]:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
@@ -60,7 +61,7 @@ def test_the_throwaway_server_apps_are_skipped_and_launch_still_builds_one():
         demo.queue()
         assert demo.app is None
     assert App.__dict__["create_app"] is real
-    assert gradio_adapter.asgi_app(demo, max_file_size=1, app_kwargs={}) is not None
+    assert App.create_app(demo) is not None
 
 
 def test_the_queue_is_counted_from_its_events():
