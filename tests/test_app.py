@@ -1,4 +1,5 @@
-"""The real app on a loopback port: gradio_client calls, bad uploads, odd images, upload hygiene."""
+"""The app on a loopback port (served in-process, tests/serve/helpers.served): gradio_client calls, bad uploads,
+odd images, upload hygiene; and ``python app.py`` itself where the entry point is what is tested."""
 
 from __future__ import annotations
 
@@ -10,10 +11,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from serve.helpers import served
 
 from conftest import ROOT, SHARED_HUSKIES, bad_files, jpeg_bytes, skimage_photo
 
-pytestmark = pytest.mark.slow  # trains, serves or attacks: the full run only
+
+@pytest.fixture(scope="module")
+def app_server(shipped, tmp_path_factory):
+    """Generous limits: these tests send many requests from one address."""
+    with served(shipped, tmp_path_factory.mktemp("app"), rate_limit=100_000, explain_rate_limit=100_000) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def client(app_server):
+    from gradio_client import Client
+
+    return Client(app_server["url"], verbose=False)
 
 
 def call(client, path: Path):
@@ -218,14 +232,16 @@ def test_the_confusion_matrix_shown_is_the_verified_one(tmp_path):
     from PIL import Image
 
     import huskyai
+    from huskyai.serve.context import ServeContext
     from huskyai.serve.page import build_demo
 
     export = copy_export(tmp_path)
     original = np.asarray(Image.open(export / "confusion_matrix.png").convert("RGB"))
     model = huskyai.load(export)
     Image.new("RGB", (64, 64), "red").save(export / "confusion_matrix.png")  # swapped after the load
-    demo = build_demo(model)
+    demo = build_demo(ServeContext(model))
     shown = [b for b in demo.blocks.values() if getattr(b, "label", None) == "Validation confusion matrix"]
+    assert shown  # the card lists the plot and its bytes were verified at load: it is shown
     for block in shown:  # shown only if it is the verified image
         path = block.value["path"] if isinstance(block.value, dict) else block.value.path
         assert np.array_equal(np.asarray(Image.open(io.BytesIO(Path(path).read_bytes())).convert("RGB")), original)
@@ -238,6 +254,8 @@ def test_no_monitoring_or_flagging_endpoints(app_server):
                 assert r.status != 200 or b"monitoring" not in r.read().lower()
         except urllib.error.HTTPError as err:
             assert err.code in (401, 403, 404)
+    with urllib.request.urlopen(app_server["url"] + "gradio_api/info", timeout=5) as r:
+        assert b"flag" not in r.read().lower()
     with urllib.request.urlopen(app_server["url"] + "config", timeout=5) as r:
         assert b"flag" not in r.read().lower()
 
@@ -257,6 +275,7 @@ def test_spaces_front_matter_matches_what_is_installed():
     assert os.path.isfile(ROOT / front["app_file"])
 
 
+@pytest.mark.slow  # python app.py as a user runs it: the entry point's exit code and stderr
 def test_app_refuses_a_missing_or_tampered_model_with_one_line(tmp_path):
     import subprocess
     import sys
