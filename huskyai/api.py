@@ -31,7 +31,6 @@ from huskyai.mood import MoodModel
 from huskyai.mood import load as load_mood
 from huskyai.network.runtime import TorchEngine, onnx_for
 from huskyai.training.config import DoctorConfig, TrainConfig
-from huskyai.training.learner import load_learner
 from huskyai.trust import exports
 from huskyai.trust.signing import SignResult, VerifyResult, verify
 from huskyai.trust.signing import sign as sign_card
@@ -135,3 +134,12 @@ def sign(folder: str | Path | None = None, replace_signature: bool = False,
         return made, card
 
     return sign_card(folder, replace_signature, redteam_report, build=build)
+
+
+def load_learner(export_dir: str | Path | None = None, sha256: str | None = None, trust_unsigned: bool = False):
+    """fastai's ``Learner`` for an export, trusted and verified as :func:`load` does and rebuilt from its
+    safetensors weights: nothing is unpickled. Needs the train extra."""
+    require("train", "huskyai.load_learner")
+    from huskyai.training.dataloaders import load_learner as rebuild  # fastai, imported only when asked for
+
+    return rebuild(export_dir, sha256, trust_unsigned)

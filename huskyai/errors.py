@@ -29,6 +29,10 @@ class InvalidImageError(HuskyAIError, ValueError):
     """The input is not an image Husky AI can read; the message says why, for a person."""
 
 
+class NotFollowedError(InvalidImageError):
+    """The photo's path is a symbolic link: photos are never read through one."""
+
+
 class DataError(HuskyAIError, ValueError):
     """The photo folder cannot be used for training or evaluation; the message says why."""
 

@@ -44,7 +44,7 @@ def test_predict_evaluate_and_verify_run_without_the_training_stack(serving_only
 
     predicted = run_cli(serving_only_env, "predict", str(photo), cwd=tmp_path)
     assert predicted.returncode == 0, predicted.stderr
-    assert predicted.stdout.split("\t")[1] == "not_husky"
+    assert predicted.stdout.splitlines()[-1].split("\t")[1] == "not_husky"
     evaluated = run_cli(serving_only_env, "evaluate", str(tmp_path / "set"), "--json", cwd=tmp_path)
     assert evaluated.returncode == 0, evaluated.stderr
     result = json.loads(evaluated.stdout)
@@ -114,4 +114,4 @@ def test_the_wheel_carries_the_shipped_model_and_runs_from_anywhere(tmp_path):
     assert trust.startswith("the shipped model") and label == "not_husky"
     script = subprocess.run([sys.executable, str(site / "bin" / "huskyai"), "predict", "photo.jpg"],
                             capture_output=True, text=True, env=env, cwd=elsewhere, timeout=300)
-    assert script.returncode == 0 and script.stdout.split("\t")[1] == "not_husky", script.stderr
+    assert script.returncode == 0 and script.stdout.splitlines()[-1].split("\t")[1] == "not_husky", script.stderr

@@ -28,11 +28,11 @@ from PIL import Image
 from test_scoring import add_refused, make_photos, rows_by_path
 
 from conftest import ROOT, python_env
-from huskyai.errors import InvalidImageError
+from huskyai.errors import InvalidImageError, NotFollowedError
 from huskyai.evaluation.pool import score_file
 from huskyai.evaluation.score import ANOTHER_MODEL, CHANGED, DUPLICATED, MALFORMED, REFUSED, find_photos, score
 from huskyai.extras import EXTRAS
-from huskyai.images.decode import NotFollowedError, read_limited
+from huskyai.images.decode import read_limited
 
 LINK_REFUSED = "a symbolic link, not followed"
 

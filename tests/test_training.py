@@ -11,7 +11,7 @@ import pytest
 from conftest import bad_files, make_toy_dataset, skimage_photo
 from huskyai.errors import DataError
 from huskyai.images.folders import scan
-from huskyai.trust import exports
+from huskyai.trust import exports, keys
 
 pytestmark = pytest.mark.slow  # trains, serves or attacks: the full run only
 
@@ -21,7 +21,7 @@ def test_export_holds_every_artifact_hashed_in_the_card(toy_export):
     assert set(card["files"]) == {"model.onnx", "model.safetensors", "confusion_matrix.png", "top_losses.png"}
     assert exports.check_files(toy_export)[1] == []
     assert card["signature"]["alg"] == "HMAC-SHA256"  # signed with this machine's key, made on first use
-    key = exports.key_path()
+    key = keys.key_path()
     assert key.is_file() and key.stat().st_mode & 0o777 == 0o600
     training = card["training"]
     assert sum(training["counts"].values()) + sum(training["validation_counts"].values()) == 24

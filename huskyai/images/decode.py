@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from huskyai.errors import InvalidImageError
+from huskyai.errors import InvalidImageError, NotFollowedError
 from huskyai.images.convert import from_array, to_rgb, to_rgb_reduced
 from huskyai.images.exif import apply_orientation, exif_orientation, orientation
 from huskyai.images.headers import declared_size, inspect_header
@@ -59,8 +59,6 @@ def _over_the_limit(name: str, size: int, max_bytes: int) -> InvalidImageError:
     return InvalidImageError(f"{name}: file is {size / 1e6:.1f} MB, the limit is {max_bytes / 1e6:.0f} MB")
 
 
-class NotFollowedError(InvalidImageError):
-    """The photo's path is a symbolic link: photos are never read through one."""
 
 
 def file_identity(info: os.stat_result) -> str:

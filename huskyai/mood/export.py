@@ -28,7 +28,7 @@ from huskyai.mood.models import FAST_MODELS, MODELS, to_onnx
 from huskyai.mood.plots import importance_png, validation_png
 from huskyai.mood.sample import read_truth
 from huskyai.mood.train import BASELINES, fit_final, validate
-from huskyai.trust import exports, writer
+from huskyai.trust import exports, keys, writer
 
 ONNX_FILE, IMPORTANCE_FILE, VALIDATION_FILE = exports.MOOD_NAMES
 KIND = "mood"
@@ -80,7 +80,7 @@ def train_export(csv: str | Path, out: str | Path, target: str = "mood", models:
     card["training"] |= {"final_fit_seconds": round(final_seconds, 2),
                          "total_seconds": round(time.perf_counter() - started, 2), "data_sha256": _sha256(csv)}
     card["onnx_check"] = _onnx_check(graph, model, prep, diary, rules)
-    return writer.write_card(out, card, exports.signing_key(create=True) if sign else None)
+    return writer.write_card(out, card, keys.signing_key(create=True) if sign else None)
 
 
 def _card(diary, result, winner: str, prep, rules: LagRules, schema: dict, truth: dict | None) -> dict:

@@ -32,10 +32,12 @@ from fastai.vision.all import (
 )
 from PIL import Image
 
+from huskyai.errors import IntegrityError
 from huskyai.images.decode import load_image
 from huskyai.images.folders import Sample, stratified_valid_indices
 from huskyai.inference.preprocess import Preprocessing, crop_resize, normalise
 from huskyai.network.net import HuskyNet
+from huskyai.trust import exports
 
 
 class HuskyPILImage(PILImage):
@@ -136,3 +138,17 @@ def learner_from_card(card: dict, weights: bytes) -> Learner:
 
 def backbone_and_head(model: HuskyNet) -> list:
     return [params(model.backbone), params(model.head)]
+
+
+def load_learner(export_dir: str | Path | None = None, sha256: str | None = None,
+                 trust_unsigned: bool = False) -> Learner:
+    """fastai's ``Learner`` for an export: trusted and verified as ``huskyai.load`` does, never unpickled.
+
+    No scan can make a cloudpickle file safe (it can rebuild any function), so Husky AI never opens
+    learner.pkl: the Learner is made from code, the trusted card and the verified safetensors bytes.
+    ``learn.predict(photo)`` agrees with ``huskyai.load().predict``; ``learn.export(path)`` writes a
+    pickle for plain fastai users (who then run whatever that file holds when they load it)."""
+    export = exports.open_export(export_dir, sha256=sha256, trust_unsigned=trust_unsigned)
+    if exports.WEIGHTS_NAME not in export.files:
+        raise IntegrityError(f"{export.folder}: the model card lists no {exports.WEIGHTS_NAME}")
+    return learner_from_card(export.card, export.files[exports.WEIGHTS_NAME])

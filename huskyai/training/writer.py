@@ -25,7 +25,7 @@ from huskyai.inference.preprocess import Preprocessing
 from huskyai.network.net import HuskyNet
 from huskyai.training.config import TrainConfig
 from huskyai.training.plots import save_confusion_matrix, save_top_losses
-from huskyai.trust import exports, writer
+from huskyai.trust import exports, keys, writer
 from huskyai.trust.writer import move_into_place
 
 
@@ -117,7 +117,7 @@ def write_export(out: str | Path, learn: Learner, card: dict, valid_probs: np.nd
 
             report(f"quantizing {exports.ONNX_NAME} to INT8 (an option: fp32 stays the default)")
             card = add_to_export(stage, dict(card), (stage / exports.ONNX_NAME).read_bytes(), list(int8_data))
-        card = writer.write_card(stage, card, exports.signing_key(create=True) if config.sign else None)
+        card = writer.write_card(stage, card, keys.signing_key(create=True) if config.sign else None)
         move_into_place(stage, out)
     finally:
         shutil.rmtree(stage, ignore_errors=True)

@@ -36,7 +36,7 @@ from huskyai import settings
 from huskyai.errors import IntegrityError, UnsignedError
 from huskyai.settings import MODEL_SHA256_ENV, MOOD_MODEL_SHA256_ENV, SIGNING_KEY_ENV
 from huskyai.trust.graphpolicy import check_graph
-from huskyai.trust.keys import card_signature, key_path, signature_ok, signing_key
+from huskyai.trust.keys import key_path, signature_ok, signing_key
 
 CARD_NAME = "model.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -68,8 +68,6 @@ SHIPPED_CARDS = {"husky": SHIPPED_CARD_SHA256,
                  "mood": "d3db83eeb6e8023c05cf13ef76aa9bf516000e0d57aca95bfd3ce8a43de8d513"}
 MAX_FILE_BYTES = 512 * 1024 * 1024
 _HEX64 = re.compile(r"[0-9a-f]{64}")
-__all__ = ["IntegrityError", "MODEL_SHA256_ENV", "MOOD_MODEL_SHA256_ENV", "SIGNING_KEY_ENV", "card_signature",
-           "key_path", "signing_key"]  # re-exported
 
 
 def sha256(data: bytes) -> str:
