@@ -46,26 +46,28 @@ UvicornH11Protocol = H11Protocol
 # --- gradio's frontend, as the page's own scripts find it (data-testid and aria-label values of gradio 6.31) ---
 # the close buttons of the toasts gradio shows for errors: closed when the photo they were about is gone
 CLOSE_TOASTS_JS = 'document.querySelectorAll(\'[data-testid="toast-close"]\').forEach((b) => b.click())'
-# gradio's image box ignores a photo dropped on it once it shows one: its drop target, the upload container
-# (class "upload-container"), is then hidden under the photo. A drop anywhere on a filled box is handed to
-# that target, which loads the new photo in place of the old one, as a drop on an empty box does.
+# once gradio's image box shows a photo, only the photo itself (inside its "div.upload-container") takes a drop:
+# a photo dropped on the rest of the box (its label, its toolbar, the bar of sources under it) does nothing,
+# although the whole box took it while empty. A drop anywhere on a filled box is handed to that zone, which
+# loads the new photo in place of the old one.
 REPLACE_ON_DROP_JS = """() => {
-    const target = (e) => {
+    const zone = (e) => {
         const box = e.target && e.target.closest ? e.target.closest('[data-testid="image"]') : null;
-        const container = box ? box.querySelector('.upload-container') : null;
-        if (!container || !container.classList.contains('hidden') || container.contains(e.target)) return null;
-        return e.dataTransfer && [...e.dataTransfer.types].includes('Files') ? container : null;
+        if (!box || !box.querySelector('img') || !e.dataTransfer) return null;
+        if (![...e.dataTransfer.types].includes('Files')) return null;
+        const inner = box.querySelector('div.upload-container');
+        return inner && !inner.contains(e.target) ? inner : null;
     };
-    document.addEventListener('dragover', (e) => { if (target(e)) e.preventDefault(); }, true);
+    document.addEventListener('dragover', (e) => { if (zone(e)) e.preventDefault(); }, true);
     document.addEventListener('drop', (e) => {
-        const container = target(e);
-        if (!container) return;
+        const inner = zone(e);
+        if (!inner) return;
         e.preventDefault();
         e.stopPropagation();
         const dt = new DataTransfer();
         [...e.dataTransfer.files].forEach((f) => dt.items.add(f));
         for (const type of ['dragenter', 'dragover', 'drop']) {
-            container.dispatchEvent(new DragEvent(type, {bubbles: true, cancelable: true, dataTransfer: dt}));
+            inner.dispatchEvent(new DragEvent(type, {bubbles: true, cancelable: true, dataTransfer: dt}));
         }
     }, true);
 }"""
