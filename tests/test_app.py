@@ -36,6 +36,7 @@ def call(client, path: Path):
     return client.predict(handle_file(str(path)), api_name="/predict")
 
 
+@pytest.mark.slow  # serves the app
 def test_api_answers_with_label_confidences_and_verdict(client, tmp_path, shipped):
     cat = tmp_path / "cat.jpg"
     cat.write_bytes(jpeg_bytes(skimage_photo("chelsea")))
@@ -48,6 +49,7 @@ def test_api_answers_with_label_confidences_and_verdict(client, tmp_path, shippe
 
 
 @pytest.mark.skipif(not SHARED_HUSKIES.is_dir(), reason="needs ../shared/data/huskies")
+@pytest.mark.slow  # serves the app
 def test_api_recognises_a_husky(client, shipped):
     photo = next(p for p in sorted((SHARED_HUSKIES / "husky").glob("*.jpg"))
                  if shipped.predict(p).positive_probability > 0.9)
@@ -61,6 +63,7 @@ def test_api_recognises_a_husky(client, shipped):
     ("bomb.png", "megapixels"),
     ("empty.jpg", "empty"),
 ])
+@pytest.mark.slow  # serves the app
 def test_bad_uploads_get_a_clear_message_and_the_server_keeps_serving(client, tmp_path, name, message):
     from gradio_client.exceptions import AppError
 
@@ -73,6 +76,7 @@ def test_bad_uploads_get_a_clear_message_and_the_server_keeps_serving(client, tm
     assert call(client, good)[0]["label"] == "not_husky"
 
 
+@pytest.mark.slow  # serves the app
 def test_upload_over_the_limit_is_refused(app_server, tmp_path):
     """Raw HTTP, as an attacker sends it: gradio_client refuses a big file on the caller's side, so through it
     this test passed whatever the server did."""
@@ -132,6 +136,7 @@ def odd_images() -> dict[str, bytes]:
     return out
 
 
+@pytest.mark.slow  # serves the app
 @pytest.mark.parametrize("name", sorted(odd_images()))
 def test_odd_but_valid_images_get_the_right_answer(client, tmp_path, shipped, name):
     path = tmp_path / name
@@ -146,6 +151,7 @@ def test_odd_but_valid_images_get_the_right_answer(client, tmp_path, shipped, na
         assert abs(expected.positive_probability - upright) < 0.05
 
 
+@pytest.mark.slow  # serves the app
 def test_no_partial_uploads_are_left_in_the_cache(app_server, client, tmp_path):
     photo = tmp_path / "private_photo.jpg"
     photo.write_bytes(jpeg_bytes(skimage_photo("astronaut")))
@@ -247,6 +253,7 @@ def test_the_confusion_matrix_shown_is_the_verified_one(tmp_path):
         assert np.array_equal(np.asarray(Image.open(io.BytesIO(Path(path).read_bytes())).convert("RGB")), original)
 
 
+@pytest.mark.slow  # serves the app
 def test_no_monitoring_or_flagging_endpoints(app_server):
     for path in ("monitoring", "gradio_api/monitoring"):
         try:

@@ -92,6 +92,7 @@ def test_cli_predict_writes_the_audit_log(tmp_path):
     assert entry["source"] == "cli" and entry["client"].startswith("cli:") and entry["label"] == "not_husky"
 
 
+@pytest.mark.slow  # serves the app
 def test_app_logs_each_answer_and_keeps_no_image(app_server):
     before = len(lines(app_server["audit_log"]))
     raw_predict(app_server["url"], jpeg_bytes(skimage_photo("astronaut")), name="astronaut_audit.jpg")
@@ -115,6 +116,7 @@ def test_rate_limiter_window():
     assert len(many) <= 101  # a flood of distinct clients does not grow memory without bound
 
 
+@pytest.mark.slow  # serves the app
 def test_app_refuses_a_flood_from_one_address_but_not_others(tmp_path, shipped):
     photo = tmp_path / "coffee.jpg"
     photo.write_bytes(jpeg_bytes(skimage_photo("coffee")))
@@ -140,6 +142,7 @@ MARKUP = "<img src=x onerror=alert(1)>.jpg"
     ("inline", "not a supported image"),  # the same, from a data: URL
     ("inline_not_base64", "not valid base64"),  # the photo box refuses it (photo_input escapes)
 ])
+@pytest.mark.slow  # serves the app
 def test_error_messages_are_escaped(app_server, how, said):
     """gradio strips <> from the names of uploaded files, but passes on the name a call gives (orig_name)
     untouched, and renders error messages as HTML: every message that echoes the name must escape it."""
@@ -161,6 +164,7 @@ def test_error_messages_are_escaped(app_server, how, said):
     assert "<" not in message and ">" not in message
 
 
+@pytest.mark.slow  # serves the app
 def test_megabyte_file_names_reach_no_message_and_no_audit_line_at_length(tmp_path, shipped):
     """The attack as it was sent, through gradio's API and the lean route of a real server: a file name of a
     megabyte (gradio's FileData.orig_name, passed on untouched) wrote 4 MB to the log in one request, and seven
@@ -219,6 +223,7 @@ def raw_http(port: int, head: bytes, body: bytes = b"", close_after: bool = Fals
             return b""
 
 
+@pytest.mark.slow  # serves the app
 def test_a_queue_flood_from_one_address_does_not_starve_another(fair_app, tmp_path):
     """The attacker starts 200 predictions from 16 threads without reading any answer: before the fix
     they filled the 64-place queue and everyone else got HTTP 503."""
@@ -242,6 +247,7 @@ def test_a_queue_flood_from_one_address_does_not_starve_another(fair_app, tmp_pa
     assert len(refusals) == REFUSALS_PER_MINUTE
 
 
+@pytest.mark.slow  # serves the app
 def test_one_address_has_one_prediction_in_the_queue_at_a_time(fair_app):
     """A second call from the same address waits for the first instead of taking a second worker:
     a client sending slow photos can hold one worker at most."""
@@ -255,6 +261,7 @@ def test_one_address_has_one_prediction_in_the_queue_at_a_time(fair_app):
     assert answers[0] == answers[1]
 
 
+@pytest.mark.slow  # serves the app
 def test_a_body_over_the_cap_is_refused_while_it_streams(fair_app):
     """400 MB of JSON used to be read and parsed (1.5 GB of memory) before it was refused."""
     import httpx
@@ -282,6 +289,7 @@ def test_a_body_over_the_cap_is_refused_while_it_streams(fair_app):
     assert any("while streaming" in r for r in reasons) and any("400000000 bytes announced" in r for r in reasons)
 
 
+@pytest.mark.slow  # serves the app
 def test_aborted_and_unread_uploads_are_swept(fair_app):
     """An upload cut off halfway, or never used, used to stay in gradio's cache for good."""
     base, port = fair_app["url"], int(fair_app["url"].rsplit(":", 1)[1].strip("/"))
@@ -300,6 +308,7 @@ def test_aborted_and_unread_uploads_are_swept(fair_app):
     assert not path.exists()
 
 
+@pytest.mark.slow  # serves the app
 def test_a_second_predict_on_the_same_upload_answers_then_the_upload_expires(fair_app):
     base = fair_app["url"]
     with client_from("127.0.0.34") as c:
@@ -324,6 +333,7 @@ def _plot_path(base: str) -> str:
     return plot
 
 
+@pytest.mark.slow  # serves the app
 def test_the_cached_plot_survives_a_predict_naming_it_and_an_upload_landing_on_it(fair_app):
     """A /predict naming the model card's cached plot used to delete it for everyone."""
     import httpx
@@ -344,6 +354,7 @@ def test_the_cached_plot_survives_a_predict_naming_it_and_an_upload_landing_on_i
     assert httpx.get(f"{base}gradio_api/file={plot}", timeout=10).content == original.content
 
 
+@pytest.mark.slow  # serves the app
 def test_a_data_url_over_the_upload_limit_is_refused(fair_app):
     """Inline data: URLs skipped the 10 MB cap (20 MB got through)."""
     import base64
@@ -356,6 +367,7 @@ def test_a_data_url_over_the_upload_limit_is_refused(fair_app):
     assert any("inline.jpg: the image is larger" in (e["refused"] or "") for e in lines(fair_app["audit_log"]))
 
 
+@pytest.mark.slow  # serves the app
 def test_a_forged_forwarded_for_does_not_pick_the_bucket(tmp_path, shipped):
     """Behind one trusted proxy the client is the hop the proxy appended (the rightmost), not the first,
     which the client writes itself."""
