@@ -307,6 +307,11 @@ def test_the_mood_tab_predicts_a_day_a_person_types_in(browser, app_server):
     assert "Sleep pushed it up" in text and "Running pushed it up" in text
     assert page.get_by_text("SYNTHETIC").count() >= 1  # the page says what the model was trained on
     assert page.evaluate("document.documentElement.scrollHeight") < 1800  # was a 2,154 px column of boxes
+    # the plot's own title is not covered: nothing of gradio's (label, buttons) lies over the picture's top
+    assert page.evaluate("""() => { const img = document.querySelector('#mood-importance img');
+        const r = img.getBoundingClientRect();
+        const hit = document.elementFromPoint(r.left + r.width * 0.85, r.top + 8);
+        return hit === img; }""")
     no_error_toast(page)
     page.screenshot(path=str(ARTIFACTS / "mood_tab.png"), full_page=True)
     page.get_by_label("Sleep (hours)").fill("-30")

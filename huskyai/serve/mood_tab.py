@@ -220,10 +220,10 @@ def build_mood_tab(model: MoodModel, log=None, client_of: Callable[[Any], str] |
             button = gr.Button("Predict my mood", variant="primary")
             answer = gr.Markdown("The predicted mood appears here.", label="Predicted mood", elem_id="mood-answer")
             picture = model.artifacts.get("importance.png")
-            if picture:  # its own title says what it shows: a label over it would cover the title
+            if picture:  # its own title says what it shows: no label or buttons over it to cover the title
                 gr.Markdown("**What the model relies on** (validation days)")
                 gr.Image(Image.open(io.BytesIO(picture)), label="What the model relies on (validation days)",
-                         show_label=False, interactive=False, format="png")
+                         show_label=False, buttons=[], interactive=False, format="png", elem_id="mood-importance")
     button.click(handler(model, log, client_of), inputs_kwargs=boxes, outputs=answer, api_name=API_NAME,
                  api_description="The predicted mood of one day, and what pushed it up or down. Leave a field "
                                  "out (or at its average) for the model's average day.", **listener)
