@@ -4,13 +4,13 @@ app (gradio_client on loopback): served in-process, and ``python app.py`` where 
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+from serve.helpers import audit_lines as read_audit
 from serve.helpers import served
 
 from conftest import SHARED_HUSKIES, running_app, skimage_photo
@@ -35,7 +35,7 @@ def ask(server, photo: Path, api_name: str):
 
 
 def audit_lines(server) -> list[dict]:
-    return [json.loads(line) for line in server["audit_log"].read_text().splitlines()]
+    return read_audit(server["audit_log"])
 
 
 def torch_loaded(server: dict) -> bool:

@@ -60,18 +60,22 @@ def test_a_refused_photo_is_one_message_and_no_traceback_in_the_servers_log(tmp_
     assert none.value.print_exception is False and "Drop a photo" in none.value.message
 
 
-def test_a_refusal_through_gradios_queue_prints_nothing(tmp_path, shipped, capsys):
-    """The same, as gradio runs the handler for a request: nothing reaches stdout or stderr."""
-    from huskyai.serve.page import build_demo
+@pytest.mark.slow  # serves the app
+def test_a_refused_upload_prints_no_traceback_in_the_servers_log(tmp_path, shipped, capfd):
+    """Before: every refused upload printed a full traceback in the server's log (gradio's queue prints one for
+    any exception it is not told to keep quiet about). The app served in-process, refusing a text file."""
+    from serve.helpers import served
 
-    ctx = ServeContext(shipped, Settings(), AuditLog(tmp_path / "audit.jsonl"))
-    demo = build_demo(ctx)
-    fn = next(f for f in demo.fns.values() if f.api_name == "predict")
-    bad = photo_file(tmp_path, "notes.jpg", bad_files()["text.jpg"])
-    with pytest.raises(gr.Error):
-        asyncio.run(demo.process_api(block_fn=fn, inputs=[bad.model_dump()], state=None))
-    printed = capsys.readouterr()
+    from huskyai.redteam.client import CallRefused, raw_predict
+
+    with served(shipped, tmp_path) as server:
+        capfd.readouterr()
+        with pytest.raises(CallRefused, match="not a supported image"):
+            raw_predict(server.url, bad_files()["text.jpg"], name="notes.jpg")
+        assert raw_predict(server.url, jpeg_bytes(skimage_photo("coffee")))[1].startswith("Not a husky")
+        printed = capfd.readouterr()
     assert "Traceback" not in printed.out + printed.err
+    assert [e["refused"] is not None for e in server.audit()] == [True, False]  # the log has the refusal
 
 
 @pytest.mark.slow  # an occlusion map of a phone-sized photo: several seconds
