@@ -46,11 +46,13 @@ def launch(model: Predictor, settings: Settings) -> None:
 def serve_page(ctx: ServeContext, block: bool = True) -> gr.Blocks:
     """Build the page and serve it on ``settings.host:port`` through gradio's own server, with the connection
     guard, the fairness middleware, the lean route and the upload sweeper. ``block=False`` returns the page once
-    its server listens (in a thread of this process; ``demo.close()`` stops it), as the tests run it."""
+    its server listens (in a thread of this process; ``demo.close()`` stops it), as the tests run it.
+    ``ctx.uploads`` is the registry of the server's uploads (the only files it ever deletes)."""
+    if ctx.uploads is None:
+        raise ValueError("serving needs an upload registry (ServeContext.uploads)")
     settings = ctx.settings
     demo = build_demo(ctx)
-    if ctx.uploads is not None:
-        ctx.uploads.never_delete(lambda: gradio_adapter.kept_in_cache(demo))
+    ctx.uploads.never_delete(lambda: gradio_adapter.kept_in_cache(demo))
     # X-Forwarded-For is interpreted by huskyai (HUSKYAI_TRUST_PROXY), never by uvicorn, whose default
     # trusts any header sent from 127.0.0.1 and would let a local caller pick its own address
     os.environ["FORWARDED_ALLOW_IPS"] = ""
