@@ -96,9 +96,9 @@ def queued_requests(demo: gr.Blocks) -> list[Any]:
 @contextlib.contextmanager
 def server_app_built_at_launch() -> Iterator[None]:
     """Inside this block gradio builds no server app: ``Blocks.__exit__`` and ``Blocks.queue`` each build a
-    FastAPI app of about 85 routes (``App.create_app``) and throw it away; ``launch`` builds the one it
-    serves. Skipping the throwaway builds saves a second or so of start-up on two cores. Another gradio
-    (``create_app`` not a staticmethod) is left alone."""
+    whole FastAPI app (``App.create_app``) and throw it away; ``launch`` builds the one it serves. Skipping the
+    throwaway builds shortens the app's start. Another gradio (``create_app`` not a staticmethod) is left
+    alone."""
     real = App.__dict__.get("create_app")
     if not isinstance(real, staticmethod):
         yield

@@ -9,7 +9,7 @@ the person's business, not the server's: it is one line in the audit log and a m
 traceback in the server's log.
 
 Heatmaps have their own, smaller rate limit (``settings.explain_rate_limit``): a heatmap is relative (its
-peak is 1 whatever P is), but it still measures how P moves under ~120 occlusions (or a gradient), far more
+peak is 1 whatever P is), but it still measures how P moves under many occlusions (or a gradient), far more
 about the model per query than a label. A heatmap over that limit is skipped, not refused: the verdict it
 follows is complete, so the page says so quietly in the heatmap's box instead of showing an error.
 """

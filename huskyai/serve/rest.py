@@ -5,7 +5,7 @@
     -> {"label": "husky", "verdict": "Husky, 97%", "scores": {"husky": 0.97, "not_husky": 0.03}}
 
 gradio's API costs three requests a photo (upload as multipart, join the queue, read the event stream)
-and about 75 ms of Python in the event loop; this route reads the body once and answers. The body is the
+and more Python in the event loop; this route reads the body once and answers. The body is the
 photo's bytes, or a multipart form with one file part: ``curl -F``, the usual upload form (requests'
 ``files=``, an HTML form), is what people type first, and refusing it would only send them back to retype
 it; starlette parses the form within the same body cap. It is
