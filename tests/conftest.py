@@ -171,22 +171,6 @@ def running_app(workdir: Path, **env: str):
             proc.kill()
 
 
-@pytest.fixture(scope="session")
-def app_server(tmp_path_factory):
-    # generous limits: these tests send many requests from one address; test_ratelimit and test_app_explain
-    # check the limits
-    with running_app(tmp_path_factory.mktemp("app"), HUSKYAI_RATE_LIMIT="100000",
-                     HUSKYAI_EXPLAIN_RATE_LIMIT="100000") as server:
-        yield server
-
-
-@pytest.fixture(scope="session")
-def client(app_server):
-    from gradio_client import Client
-
-    return Client(app_server["url"], verbose=False)
-
-
 # --- a serving install: the training stack unimportable (tests/test_packaging.py, tests/test_browser.py) ---
 # What a serving install (requirements.txt, or `pip install huskyai`) lacks: serving must never need them.
 TRAINING_ONLY = ("torch", "torchvision", "fastai", "timm", "safetensors", "sklearn", "matplotlib", "skl2onnx",

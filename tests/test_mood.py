@@ -274,34 +274,7 @@ def test_hgb_and_fastai_export_to_the_same_onnx_contract(tmp_path, name):
     assert model.predict({"sleep_hours": 9}).mood >= model.predict({"sleep_hours": 4}).mood
 
 
-# ---- the Mood tab's pieces (the app wires them; its browser test lives with the app) ---------------------
-
-def test_mood_tab_builds_and_its_handler_answers_with_reasons(trained, tmp_path):
-    import gradio as gr
-
-    from huskyai.audit import AuditLog
-    from huskyai.serve.mood_tab import build_mood_tab, handler, input_names
-
-    folder, _ = trained
-    model = load(folder / "export")
-    with gr.Blocks() as demo, gr.Tab("Mood"):
-        build_mood_tab(model)
-    assert any(getattr(b, "label", None) == "sleep_hours (h)" for b in demo.blocks.values())
-    log_path = tmp_path / "audit.jsonl"
-    names = input_names(model)
-    answer = handler(model, names, AuditLog(log_path))  # the boxes' names stand in for the boxes
-    values = [model.card["typical_day"].get(n) for n in names]
-    values[input_names(model).index("sleep_hours")] = 9.75
-    text = answer(dict(zip(names, values)), None)
-    assert "Predicted mood" in text and "**sleep_hours** pushed it up" in text and "SYNTHETIC" in text
-    values[input_names(model).index("sleep_hours")] = "lots"
-    with pytest.raises(gr.Error):
-        answer(dict(zip(names, values)), None)
-    lines = [json.loads(line) for line in log_path.read_text().splitlines()]
-    assert [line["source"] for line in lines] == ["app:mood", "app:mood"]
-    assert lines[1]["refused"] == "invalid day: sleep_hours"
-    assert "9.75" not in log_path.read_text() and "lots" not in log_path.read_text()  # never the day's values
-
+# ---- attacks and refusals (the Mood tab's own tests live in tests/serve/test_mood_tab.py) ----------------------
 
 def test_mood_evasion_moves_a_day_by_one_point_changing_only_what_a_person_controls(trained, tmp_path):
     from huskyai.mood.evasion import mood_evasion
@@ -316,96 +289,6 @@ def test_mood_evasion_moves_a_day_by_one_point_changing_only_what_a_person_contr
             assert abs(run["end"] - run["start"]) >= 1.0 and run["changes"]
     assert json.loads((tmp_path / "mood-evasion.json").read_text())["attack"] == "mood-evasion"
     assert (tmp_path / "mood-evasion.md").read_text().startswith("# Mood evasion")
-
-
-IMPOSSIBLE = [1e300, 10**400, float("inf"), float("nan"), -30, "1e999", "x" * 100_000]
-
-
-def _mood_call(model, log):
-    """The tab's listener as gradio runs it for a request (its boxes' preprocess, then the handler), and a
-    way to fill the boxes: {field: value} over the typical day."""
-    import asyncio
-
-    import gradio as gr
-
-    from huskyai.serve.mood_tab import API_NAME, build_mood_tab, input_names
-
-    with gr.Blocks() as demo:
-        build_mood_tab(model, log=log)
-    fn = next(f for f in demo.fns.values() if f.api_name == API_NAME)
-    names = dict(zip(input_names(model), [None] * len(input_names(model))))
-    boxes = {b._id: b for b in fn.inputs}
-    by_label = {}
-    for name in names:  # every input box is labelled with its field's name first
-        (box,) = [b for b in boxes.values() if b.label.split(" (")[0].replace(" ", "_") == name
-                  or (name.endswith("_yesterday") and b.label.startswith("yesterday"))
-                  or (name == "day_of_week" and b.label.startswith("day of week"))]
-        by_label[name] = box
-
-    def call(**fields):
-        day = {n: model.card["typical_day"].get(n) for n in names} | {"mood_yesterday": 3} | fields
-        inputs = [day.get(next(n for n, b in by_label.items() if b is box)) for box in fn.inputs]
-        return asyncio.run(demo.process_api(block_fn=fn, inputs=inputs, state=None))["data"][0]
-
-    return call
-
-
-@pytest.mark.parametrize("value", IMPOSSIBLE, ids=["1e300", "10**400", "inf", "nan", "-30h", "1e999", "100k_text"])
-def test_an_impossible_mood_input_is_refused_naming_its_range_and_audited_as_a_refusal(tmp_path, value):
-    """1e300 or 10**400 hours of sleep crashed the model and were audited as an answer; infinity gave a mood;
-    -30 hours of sleep was accepted silently. Through gradio's own processing, as a request is."""
-    import gradio as gr
-
-    from huskyai.audit import AuditLog
-
-    log_path = tmp_path / "audit.jsonl"
-    call = _mood_call(load(), AuditLog(log_path))
-    assert "Predicted mood" in call(sleep_hours=8)
-    with pytest.raises(gr.Error) as refused:
-        call(sleep_hours=value)
-    message = refused.value.message
-    assert message.startswith("sleep_hours: ") and "0 to 24 h" in message and len(message) < 200, message
-    answer, refusal = [json.loads(line) for line in log_path.read_text().splitlines()]
-    assert answer["refused"] is None and answer["source"] == refusal["source"] == "app:mood"
-    assert refusal["refused"] == "invalid day: sleep_hours" and refusal["label"] is None
-    assert "1e" not in log_path.read_text() and "-30" not in log_path.read_text()  # never the values
-
-
-@pytest.mark.parametrize("field,value,said", [
-    ("mood_yesterday", 9, "mood_yesterday: 9 is outside its range, 1 to 5"),
-    ("weather", "<b>snow</b>", "weather: &#x27;&lt;b&gt;snow&lt;/b&gt;&#x27; is not one of cloudy, rainy, sunny"),
-    ("day_of_week", "Caturday", "day_of_week: &#x27;Caturday&#x27; is not one of Mon, Tue"),
-    ("steps", -1, "steps: -1 is outside its range, 0 to 200000"),
-])
-def test_every_mood_field_is_held_to_its_range_or_choices(tmp_path, field, value, said):
-    """A value the page's boxes cannot send (a forged API call) is refused by the handler, audited, and never
-    refused by gradio first (which would leave no audit line and echo the value at any length)."""
-    import gradio as gr
-
-    from huskyai.audit import AuditLog
-
-    log_path = tmp_path / "audit.jsonl"
-    with pytest.raises(gr.Error) as refused:
-        _mood_call(load(), AuditLog(log_path))(**{field: value})
-    assert refused.value.message.startswith(said)
-    (line,) = [json.loads(line) for line in log_path.read_text().splitlines()]
-    assert line["refused"] == f"invalid day: {field}"
-
-
-def test_a_mood_crash_is_audited_as_a_refusal(tmp_path):
-    """A failure inside the model (here: a model whose graph cannot run) is a refusal in the log, never an
-    answer, and the person reads one line."""
-    import gradio as gr
-
-    from huskyai.audit import AuditLog
-
-    model = load()
-    model.session = None  # the graph is gone: predict fails inside the model, past every check
-    log_path = tmp_path / "audit.jsonl"
-    with pytest.raises(gr.Error, match="could not answer for this day"):
-        _mood_call(model, AuditLog(log_path))(sleep_hours=8)
-    (line,) = [json.loads(line) for line in log_path.read_text().splitlines()]
-    assert line["refused"] == "failed: AttributeError" and line["label"] is None
 
 
 @pytest.mark.parametrize("value", [1e300, 10**400, float("inf"), float("nan"), -30])
