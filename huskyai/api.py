@@ -7,6 +7,9 @@
     metrics = huskyai.evaluate("my_export", "test_photos", sheet="errors.png")
     checked = huskyai.verify("my_export")                 # .ok, .problems, .findings, .trust, .pickle_note
     huskyai.sign("my_export")                             # this machine's key; IntegrityError if verify refuses
+    huskyai.sign("my_export", key="private.pem")          # model.sig: anyone with the public key can check it
+    huskyai.push("my_export", "me/husky")                 # to the Hugging Face Hub: no pickle
+    model = huskyai.load("hf://me/husky@COMMIT", public_key="team.pub")
     huskyai.score("photos/", "results.csv")               # many photos, resumable
 
 ``python -m huskyai`` is a thin skin over these functions, as ultralytics' ``yolo`` is over ``YOLO()``. Each
@@ -21,6 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from huskyai.errors import SettingsError
 from huskyai.evaluation.evaluate import evaluate
 from huskyai.evaluation.score import ScoreSummary, score
 from huskyai.explain.explanation import Explanation, explain
@@ -32,7 +36,8 @@ from huskyai.mood import load as load_mood
 from huskyai.network.runtime import TorchEngine, onnx_for
 from huskyai.training.config import DoctorConfig, TrainConfig
 from huskyai.trust import exports
-from huskyai.trust.signing import SignResult, VerifyResult, verify
+from huskyai.trust.push import PushResult, push
+from huskyai.trust.signing import KeySignResult, SignResult, VerifyResult, sign_with_key, verify
 from huskyai.trust.signing import sign as sign_card
 
 # where training writes when no folder is named, relative to the working directory: a new folder per run
@@ -41,12 +46,18 @@ DEFAULT_OUT = "runs/{kind}-{time}"
 MODELS = {"husky": "is this a husky? (photos)", "mood": "a day's mood from a diary (tabular; synthetic data)"}
 
 __all__ = ["load", "available_models", "Model", "train", "TrainResult", "TrainConfig", "DoctorConfig", "evaluate",
-           "verify", "VerifyResult", "sign", "SignResult", "score", "ScoreSummary", "load_learner", "DEFAULT_OUT",
-           "default_out"]
+           "verify", "VerifyResult", "sign", "SignResult", "KeySignResult", "push", "PushResult", "score",
+           "ScoreSummary", "load_learner", "DEFAULT_OUT", "default_out"]
 
 
 class Model(Predictor):
-    """A loaded husky model: ``predict``, ``predict_batch``, and ``explain`` (where it looked)."""
+    """A loaded husky model: ``predict``, ``predict_batch``, and ``explain`` (where it looked). ``trust`` says
+    why it was believed; ``origin`` is hf://OWNER/NAME@COMMIT for a model from the Hub (else None)."""
+
+    def __init__(self, export: exports.VerifiedExport, engine: str = "auto", threads: int | None = None,
+                 precision: str | None = None):
+        super().__init__(export, engine, threads=threads, precision=precision, torch_engine=TorchEngine)
+        self.origin: str | None = export.origin
 
     def explain(self, source: ImageInput, name: str | None = None, method: str = "auto") -> Explanation:
         """The prediction with a heatmap over the network's input and an overlay at most 1024 px long.
@@ -61,19 +72,27 @@ def available_models() -> list[str]:
 
 
 def load(name_or_path: str | Path | None = None, sha256: str | None = None, trust_unsigned: bool = False,
-         engine: str = "auto", threads: int | None = None, precision: str | None = None) -> Model | MoodModel:
-    """A verified model: a shipped one by name ("husky", the default, or "mood") or an export folder.
+         engine: str = "auto", threads: int | None = None, precision: str | None = None,
+         public_key: str | Path | bytes | None = None) -> Model | MoodModel:
+    """A verified model: a shipped one by name ("husky", the default, or "mood"), an export folder, or a model on
+    the Hugging Face Hub, ``"hf://OWNER/NAME@REVISION"`` (fetched through huggingface_hub: the export's own file
+    names only, never a pickle; the revision, resolved to a commit, is in ``model.origin`` and ``model.trust``).
 
-    A folder's card is trusted when its sha256 is ``sha256`` (or the model's pin variable), it carries this
-    machine's signature, or ``trust_unsigned`` is given; every file must match the card and every graph keep to
-    the graph policy, or IntegrityError says why in one line. ``engine``: "auto" (ONNX Runtime on the export's
-    graph), "onnx" or "torch"; ``threads``: ONNX Runtime's threads for one call (default: every core);
-    ``precision``: "fp32" or "int8" (an export's model.int8.onnx). A folder named like a shipped model is
-    written with a path: ``./mood``."""
+    The card is trusted when it is signed by ``public_key``'s holder (a PEM file, or $HUSKYAI_MODEL_PUBLIC_KEY:
+    model.sig, an OMS signature, is checked before a byte of the model is read, and must hold), its sha256 is
+    ``sha256`` (or the model's pin variable), it is the shipped one, it carries this machine's signature, or
+    ``trust_unsigned`` is given; every file must match the card and every graph keep to the graph policy, or
+    IntegrityError says why in one line. ``engine``: "auto" (ONNX Runtime on the export's graph), "onnx" or
+    "torch"; ``threads``: ONNX Runtime's threads for one call (default: every core); ``precision``: "fp32" or
+    "int8" (an export's model.int8.onnx). A folder named like a shipped model is written with a path:
+    ``./mood``."""
     if name_or_path is not None and str(name_or_path) == "mood":
+        if public_key is not None:
+            raise SettingsError("public_key= checks the husky model's signature; pin the mood model with sha256=")
         return load_mood(sha256=sha256, trust_unsigned=trust_unsigned)
-    return Model(name_or_path, engine, sha256=sha256, trust_unsigned=trust_unsigned, threads=threads,
-                 precision=precision, torch_engine=TorchEngine)
+    export = exports.open_export(name_or_path, sha256=sha256, trust_unsigned=trust_unsigned, public_key=public_key,
+                                 pin_env=exports.MODEL_SHA256_ENV)
+    return Model(export, engine, threads=threads, precision=precision)
 
 
 @dataclass
@@ -109,14 +128,19 @@ def train(data: str | Path | list[str | Path], out: str | Path | None = None, re
 
 def sign(folder: str | Path | None = None, replace_signature: bool = False,
          redteam_report: str | Path | None = None, int8_data: Sequence[str | Path] | None = None,
-         reduce_range: bool = False, int8_photos: int | None = None) -> SignResult:
-    """Sign an export's card with this machine's key (made on first use), after verify's checks.
+         reduce_range: bool = False, int8_photos: int | None = None, key: str | Path | bytes | None = None,
+         key_password: bytes | None = None) -> SignResult:
+    """Sign an export's card with this machine's key (made on first use), after verify's checks; with ``key``
+    (a PEM private key, P-256 for instance) write model.sig instead, an OMS signature of the card and every file
+    it lists that anyone checks with the public key (``huskyai.load(DIR, public_key=...)``, ``model_signing
+    verify``); ``key_password`` if the key is encrypted.
 
     ``redteam_report``: a red-team summary.json made for these weights, hashed into the card as redteam.json.
     An export made before model.onnx shipped gets it, built from its verified weights (needs the train extra).
     ``int8_data`` (the training photo folders): the export also gets model.int8.onnx, calibrated on
     ``int8_photos`` training photos (default 128) that are not among the card's held-out ones
-    (``reduce_range``: 7-bit weights, for AVX2 CPUs without VNNI). IntegrityError with every problem when
+    (``reduce_range``: 7-bit weights, for AVX2 CPUs without VNNI). With ``key``, a card that must change for
+    these is signed with this machine's key first, then with ``key``. IntegrityError with every problem when
     verify would refuse the export."""
     if int8_data:  # onnxruntime's quantizer needs sympy, which the train extra brings (through torch)
         require("train", "INT8 quantization (sign --int8)")
@@ -133,7 +157,23 @@ def sign(folder: str | Path | None = None, replace_signature: bool = False,
                 reduce_range=reduce_range, **({"count": int8_photos} if int8_photos else {}))
         return made, card
 
-    return sign_card(folder, replace_signature, redteam_report, build=build)
+    card_changes = redteam_report or int8_data or _lacks_graph(folder)
+    done = None
+    if key is None or card_changes:
+        done = sign_card(folder, replace_signature, redteam_report, build=build, key_signature_follows=key is not None)
+    if key is None:
+        return done
+    signed = sign_with_key(folder, key, key_password)
+    return SignResult(signed.folder, signed.card_sha256, str(key) if not isinstance(key, bytes) else "the given key",
+                      done is not None and done.added_onnx, done is not None and done.added_int8,
+                      fingerprint=signed.fingerprint)
+
+
+def _lacks_graph(folder: str | Path | None) -> bool:
+    """Whether the export's card lists no model.onnx (signing adds it); False when the card cannot be read (the
+    signing that follows says why)."""
+    card = exports.read_card(folder)
+    return card is not None and exports.ONNX_NAME not in card["files"]
 
 
 def load_learner(export_dir: str | Path | None = None, sha256: str | None = None, trust_unsigned: bool = False):

@@ -7,7 +7,8 @@ variable on each call, so a variable set while the process runs holds from the n
 cannot be used raises SettingsError naming the variable. The variables:
 
 The app (Settings):
-    HUSKYAI_MODEL           export folder to serve (default: the shipped model)
+    HUSKYAI_MODEL           export folder to serve, or a Hub model hf://OWNER/NAME@REVISION (default: the shipped
+                            model)
     HUSKYAI_TRUST_UNSIGNED  1: serve an unsigned, unpinned export anyway (the model card and audit say so)
     HUSKYAI_RATE_LIMIT      predictions (and, separately, uploads) a minute per client (default 30; 0: off)
     HUSKYAI_MAX_IN_FLIGHT   requests one client may have uploading, queued or running at once (default 3)
@@ -36,6 +37,8 @@ Every door (the app, the CLI, Python), read on each call:
     HUSKYAI_MODEL_SHA256    the sha256 of the husky model's model.json: pins the export every husky load in the
                             process uses, where the signing key is not (pinned_sha256; huskyai.trust.exports)
     HUSKYAI_MOOD_MODEL_SHA256   the same for the mood model, so pinning one never refuses the other
+    HUSKYAI_MODEL_PUBLIC_KEY    a PEM public key file: every husky load in the process must carry an OMS
+                            signature (model.sig) by its key (model_public_key; huskyai.trust.exports)
     HUSKYAI_PRECISION       fp32 (the default) or int8: which of the export's ONNX graphs serves (precision)
     HUSKYAI_SIGNING_KEY     this machine's key for signing model cards, instead of the key file
                             (env_signing_key; huskyai.trust.keys)
@@ -45,6 +48,9 @@ Every door (the app, the CLI, Python), read on each call:
                             audit_log_path; huskyai.audit)
     HUSKYAI_AUDIT_MAX_BYTES the size at which the audit log rotates (default: huskyai.audit's 10 MiB; 0: never)
     HUSKYAI_AUDIT_SALT      the salt of the audit log's client pseudonyms (default: a random salt kept beside the log)
+
+huggingface_hub reads its own variables when a model comes from the Hub (HF_HUB_OFFLINE=1: only its cache,
+HF_HUB_CACHE or HF_HOME: where the cache is, HF_TOKEN: a token for private repositories and for push).
 
 pydantic-settings is not used: it is not installed with the serving extra (gradio brings pydantic, not
 pydantic-settings), and these few whole numbers and choices need no more than the readers below.
@@ -102,8 +108,9 @@ def _choice_env(name: str, choices: tuple[str, ...]) -> str:
 
 @dataclass(frozen=True)
 class Settings:
-    model_dir: str | None = None
+    model_dir: str | None = None  # an export folder, a shipped model's name, or hf://OWNER/NAME@REVISION
     trust_unsigned: bool = False
+    public_key: str | None = None  # HUSKYAI_MODEL_PUBLIC_KEY: the PEM file whose signature the model must carry
     rate_limit: int = DEFAULT_RATE_LIMIT
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
     trusted_proxy_hops: int = 0
@@ -128,6 +135,7 @@ class Settings:
         return cls(
             model_dir=model_dir or os.environ.get("HUSKYAI_MODEL") or None,
             trust_unsigned=os.environ.get("HUSKYAI_TRUST_UNSIGNED", "").strip() == "1",
+            public_key=model_public_key(),
             rate_limit=_int_env("HUSKYAI_RATE_LIMIT", DEFAULT_RATE_LIMIT),
             max_in_flight=_int_env("HUSKYAI_MAX_IN_FLIGHT", DEFAULT_MAX_IN_FLIGHT, minimum=1),
             trusted_proxy_hops=_int_env("HUSKYAI_TRUST_PROXY", hops_default),
@@ -151,6 +159,7 @@ class Settings:
 MODEL_SHA256_ENV = "HUSKYAI_MODEL_SHA256"  # the operator's pin for the husky model
 MOOD_MODEL_SHA256_ENV = "HUSKYAI_MOOD_MODEL_SHA256"  # ... and for the mood model (huskyai.mood)
 PIN_VARIABLES = (MODEL_SHA256_ENV, MOOD_MODEL_SHA256_ENV)
+MODEL_PUBLIC_KEY_ENV = "HUSKYAI_MODEL_PUBLIC_KEY"  # the husky model's signer, for every door (huskyai.trust.oms)
 PRECISION_ENV = "HUSKYAI_PRECISION"
 SIGNING_KEY_ENV = "HUSKYAI_SIGNING_KEY"
 AUDIT_LOG_ENV = "HUSKYAI_AUDIT_LOG"
@@ -164,6 +173,12 @@ def pinned_sha256(variable: str = MODEL_SHA256_ENV) -> str | None:
     if variable not in PIN_VARIABLES:
         raise ValueError(f"{variable} is not a pin variable ({', '.join(PIN_VARIABLES)})")
     return os.environ.get(variable) or None
+
+
+def model_public_key() -> str | None:
+    """$HUSKYAI_MODEL_PUBLIC_KEY, the PEM public key file whose OMS signature every husky model loaded in the
+    process must carry, else None."""
+    return os.environ.get(MODEL_PUBLIC_KEY_ENV, "").strip() or None
 
 
 def precision() -> str | None:

@@ -10,6 +10,8 @@ import json
 import sys
 from pathlib import Path
 
+from huskyai.cli.common import model_options
+
 KINDS = ("junk", "perturb", "query", "scaling", "tamper", "shortcut", "steal", "membership", "poison",
          "hopskipjump", "mood-evasion", "all")
 NEEDS_DATA = ("perturb", "query", "shortcut", "steal", "membership", "poison", "hopskipjump", "all")
@@ -72,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     from huskyai.redteam import report, runs, suite
     from huskyai.redteam.shortcut import shortcut_check
 
-    model = load(args.model, sha256=args.sha256, trust_unsigned=args.trust_unsigned)
+    model = load(args.model, **model_options(args))
     out = _out(args)
     options = vars(args)  # holds only the attack options that were given
     data = Path(args.data[0]) if args.data else None

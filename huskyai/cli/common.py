@@ -17,10 +17,24 @@ def stderr(msg: str) -> None:
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", help="export folder, or a shipped model's name (default: the shipped model)")
+    p.add_argument("--model", help="export folder, a shipped model's name, or a Hugging Face Hub model "
+                                   "hf://OWNER/NAME@REVISION (default: the shipped model)")
     p.add_argument("--sha256", help="trust the export whose model.json has this sha256 (or $HUSKYAI_MODEL_SHA256)")
+    add_public_key_argument(p)
     p.add_argument("--trust-unsigned", action="store_true",
                    help="load an unsigned, unpinned export anyway (shown in the audit log and the app)")
+
+
+def add_public_key_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--public-key", metavar="PUBLIC.pem",
+                   help="trust the export signed (model.sig, OMS) by this public key's holder, and only if that "
+                        "signature holds (or $HUSKYAI_MODEL_PUBLIC_KEY)")
+
+
+def model_options(args: argparse.Namespace) -> dict:
+    """The trust options of the model arguments, as huskyai.load takes them."""
+    options = {"sha256": args.sha256, "trust_unsigned": args.trust_unsigned}
+    return options | ({"public_key": args.public_key} if getattr(args, "public_key", None) else {})
 
 
 PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")

@@ -14,7 +14,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from huskyai.cli.common import add_model_arguments
+from huskyai.cli.common import add_model_arguments, add_public_key_argument, model_options
 from huskyai.cli.common import command as _command
 from huskyai.cli.common import stderr as _stderr
 from huskyai.cli.common import user_error as _err
@@ -91,8 +91,10 @@ def run_doctor(args: argparse.Namespace) -> int:
 
 def add_verify(sub) -> None:
     p = _command(sub, "verify", "check every model file against the model card and who vouches for it", run_verify)
-    p.add_argument("dir", nargs="?", help="export folder or shipped model's name (default: the shipped model)")
+    p.add_argument("dir", nargs="?", help="export folder, shipped model's name or hf://OWNER/NAME@REVISION "
+                                          "(default: the shipped model)")
     p.add_argument("--sha256", help="the sha256 of model.json you trust (or $HUSKYAI_MODEL_SHA256)")
+    add_public_key_argument(p)
     p.add_argument("--trust-unsigned", action="store_true",
                    help="check an unsigned, unpinned export's files without failing on the missing signature "
                         "(load refuses it unless trusted the same way)")
@@ -102,7 +104,7 @@ def run_verify(args: argparse.Namespace) -> int:
     """Every check verify made, one line each; exit 1 wherever huskyai.load would refuse the export."""
     from huskyai.api import verify
 
-    result = verify(args.dir, sha256=args.sha256, trust_unsigned=args.trust_unsigned)
+    result = verify(args.dir, **model_options(args))
     for line in result.findings:
         print(f"OK   {line}")
     if result.pickle_note:
@@ -113,8 +115,14 @@ def run_verify(args: argparse.Namespace) -> int:
 
 
 def add_sign(sub) -> None:
-    p = _command(sub, "sign", "sign the model card with this machine's key (after verify's checks)", run_sign)
+    p = _command(sub, "sign", "sign the model card with this machine's key, or with --key write model.sig, a "
+                 "signature anyone can check with the public key (after verify's checks)", run_sign)
     p.add_argument("dir", nargs="?", help="export folder (default: the shipped model)")
+    p.add_argument("--key", metavar="PRIVATE.pem",
+                   help="sign with this EC private key (P-256, e.g. `openssl ecparam -name prime256v1 -genkey "
+                        "-noout -out private.pem`): writes model.sig, an OpenSSF model signature (OMS) of the card "
+                        "and every file it lists; load it elsewhere with --public-key")
+    p.add_argument("--password", action="store_true", help="--key is encrypted: ask for its password")
     p.add_argument("--replace-signature", action="store_true",
                    help="re-sign a card signed with another (lost or rotated) key")
     p.add_argument("--report", help="a red-team report/summary.json for this model, added to the card as redteam.json")
@@ -130,9 +138,15 @@ def run_sign(args: argparse.Namespace) -> int:
     from huskyai.errors import QuantizeError
     from huskyai.trust import exports
 
+    password = None
+    if args.password:
+        import getpass
+
+        password = getpass.getpass(f"password of {args.key}: ").encode()
     try:
         done = sign(args.dir, replace_signature=args.replace_signature, redteam_report=args.report,
-                    int8_data=args.int8, int8_photos=args.int8_photos, reduce_range=args.reduce_range)
+                    int8_data=args.int8, int8_photos=args.int8_photos, reduce_range=args.reduce_range,
+                    key=args.key, key_password=password)
     except QuantizeError as err:  # e.g. a calibration folder that is not there: the card is left as it was
         _err(str(err))
         return 1
@@ -140,8 +154,53 @@ def run_sign(args: argparse.Namespace) -> int:
         print(f"added {exports.ONNX_NAME} (this export predates it)")
     if done.added_int8:
         print(f"added {exports.INT8_ONNX_NAME} (check it against fp32 with bench/quantize.py before serving it)")
-    print(f"signed {done.folder / exports.CARD_NAME} with {done.key}")
+    if done.fingerprint:
+        signature = shlex.quote(str(done.folder / exports.SIGNATURE_NAME))
+        folder = shlex.quote(str(done.folder))
+        print(f"signed {done.folder / exports.CARD_NAME} and every file it lists with key {done.fingerprint} "
+              f"({done.key}): {done.folder / exports.SIGNATURE_NAME}")
+        print(f"check it anywhere with the public key: huskyai verify {folder} --public-key PUBLIC.pem\n"
+              f"  or: model_signing verify key {folder} --signature {signature} --public_key PUBLIC.pem")
+    else:
+        print(f"signed {done.folder / exports.CARD_NAME} with {done.key}")
     print(f"card sha256 (pin it with {exports.MODEL_SHA256_ENV} where that key is not): {done.card_sha256}")
+    return 0
+
+
+def add_push(sub) -> None:
+    p = _command(sub, "push", "upload an export to the Hugging Face Hub: the card, weights, ONNX graph(s), model.sig "
+                 "and a model-card README; never a pickle (after verify's checks)", run_push)
+    p.add_argument("dir", help="export folder")
+    p.add_argument("repo", metavar="OWNER/NAME", help="the Hub repository (made if it does not exist)")
+    p.add_argument("--sha256", help="the sha256 of model.json you trust (or $HUSKYAI_MODEL_SHA256)")
+    add_public_key_argument(p)
+    p.add_argument("--trust-unsigned", action="store_true", help="push an unsigned, unpinned export (its users "
+                   "then pin its card's sha256)")
+    p.add_argument("--license", default="mit", help="the licence in the README's metadata (default %(default)s)")
+    p.add_argument("--private", action="store_true", help="make a new repository private")
+    p.add_argument("--revision", help="the branch to commit to (default: main)")
+    p.add_argument("--message", help="the commit message")
+    p.add_argument("--dry-run", action="store_true", help="check and list what would be uploaded; upload nothing")
+    p.add_argument("--stage", metavar="DIR", help="also write the files that are (or would be) uploaded to DIR, a "
+                   "new folder")
+
+
+def run_push(args: argparse.Namespace) -> int:
+    from huskyai.api import push
+    from huskyai.trust import exports
+
+    done = push(args.dir, args.repo, **model_options(args), license=args.license, private=args.private,
+                revision=args.revision, message=args.message, dry_run=args.dry_run, stage=args.stage)
+    for name, data in done.files.items():
+        print(f"{'would upload' if args.dry_run else 'uploaded'}\t{name}\t{len(data)} bytes\tsha256 "
+              f"{exports.sha256(data)}")
+    if done.stage:
+        print(f"staged in {done.stage}")
+    if args.dry_run:
+        print(f"dry run: nothing uploaded to {args.repo} (trusted: {done.trust})")
+        return 0
+    how = "--public-key PUBLIC.pem" if exports.SIGNATURE_NAME in done.files else f"--sha256 {done.card_sha256}"
+    print(f"pushed to {done.url}\nuse it: huskyai predict photo.jpg --model {done.source} {how}")
     return 0
 
 
@@ -163,7 +222,7 @@ def add_serve(sub) -> None:
 def run_serve(args: argparse.Namespace) -> int:
     from huskyai.serve.app import serve
 
-    return serve(args.model, args.host, args.port, sha256=args.sha256, trust_unsigned=args.trust_unsigned)
+    return serve(args.model, args.host, args.port, **model_options(args))
 
 
 def add_mood(sub) -> None:
@@ -173,7 +232,7 @@ def add_mood(sub) -> None:
 
 
 COMMANDS = (add_train, add_predict, add_explain, add_evaluate, add_score, add_doctor, add_verify, add_sign,
-            add_attack, add_serve, add_mood)
+            add_push, add_attack, add_serve, add_mood)
 
 
 def build_parser() -> argparse.ArgumentParser:

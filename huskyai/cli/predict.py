@@ -12,7 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
-from huskyai.cli.common import add_model_arguments, command, picture_path_problem, stderr, user_error
+from huskyai.cli.common import add_model_arguments, command, model_options, picture_path_problem, stderr, user_error
 from huskyai.training.config import ExplainConfig, add_options, options_from
 
 JSON_HELP = ("print JSON instead: a list with, for each photo, file, label, probability (of the positive class, "
@@ -68,7 +68,7 @@ def run_predict(args: argparse.Namespace) -> int:
     if args.explain and (problem := picture_path_problem(args.explain)):
         user_error(problem)
         return 1
-    model = load(args.model, sha256=args.sha256, trust_unsigned=args.trust_unsigned)
+    model = load(args.model, **model_options(args))
     audit, client = AuditLog(), f"cli:{getpass.getuser()}"
     maps = explain_paths(args.explain, args.files) if args.explain else [None] * len(args.files)
     if not args.json:
@@ -130,7 +130,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if args.sheet and (problem := picture_path_problem(args.sheet)):
         user_error(problem)
         return 1
-    result = evaluate(args.model, args.data, sheet=args.sheet, sha256=args.sha256, trust_unsigned=args.trust_unsigned,
+    model = args.model
+    if args.public_key:  # evaluate loads a folder as huskyai.load does, without a public key: load it here
+        from huskyai.api import load
+
+        model = load(args.model, **model_options(args))
+    result = evaluate(model, args.data, sheet=args.sheet, sha256=args.sha256, trust_unsigned=args.trust_unsigned,
                       report=stderr, explain=args.explain, **options_from(args, ExplainConfig))
     print(json.dumps(result, indent=2) if args.json else format_evaluation(result))
     return 0

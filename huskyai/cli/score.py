@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from huskyai.cli.common import add_model_arguments, command
+from huskyai.cli.common import add_model_arguments, command, model_options
 
 
 def add_score(sub) -> None:
@@ -19,7 +19,8 @@ def add_score(sub) -> None:
 
 
 def add_score_arguments(p: argparse.ArgumentParser) -> None:
-    """The arguments of ``huskyai score`` besides the model's (--model, --sha256, --trust-unsigned)."""
+    """The arguments of ``huskyai score`` besides the model's (--model, --sha256, --public-key,
+    --trust-unsigned)."""
     p.add_argument("source", nargs="+", help="photo files, folders (image files in them, recursively), globs "
                                              "('photos/**/*.jpg') or text files with one photo path a line; "
                                              "symbolic links inside them are not followed")
@@ -38,10 +39,13 @@ def add_score_arguments(p: argparse.ArgumentParser) -> None:
 def run_score(args: argparse.Namespace) -> int:
     """0 when every photo has a row (refused ones carry their error), 1 on a user error (printed by
     huskyai.cli.main), 130 when interrupted (what was scored is kept)."""
-    from huskyai.api import score
+    from huskyai.api import load, score
 
+    model = args.model
+    if args.public_key:  # score loads a folder as huskyai.load does, without a public key: load it here
+        model = load(args.model, engine="onnx", **model_options(args))
     try:
-        s = score(args.source, args.out, args.model, workers=args.workers, use_ray=args.ray,
+        s = score(args.source, args.out, model, workers=args.workers, use_ray=args.ray,
                   ray_address=args.ray_address, sha256=args.sha256, trust_unsigned=args.trust_unsigned,
                   progress=not args.no_progress)
     except KeyboardInterrupt:

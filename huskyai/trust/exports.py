@@ -6,22 +6,37 @@
     model.int8.onnx     optional: its static INT8 quantization (huskyai.training.quantize), served on request
     learner.pkl         fastai's Learner pickle, only when asked for (never opened by Husky AI)
     *.png, redteam.json validation plots and a red-team summary
+    model.sig           optional: an OMS signature (huskyai.trust.oms) of the card and every file it lists;
+                        not listed in the card, which it covers
 
-Why a card is trusted (``open_export``), first rule that applies:
-1. its sha256 equals the one the caller pins (``sha256=``, or the model's own variable: $HUSKYAI_MODEL_SHA256
+Why a card is trusted (``open_export``): for exactly one reason, the first that applies:
+1. it is signed by the public key the caller gives (``public_key=``, or $HUSKYAI_MODEL_PUBLIC_KEY for the husky
+   model): model.sig must verify with that key, and cover the card's bytes and every file the card lists, or
+   the export is refused whatever else vouches for it ("signed by key <fingerprint>");
+2. its sha256 equals the one the caller pins (``sha256=``, or the model's own variable: $HUSKYAI_MODEL_SHA256
    for the husky model, $HUSKYAI_MOOD_MODEL_SHA256 for the mood model, so pinning one never refuses the other);
-2. its sha256 equals ``SHIPPED_CARD_SHA256``, pinned in this package for the shipped export/;
-3. it carries a valid HMAC-SHA256 signature by this machine's key ($HUSKYAI_SIGNING_KEY, or the key
-   file that training creates on first use in the user's config folder, mode 0600);
-4. the caller says so explicitly (``trust_unsigned=True``), and that is shown wherever it is served.
-Each file is read once, without following symlinks, hashed in memory, and used from those bytes:
-a file swapped after the check is never what gets loaded. Every listed ONNX graph must also keep to the
-graph policy (huskyai.trust.graphpolicy: no external data, standard operator domains), checked on those bytes
-wherever files are read, so load, mood load, verify and sign all refuse a graph that reaches outside itself.
+   a pin given with a public key must match too;
+3. its sha256 equals ``SHIPPED_CARD_SHA256``, pinned in this package for the shipped export/;
+4. it carries a valid HMAC-SHA256 signature by this machine's key ($HUSKYAI_SIGNING_KEY, or the key
+   file that training creates on first use in the user's config folder, mode 0600): "made on this machine";
+5. the caller says so explicitly (``trust_unsigned=True``), and that is shown wherever it is served.
+The signature and the pin are checked on the card's raw bytes, before its JSON is parsed; the signature is
+checked before the card is even read. Each file is read once, without following symlinks, hashed in memory,
+and used from those bytes: a file swapped after the check is never what gets loaded. Every listed ONNX graph
+must also keep to the graph policy (huskyai.trust.graphpolicy: no external data, standard operator domains),
+checked on those bytes wherever files are read, so load, mood load, verify and sign all refuse a graph that
+reaches outside itself.
+
+A source ``hf://OWNER/NAME@REVISION`` is fetched through huggingface_hub (huskyai.trust.hub: the known names
+only, never a pickle) and verified the same way; a folder that is a commit's snapshot in the Hugging Face cache
+is read through its links into the cache's blobs/, and nowhere else. Its revision, resolved to a commit, is
+part of the reason shown (``trust``) and of ``VerifiedExport.origin``; a card from the Hub that lists
+learner.pkl is refused.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -34,7 +49,8 @@ from typing import Any
 
 from huskyai import settings
 from huskyai.errors import IntegrityError, UnsignedError
-from huskyai.settings import MODEL_SHA256_ENV, MOOD_MODEL_SHA256_ENV, SIGNING_KEY_ENV
+from huskyai.settings import MODEL_PUBLIC_KEY_ENV, MODEL_SHA256_ENV, MOOD_MODEL_SHA256_ENV, SIGNING_KEY_ENV
+from huskyai.trust import hub, oms
 from huskyai.trust.graphpolicy import check_graph
 from huskyai.trust.keys import key_path, signature_ok, signing_key
 
@@ -48,6 +64,9 @@ REDTEAM_NAME = "redteam.json"
 MOOD_NAMES = ("mood.onnx", "importance.png", "validation.png")  # the mood model's export (huskyai.mood)
 EXPORT_NAMES = (WEIGHTS_NAME, ONNX_NAME, INT8_ONNX_NAME, LEARNER_NAME, *PLOT_NAMES, REDTEAM_NAME,
                 *MOOD_NAMES)  # nothing else is read
+SIGNATURE_NAME = "model.sig"  # an OMS signature of the card and its files (huskyai.trust.oms), never in the card
+KNOWN_NAMES = (CARD_NAME, SIGNATURE_NAME, *EXPORT_NAMES)  # every name an export folder may hold
+HUB_NAMES = tuple(n for n in KNOWN_NAMES if n != LEARNER_NAME)  # what is fetched from the Hub: never a pickle
 FORMAT_VERSION = 2
 GRAPH_SUFFIX = ".onnx"  # a listed file with this suffix is an ONNX graph, checked by the graph policy
 
@@ -67,6 +86,8 @@ SHIPPED_CARD_SHA256 = "48eb0d40a3a9fa78a4c332c2e7addc4b0f507cf4ce9ea17f3788f33d3
 SHIPPED_CARDS = {"husky": SHIPPED_CARD_SHA256,
                  "mood": "d3db83eeb6e8023c05cf13ef76aa9bf516000e0d57aca95bfd3ce8a43de8d513"}
 MAX_FILE_BYTES = 512 * 1024 * 1024
+MAX_CARD_BYTES = 1 << 20
+MAX_SIGNATURE_BYTES = 1 << 20  # an OMS bundle for an export's few files is a few KB
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -84,9 +105,11 @@ def _read_at(dir_fd: int, name: str, folder: Path, max_bytes: int = MAX_FILE_BYT
         if name == CARD_NAME:
             raise IntegrityError(f"{folder / name}: no model card; is {folder} an export folder?") from None
         raise IntegrityError(f"{folder / name}: missing (the model card lists it)") from None
-    except OSError as err:  # ELOOP: a symlink
-        raise IntegrityError(f"{folder / name}: cannot be opened safely ({err.strerror}; symlinks are refused)") \
-            from None
+    except OSError as err:
+        if err.errno != errno.ELOOP or hub.snapshot_origin(folder) is None:
+            raise IntegrityError(f"{folder / name}: cannot be opened safely ({err.strerror}; symlinks are "
+                                 "refused)") from None
+        fd = hub.open_linked(dir_fd, name, folder)  # a Hub cache snapshot: its link into blobs/, and only that
     with os.fdopen(fd, "rb") as f:
         info = os.fstat(f.fileno())
         if not stat.S_ISREG(info.st_mode):
@@ -129,18 +152,29 @@ class VerifiedExport:
     folder: Path
     card: dict[str, Any]
     card_sha256: str
-    trust: str
+    trust: str  # why the card is believed, in a few words (and, for a Hub model, where it came from)
     files: dict[str, bytes] = field(repr=False)
+    origin: str | None = None  # hf://OWNER/NAME@COMMIT for a model from the Hugging Face Hub, else None
+    card_bytes: bytes = field(default=b"", repr=False)  # model.json as read and hashed
+    signature: bytes | None = field(default=None, repr=False)  # model.sig, when it was verified with a key
+
+
+def _check_pin(digest: str, pin: str | None, path: Path, pin_env: str) -> None:
+    """Refuse a card whose sha256 is not the pinned one: on its raw bytes, before its JSON is parsed."""
+    if pin and digest != pin.strip().lower():
+        raise IntegrityError(f"{path}: its sha256 {digest[:16]}... is not the pinned {pin[:16]}... "
+                             f"(sha256= or ${pin_env}); "
+                             "the model was changed or is not the one you pinned, refusing to load it")
 
 
 def _trust(card: dict[str, Any], digest: str, folder: Path, pin: str | None, trust_unsigned: bool,
-           pin_env: str) -> str:
+           pin_env: str, signed: oms.SignedFiles | None, has_signature_file: bool) -> str:
+    """The one reason the card is believed (the pin and the signature were already checked); IntegrityError
+    (UnsignedError when nobody vouches for it) otherwise."""
     path = folder / CARD_NAME
+    if signed is not None:
+        return f"signed by key {signed.fingerprint}"
     if pin:
-        if digest != pin.strip().lower():
-            raise IntegrityError(f"{path}: its sha256 {digest[:16]}... is not the pinned {pin[:16]}... "
-                                 f"(sha256= or ${pin_env}); "
-                                 "the model was changed or is not the one you pinned, refusing to load it")
         return "card sha256 pinned by the operator"
     if digest in SHIPPED_CARDS.values():
         return "the shipped model: its card's sha256 is pinned in the huskyai package"
@@ -160,6 +194,10 @@ def _trust(card: dict[str, Any], digest: str, folder: Path, pin: str | None, tru
         raise IntegrityError(f"{path}: the shipped model was changed (card sha256 {digest[:16]}..., the package "
                              f"pins {SHIPPED_CARD_SHA256[:16]}...); refusing to load it. Restore it with "
                              f"`git checkout export/`, or pin your own with sha256= / ${pin_env}")
+    if has_signature_file:
+        raise UnsignedError(f"{path}: the export carries an OMS signature ({SIGNATURE_NAME}), but no public key "
+                            f"was given to check it; refusing to load it. Give the signer's public key "
+                            f"(public_key= / --public-key / ${MODEL_PUBLIC_KEY_ENV}), or pin it (sha256={digest})")
     raise UnsignedError(f"{path}: the model card is not signed and not pinned, so anyone could have written it; "
                          f"refusing to load it. Pin it (sha256={digest} or ${pin_env}), sign it "
                          "(check it: `python -m huskyai verify DIR --trust-unsigned`, then "
@@ -178,6 +216,58 @@ def resolve(name_or_folder: str | Path | None) -> Path:
     if name_or_folder is None or str(name_or_folder) in SHIPPED_NAMES:
         return DEFAULT_EXPORT
     return Path(name_or_folder)
+
+
+def locate(source: str | Path | None) -> Path:
+    """The folder to read for ``source``: ``resolve``'s, or for ``hf://OWNER/NAME@REVISION`` the commit's
+    snapshot in the Hugging Face cache, fetched (the known names only) through huggingface_hub."""
+    if hub.is_hub(source):
+        return hub.fetch(str(source), HUB_NAMES)
+    return resolve(source)
+
+
+def public_key_for(public_key: str | Path | bytes | None, pin_env: str) -> str | Path | bytes | None:
+    """The public key a load must check: the caller's, else $HUSKYAI_MODEL_PUBLIC_KEY for the husky model."""
+    if public_key is not None:
+        return public_key
+    return settings.model_public_key() if pin_env == MODEL_SHA256_ENV else None
+
+
+def _has(dir_fd: int, name: str) -> bool:
+    try:
+        os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _verify_signature(dir_fd: int, folder: Path, public_key: str | Path | bytes) -> tuple[oms.SignedFiles, bytes]:
+    """model.sig checked with ``public_key`` before anything else is read: the digests it vouches for."""
+    pem = oms.read_key(public_key)
+    if not _has(dir_fd, SIGNATURE_NAME):
+        raise IntegrityError(f"{folder}: no {SIGNATURE_NAME}, but a public key was given (public_key= / "
+                             f"--public-key / ${MODEL_PUBLIC_KEY_ENV}): only an export signed with key "
+                             f"{oms.fingerprint(pem)} loads; refusing it")
+    bundle = _read_at(dir_fd, SIGNATURE_NAME, folder, max_bytes=MAX_SIGNATURE_BYTES)
+    return oms.verify_bundle(bundle, pem, str(folder / SIGNATURE_NAME)), bundle
+
+
+def _check_covered(card: dict[str, Any], signed: oms.SignedFiles, folder: Path) -> None:
+    """Every file the card lists must be signed with the very hash the card gives it."""
+    for name, expected in card["files"].items():
+        if name not in signed.digests:
+            raise IntegrityError(f"{folder / SIGNATURE_NAME}: does not cover {name}, which the card lists "
+                                 "(it was added after signing); refusing it")
+        if signed.digests[name] != expected:
+            raise IntegrityError(f"{folder / SIGNATURE_NAME}: signs another {name} than the card lists (changed "
+                                 "after signing); refusing it")
+
+
+def _check_origin(card: dict[str, Any], folder: Path, origin: str | None) -> None:
+    """A card from the Hub never lists a pickle: the Hub copy is fetched without one."""
+    if origin and LEARNER_NAME in card["files"]:
+        raise IntegrityError(f"{folder / CARD_NAME}: a model from the Hub ({origin}) whose card lists "
+                             f"{LEARNER_NAME}; Husky AI never fetches or opens a pickle, refusing it")
 
 
 def _read_listed(dir_fd: int, card: dict[str, Any], folder: Path, strict: bool) -> tuple[dict[str, bytes], list[str]]:
@@ -203,38 +293,101 @@ def _read_listed(dir_fd: int, card: dict[str, Any], folder: Path, strict: bool) 
     return files, problems
 
 
-def open_export(folder: str | Path | None = None, sha256: str | None = None, trust_unsigned: bool = False,
-                pin_env: str = MODEL_SHA256_ENV) -> VerifiedExport:
-    """Read, trust-check and hash an export folder (or a shipped model by name); IntegrityError with one
-    clear line otherwise. ``pin_env`` names the variable that pins this model for the process when ``sha256``
-    is not given (read by huskyai.settings.pinned_sha256): $HUSKYAI_MODEL_SHA256 (the husky model), or
-    ``MOOD_MODEL_SHA256_ENV`` for the mood model."""
-    folder = resolve(folder)
+def open_export(folder: str | Path | VerifiedExport | None = None, sha256: str | None = None,
+                trust_unsigned: bool = False, pin_env: str = MODEL_SHA256_ENV,
+                public_key: str | Path | bytes | None = None) -> VerifiedExport:
+    """Read, trust-check and hash an export folder (or a shipped model by name, or ``hf://OWNER/NAME@REVISION``);
+    IntegrityError with one clear line otherwise. ``pin_env`` names the variable that pins this model for the
+    process when ``sha256`` is not given (read by huskyai.settings.pinned_sha256): $HUSKYAI_MODEL_SHA256 (the
+    husky model, whose public key may also come from $HUSKYAI_MODEL_PUBLIC_KEY), or ``MOOD_MODEL_SHA256_ENV``
+    for the mood model. ``public_key``: a PEM file (or its bytes) whose OMS signature (model.sig) must hold.
+    An export already verified (a VerifiedExport) is returned as it is."""
+    if isinstance(folder, VerifiedExport):
+        return folder
+    folder = locate(folder)
+    origin = hub.snapshot_origin(folder)
+    key = public_key_for(public_key, pin_env)
+    pin = sha256 or settings.pinned_sha256(pin_env)
     dir_fd = _open_folder(folder)
     try:
-        card_bytes = _read_at(dir_fd, CARD_NAME, folder, max_bytes=1 << 20)
-        card = parse_card(card_bytes, folder / CARD_NAME)
+        signed, bundle = _verify_signature(dir_fd, folder, key) if key is not None else (None, None)
+        card_bytes = _read_at(dir_fd, CARD_NAME, folder, max_bytes=MAX_CARD_BYTES)
         digest = hashlib.sha256(card_bytes).hexdigest()
-        trust = _trust(card, digest, folder, sha256 or settings.pinned_sha256(pin_env), trust_unsigned, pin_env)
+        if signed is not None and signed.digests.get(CARD_NAME) != digest:
+            raise IntegrityError(f"{folder / CARD_NAME}: not the card that {SIGNATURE_NAME} signs (changed after "
+                                 f"signing); refusing to load it")
+        _check_pin(digest, pin, folder / CARD_NAME, pin_env)
+        card = parse_card(card_bytes, folder / CARD_NAME)
+        _check_origin(card, folder, origin)
+        if signed is not None:
+            _check_covered(card, signed, folder)
+        trust = _trust(card, digest, folder, pin, trust_unsigned, pin_env, signed,
+                       signed is None and _has(dir_fd, SIGNATURE_NAME))
         files, _ = _read_listed(dir_fd, card, folder, strict=True)
     finally:
         os.close(dir_fd)
-    return VerifiedExport(folder, card, digest, trust, files)
+    if origin:
+        trust = f"{trust}; from {origin}"
+    return VerifiedExport(folder, card, digest, trust, files, origin, card_bytes, bundle)
+
+
+@dataclass(frozen=True)
+class ExportFiles:
+    """An export's files as read, trust aside: what ``verify`` reports and ``sign`` signs."""
+    folder: Path
+    card: dict[str, Any] | None  # None when there is no readable card
+    problems: list[str]  # every problem with the card and the files it lists; empty when all match
+    files: dict[str, bytes] = field(repr=False)  # the listed files that matched the card
+    card_bytes: bytes = field(default=b"", repr=False)
+
+
+def read_export(folder: str | Path | None) -> ExportFiles:
+    """The card, every problem with the files it lists and the bytes that matched (``check_files``), with the
+    card's own bytes: what ``sign`` signs, exactly as it was checked."""
+    folder = locate(folder)
+    try:
+        dir_fd = _open_folder(folder)
+    except IntegrityError as err:
+        return ExportFiles(folder, None, [str(err)], {})
+    try:
+        card_bytes = _read_at(dir_fd, CARD_NAME, folder, max_bytes=MAX_CARD_BYTES)
+        card = parse_card(card_bytes, folder / CARD_NAME)
+        _check_origin(card, folder, hub.snapshot_origin(folder))
+        files, problems = _read_listed(dir_fd, card, folder, strict=False)
+    except IntegrityError as err:
+        return ExportFiles(folder, None, [str(err)], {})
+    finally:
+        os.close(dir_fd)
+    return ExportFiles(folder, card, problems, files, card_bytes)
 
 
 def check_files(folder: str | Path) -> tuple[dict[str, Any] | None, list[str], dict[str, bytes]]:
     """The card, every problem with the files it lists (empty when all match) and the bytes that
     matched, trust aside: what `verify` reports and `sign` demands before it signs."""
+    read = read_export(folder)
+    return read.card, read.problems, read.files
+
+
+def read_card(folder: str | Path | None) -> dict[str, Any] | None:
+    """The card of a local export folder, checked for shape but not for trust; None if it cannot be read."""
     folder = resolve(folder)
     try:
         dir_fd = _open_folder(folder)
-    except IntegrityError as err:
-        return None, [str(err)], {}
+    except IntegrityError:
+        return None
     try:
-        card = parse_card(_read_at(dir_fd, CARD_NAME, folder, max_bytes=1 << 20), folder / CARD_NAME)
-        files, problems = _read_listed(dir_fd, card, folder, strict=False)
-    except IntegrityError as err:
-        return None, [str(err)], {}
+        return parse_card(_read_at(dir_fd, CARD_NAME, folder, max_bytes=MAX_CARD_BYTES), folder / CARD_NAME)
+    except IntegrityError:
+        return None
     finally:
         os.close(dir_fd)
-    return card, problems, files
+
+
+def read_signature(folder: Path) -> bytes | None:
+    """model.sig's bytes in ``folder`` (never through a link but a Hub cache's), or None if there is none."""
+    dir_fd = _open_folder(folder)
+    try:
+        return _read_at(dir_fd, SIGNATURE_NAME, folder, MAX_SIGNATURE_BYTES) if _has(dir_fd, SIGNATURE_NAME) \
+            else None
+    finally:
+        os.close(dir_fd)

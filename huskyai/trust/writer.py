@@ -7,7 +7,8 @@ O_NOFOLLOW``), flushed to disk, then renamed over the destination. rename(2) rep
 and never follows a link, so a link or hard link at the destination is replaced, not written through.
 A destination that is a symlink, a folder, a FIFO or anything but a regular file is refused all the same:
 no writer of ours puts one there, so it is a sign of tampering. Only the export's own plain file names
-(``exports.EXPORT_NAMES`` and the card) are written, so no name can reach outside the folder.
+(``exports.KNOWN_NAMES``: the card, its files, and the OMS signature model.sig) are written, so no name can
+reach outside the folder.
 
 The model card is written here too, after the files it hashes (``write_card``, ``save_card``), and the
 training writer's staged export is moved into place here (``move_into_place``), the new card last.
@@ -28,7 +29,7 @@ from huskyai.errors import IntegrityError
 from huskyai.trust import exports
 from huskyai.trust.keys import card_signature
 
-NAMES = (exports.CARD_NAME, *exports.EXPORT_NAMES)  # every name a writer may put into an export
+NAMES = exports.KNOWN_NAMES  # every name a writer may put into an export
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _KINDS = ((stat.S_ISLNK, "a symlink"), (stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"),
           (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device"))
@@ -177,7 +178,7 @@ def move_into_place(stage: Path, out: Path) -> None:
     """Replace the export in ``out`` by the one staged in ``stage`` (same file system); only the export's
     own files are touched. Every destination is checked first: a symlink or other non-regular file planted
     in ``out`` is refused before anything moves. The old card goes first and the new one last, so a crash
-    half-way leaves no loadable mix."""
+    half-way leaves no loadable mix; an old model.sig (it signs the old card) goes too, unless one is staged."""
     stage, out = Path(stage), Path(out)
     with open_folder(stage) as src, open_folder(out) as dst:
         for name in NAMES:
@@ -186,7 +187,7 @@ def move_into_place(stage: Path, out: Path) -> None:
             raise IntegrityError(f"{stage}: no model card staged; nothing moved")
         if _exists(dst, out, exports.CARD_NAME):
             os.unlink(exports.CARD_NAME, dir_fd=dst)
-        for name in exports.EXPORT_NAMES:
+        for name in (*exports.EXPORT_NAMES, exports.SIGNATURE_NAME):
             if _exists(src, stage, name):
                 os.replace(name, name, src_dir_fd=src, dst_dir_fd=dst)
             elif _exists(dst, out, name):
