@@ -32,6 +32,12 @@ The app (Settings):
     HUSKYAI_EXPLAIN_METHOD  how heatmaps are made: auto (Grad-CAM where torch imports, else occlusion),
                             grad-cam or occlusion (default auto; occlusion keeps torch out of the app)
     GRADIO_SERVER_NAME / GRADIO_SERVER_PORT   where to listen (default 127.0.0.1:7860)
+    HUSKYAI_METRICS         /metrics in Prometheus' format: internal (the default: only to a scraper on this
+                            machine that reached the app directly, never through the proxy), on (any peer: a
+                            private network's scraper), off (no /metrics; huskyai.serve.metrics)
+    HUSKYAI_LIMITS_STORAGE  where per-client limits live: memory:// (this process, the default) or redis://HOST:PORT
+                            (shared by every replica; huskyai.serve.limits.store)
+    HUSKYAI_REPLICA         this replica's name in the audit log (default HOSTNAME:PORT)
 
 Every door (the app, the CLI, Python), read on each call:
     HUSKYAI_MODEL_SHA256    the sha256 of the husky model's model.json: pins the export every husky load in the
@@ -81,6 +87,8 @@ DEFAULT_BODY_TIMEOUT = 30
 DEFAULT_MAX_CONNECTIONS = 20
 API_DETAILS = ("full", "rounded", "label")
 EXPLAIN_METHODS = ("auto", "grad-cam", "occlusion")  # how a heatmap is made (huskyai.explain)
+METRICS_MODES = ("internal", "on", "off")  # who is answered at /metrics (huskyai.serve.metrics)
+LIMITS_SCHEMES = ("memory://", "redis://", "rediss://", "redis+unix://")  # the limits library's storages we use
 
 
 def _int_env(name: str, default: int, minimum: int = 0, maximum: int | None = None) -> int:
@@ -127,6 +135,9 @@ class Settings:
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     host: str = "127.0.0.1"
     port: int = 7860
+    metrics: str = METRICS_MODES[0]
+    limits_storage: str = LIMITS_SCHEMES[0]
+    replica: str | None = None  # HUSKYAI_REPLICA; None: HOSTNAME:PORT
 
     @classmethod
     def from_env(cls, model_dir: str | None = None, host: str | None = None, port: int | None = None) -> Settings:
@@ -151,7 +162,19 @@ class Settings:
             max_connections=_int_env("HUSKYAI_MAX_CONNECTIONS", DEFAULT_MAX_CONNECTIONS),
             host=host or os.environ.get("GRADIO_SERVER_NAME") or "127.0.0.1",
             port=port or _int_env("GRADIO_SERVER_PORT", 7860, minimum=1, maximum=65535),
+            metrics=_choice_env("HUSKYAI_METRICS", METRICS_MODES),
+            limits_storage=_limits_storage(),
+            replica=os.environ.get("HUSKYAI_REPLICA", "").strip()[:80] or None,
         )
+
+
+def _limits_storage() -> str:
+    """$HUSKYAI_LIMITS_STORAGE: memory:// (the default) or a Redis URL (the limits library's storage string)."""
+    value = os.environ.get("HUSKYAI_LIMITS_STORAGE", "").strip() or LIMITS_SCHEMES[0]
+    if not value.startswith(LIMITS_SCHEMES):
+        shown = value.split("@")[-1][:80]  # never echo a password
+        raise SettingsError(f"HUSKYAI_LIMITS_STORAGE={shown!r}: use memory:// or redis://HOST:PORT")
+    return value
 
 
 # ---- process-wide defaults of every door, read on each call -------------------------------------------------
