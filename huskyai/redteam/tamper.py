@@ -68,7 +68,7 @@ def _outcome(fn) -> str:
         with contextlib.redirect_stdout(io.StringIO()):  # fastai's progress bars
             fn()
     except Exception as err:  # noqa: BLE001 - the refusal is the point; its text is the report
-        return f"refused: {type(err).__name__}: {str(err)[:200]}"
+        return f"refused: {type(err).__name__}: {str(err)[:400]}"
     return "ACCEPTED"
 
 
@@ -76,7 +76,7 @@ def _verify(folder: Path | str, **trust) -> str:
     from huskyai.trust.signing import verify
 
     result = verify(folder, **trust)
-    return "ACCEPTED" if result.ok else f"refused: {'; '.join(result.problems)[:300]}"
+    return "ACCEPTED" if result.ok else f"refused: {'; '.join(result.problems)[:400]}"
 
 
 def _fresh_copy(export_dir: Path, dest: Path) -> Path:

@@ -105,11 +105,7 @@ def readme(export: exports.VerifiedExport, repo_id: str, license: str, files: di
     signed = exports.SIGNATURE_NAME in files
     lines = [
         "---", meta.to_yaml(), "---", "",
-        f"# {card.get('name', 'Husky AI model')}", "",
-        f"Is this a {card['positive_class']}? An image classifier ({card['arch']}, {card['input_size']} px input) "
-        f"trained with Husky AI; classes: {', '.join(card['classes'])}; it says "
-        f"{card['positive_class']} when P({card['positive_class']}) >= {card.get('decision_threshold', 0.5)}.",
-        "",
+        f"# {card.get('name', 'Husky AI model')}", "", _summary(card), "",
         "No pickle: the weights are safetensors, the network an ONNX graph, and `model.json` (the model card) "
         "gives the sha256 of every file. Husky AI fetches only those names from this repository and checks each "
         "against the card before it parses a byte.",
@@ -138,6 +134,17 @@ def readme(export: exports.VerifiedExport, repo_id: str, license: str, files: di
     lines += [f"| `{name}` | `{exports.sha256(data)}` |" for name, data in files.items()]
     lines += ["", f"The card's sha256 (what `sha256=` pins): `{export.card_sha256}`.", ""]
     return "\n".join(lines)
+
+
+def _summary(card: dict[str, Any]) -> str:
+    """What the model is, in a sentence, from the card's fields."""
+    positive, classes = card.get("positive_class"), card.get("classes")
+    if not positive or not isinstance(classes, list):
+        return "A model exported by Husky AI."
+    return (f"Is this a {positive}? An image classifier ({card.get('arch', 'a network')}, "
+            f"{card.get('input_size', '?')} px input) trained with Husky AI; classes: "
+            f"{', '.join(map(str, classes))}; it says {positive} when P({positive}) >= "
+            f"{card.get('decision_threshold', 0.5)}.")
 
 
 def _metrics(card: dict[str, Any]) -> list[str]:
