@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from trust.helpers import export_files, fill_cache, new_key_pair, offline_hub, own_copy, tiny_export
 
 import huskyai
 from conftest import ROOT, python_env
@@ -17,7 +18,6 @@ from huskyai.errors import IntegrityError, UnsignedError
 from huskyai.redteam.hubcache import repo_path
 from huskyai.trust import exports
 from huskyai.trust.signing import sign_with_key, verify
-from trust.helpers import export_files, fill_cache, new_key_pair, offline_hub, own_copy, tiny_export
 
 COFFEE = ROOT / "examples" / "coffee.jpg"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"

@@ -12,14 +12,13 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
+from trust.helpers import new_key_pair, own_copy, tiny_export
 
 import huskyai
 from conftest import ROOT, python_env
-from huskyai import api
 from huskyai.errors import IntegrityError, UnsignedError
 from huskyai.trust import exports, oms, writer
 from huskyai.trust.signing import sign_with_key, verify
-from trust.helpers import new_key_pair, own_copy, tiny_export
 
 COFFEE = ROOT / "examples" / "coffee.jpg"
 
@@ -298,3 +297,32 @@ def test_a_new_training_run_removes_the_old_models_signature(tmp_path, keys):
     writer.move_into_place(stage, out)
     assert not (out / "model.sig").exists()  # it signed the old card
     assert json.loads((out / "model.json").read_text())["name"] == "new"
+
+
+@pytest.mark.slow
+def test_score_and_evaluate_take_the_public_key_too(tmp_path, keys):
+    export = own_copy(tmp_path)
+    sign_with_key(export, keys["team"])
+    out = tmp_path / "scores.csv"
+    scored = cli("score", str(COFFEE), "--out", str(out), "--workers", "0", "--no-progress", "--model", str(export),
+                 "--public-key", str(keys["team_pub"]))
+    assert scored.returncode == 0, scored.stderr
+    assert exports.sha256((export / "model.json").read_bytes()) in out.read_text()
+    data = tmp_path / "data"
+    for label, photo in (("husky", "chelsea.jpg"), ("not_husky", "coffee.jpg")):
+        (data / label).mkdir(parents=True)
+        (data / label / photo).write_bytes((ROOT / "examples" / photo).read_bytes())
+    evaluated = cli("evaluate", str(data), "--json", "--model", str(export), "--public-key", str(keys["other_pub"]))
+    assert evaluated.returncode == 1 and "signed by another key" in evaluated.stderr
+    evaluated = cli("evaluate", str(data), "--json", "--model", str(export), "--public-key", str(keys["team_pub"]))
+    assert evaluated.returncode == 0 and json.loads(evaluated.stdout)["n"] == 2
+
+
+def test_the_app_reads_its_public_key_from_the_environment(monkeypatch, keys):
+    from huskyai.settings import Settings
+
+    assert Settings.from_env().public_key is None
+    monkeypatch.setenv("HUSKYAI_MODEL_PUBLIC_KEY", str(keys["team_pub"]))
+    monkeypatch.setenv("HUSKYAI_MODEL", "hf://team/husky@main")
+    settings = Settings.from_env()
+    assert settings.public_key == str(keys["team_pub"]) and settings.model_dir == "hf://team/husky@main"

@@ -9,13 +9,13 @@ import subprocess
 import sys
 
 import pytest
+from trust.helpers import fill_cache, new_key_pair, offline_hub, tiny_export
 
 from conftest import ROOT, python_env
 from huskyai.api import push
 from huskyai.errors import IntegrityError
 from huskyai.trust import exports, writer
 from huskyai.trust.signing import sign_with_key
-from trust.helpers import fill_cache, new_key_pair, offline_hub, tiny_export
 
 
 @pytest.fixture

@@ -4,9 +4,9 @@ parsed, and no pickle fetched or run."""
 from __future__ import annotations
 
 import pytest
+from trust.helpers import shipped_copy
 
 from huskyai.redteam.tamper import tamper_sharing
-from trust.helpers import shipped_copy
 
 
 @pytest.mark.slow
