@@ -20,7 +20,9 @@ from huskyai.errors import HuskyAIError, IntegrityError, InvalidImageError
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports them on first use
     from huskyai.api import (
         DoctorConfig,
+        KeySignResult,
         Model,
+        PushResult,
         ScoreSummary,
         SignResult,
         TrainConfig,
@@ -30,6 +32,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports
         evaluate,
         load,
         load_learner,
+        push,
         score,
         sign,
         train,
@@ -39,7 +42,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time __getattr__ imports
 
 __all__ = ["load", "available_models", "Model", "Prediction", "HuskyAIError", "InvalidImageError", "IntegrityError",
            "train", "TrainResult", "TrainConfig", "DoctorConfig", "evaluate", "verify", "VerifyResult", "sign",
-           "SignResult", "score", "ScoreSummary", "load_learner"]
+           "SignResult", "KeySignResult", "push", "PushResult", "score", "ScoreSummary", "load_learner"]
 __version__ = "0.1.0"
 
 
