@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -27,9 +28,10 @@ from huskyai.redteam.client import (
     upload,
 )
 from huskyai.serve.limits.ratelimit import RateLimiter
+from huskyai.serve.limits.store import LimitsStore
 
 FIELDS = {"time", "source", "client", "image_sha256", "image_bytes", "image_format", "width", "height", "label",
-          "probability", "refused", "latency_ms", "model_sha256", "trust"}
+          "probability", "refused", "latency_ms", "model_sha256", "trust", "replica"}
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +60,7 @@ def test_one_well_formed_line_per_prediction(tmp_path, shipped):
     assert entry["width"] == 600 and entry["height"] == 400
     assert entry["model_sha256"] == shipped.model_sha256 and entry["refused"] is None
     assert entry["trust"] == shipped.trust
+    assert entry["replica"] is None  # a log of no app replica (the CLI's) names none
     with pytest.raises(InvalidImageError):
         audited_predict(shipped, b"not an image", name="x.jpg", source="cli", client="cli:test", log=log)
     assert lines(tmp_path / "audit.jsonl")[1]["refused"].startswith("x.jpg: not a supported image")
@@ -104,16 +107,23 @@ def test_app_logs_each_answer_and_keeps_no_image(app_server):
         assert path.read_bytes()[:4] not in (b"\xff\xd8\xff\xe0", b"\x89PNG")
 
 
-def test_rate_limiter_window():
-    limiter = RateLimiter(per_minute=3)
-    assert [limiter.check("a", now=t) for t in (0, 1, 2)] == [None, None, None]
-    assert limiter.check("a", now=3) == pytest.approx(57)
-    assert limiter.check("b", now=3) is None  # another client has its own budget
-    assert limiter.check("a", now=60.5) is None  # the first request left the window
-    many = RateLimiter(per_minute=1, max_clients=100)
-    for i in range(5000):
-        many.check(f"client{i}", now=float(i))
-    assert len(many) <= 101  # a flood of distinct clients does not grow memory without bound
+def test_rate_limiter_is_a_moving_window():
+    """At most 3 in any 2 s, whichever second they fall in: the 4th waits until the first leaves the window."""
+    limiter = RateLimiter(per_minute=3, window=2)
+    assert [limiter.check("a") for _ in range(3)] == [None, None, None]
+    wait = limiter.check("a")
+    assert wait is not None and 1.5 < wait <= 2.0
+    assert limiter.check("b") is None  # another client has its own budget
+    time.sleep(wait + 0.05)
+    assert limiter.check("a") is None  # the first requests left the window
+    assert RateLimiter(per_minute=0).check("a") is None  # 0: no limit
+
+
+def test_budgets_of_one_store_are_kept_apart_by_name():
+    store = LimitsStore()
+    predictions, uploads = RateLimiter(1, store, name="predictions"), RateLimiter(1, store, name="uploads")
+    assert (predictions.check("a"), uploads.check("a")) == (None, None)
+    assert predictions.check("a") is not None and uploads.check("a") is not None
 
 
 @pytest.mark.slow  # serves the app

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import json
+from collections import deque
 
 import pytest
 
@@ -19,7 +20,7 @@ from huskyai.audit import (
     audited_predict,
 )
 from huskyai.serve.context import ServeContext
-from huskyai.serve.limits.ratelimit import RateLimiter
+from huskyai.serve.refusals import Refusal
 from huskyai.settings import Settings
 
 T0 = 1_780_000_000.0  # a simulated epoch second
@@ -81,7 +82,7 @@ def test_a_day_of_flooding_within_the_rate_limit_keeps_the_honest_answer(tmp_pat
     honest_client = log.client_id("192.0.2.1")
 
     attacker = log.client_id("198.51.100.7")
-    predictions = RateLimiter(settings.rate_limit)  # the middleware's budget, read with the simulated clock
+    window: deque[float] = deque()  # the middleware's moving window of answers, on the simulated clock
     answered = shipped.predict(photo)  # one real answer, given again (the app's engine queue is this hook)
     oversized = tmp_path / "big.jpg"
     oversized.write_bytes(b"\xff\xd8\xff" + b"\0" * (settings.upload_limit + 1))
@@ -90,7 +91,10 @@ def test_a_day_of_flooding_within_the_rate_limit_keeps_the_honest_answer(tmp_pat
     refusals = 0
     for second in range(DAY):
         clock.now = T0 + 1 + second
-        if predictions.check(attacker, now=clock.now) is None:
+        while window and clock.now - window[0] >= 60:
+            window.popleft()
+        if len(window) < settings.rate_limit:
+            window.append(clock.now)
             audited_predict(shipped, photo, name="x.jpg", source="app-explain", client=attacker, log=log,
                             predict=lambda data, name=None: answered)
         else:
@@ -122,9 +126,15 @@ def test_a_day_of_flooding_within_the_rate_limit_keeps_the_honest_answer(tmp_pat
     assert max(len(e["refused"]) for e in one_by_one) <= 600
 
 
+_contexts: dict[int, ServeContext] = {}
+
+
 def record_refusal(log: AuditLog, model, client: str, reason: str) -> None:
-    """A refusal made before any image was read, as every door of the app audits it."""
-    ServeContext(model, Settings(), log).refused(client, reason)
+    """A refusal made before any image was read, as every door of the app audits it (one app per log)."""
+    ctx = _contexts.get(id(log))
+    if ctx is None or ctx.audit is not log:
+        ctx = _contexts[id(log)] = ServeContext(model, Settings(), log)
+    ctx.refused(client, Refusal.IN_FLIGHT, reason)
 
 
 def test_refusals_beyond_a_few_a_minute_are_one_line_written_when_the_minute_closes(tmp_path, shipped):

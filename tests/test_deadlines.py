@@ -44,11 +44,11 @@ def test_an_ipv6_64_is_one_client_and_mapped_ipv4_is_ipv4():
 
 def test_rotating_addresses_inside_one_64_does_not_escape_the_rate_limit():
     limiter = RateLimiter(per_minute=3)
-    verdicts = [limiter.check(client_address(f"2001:db8:1:2::{i:x}", [], 0), now=0.0) for i in range(1, 6)]
+    verdicts = [limiter.check(client_address(f"2001:db8:1:2::{i:x}", [], 0)) for i in range(1, 6)]
     assert verdicts[:3] == [None, None, None]
     assert all(wait is not None for wait in verdicts[3:])  # the 4th and 5th address of the /64 are refused
-    assert limiter.check(client_address("2001:db8:1:3::1", [], 0), now=0.0) is None  # the next /64 is not
-    assert limiter.check(client_address("198.51.100.8", [], 0), now=0.0) is None  # IPv4 stays per address
+    assert limiter.check(client_address("2001:db8:1:3::1", [], 0)) is None  # the next /64 is not
+    assert limiter.check(client_address("198.51.100.8", [], 0)) is None  # IPv4 stays per address
 
 
 # --- the protocol around a tiny app: time the server holds a body back is not the client's ---

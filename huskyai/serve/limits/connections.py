@@ -35,6 +35,7 @@ import h11
 
 from huskyai.serve.gradio_adapter import UvicornH11Protocol
 from huskyai.serve.limits.clients import client_address
+from huskyai.serve.refusals import Refusal
 
 MIN_BODY_RATE = 1024  # bytes a second a body must average once its first body_timeout seconds are over
 HEADERS, BODY = "headers", "body"
@@ -43,16 +44,16 @@ HEADERS, BODY = "headers", "body"
 class ConnectionGuard:
     """The rules above for one server: its settings, and how many connections each client has open.
 
-    ``on_refusal(address, reason)`` is told of every connection refused or cut (not of idle keep-alive
+    ``on_refusal(address, kind, reason)`` is told of every connection refused or cut (not of idle keep-alive
     connections closed). All calls happen on the server's event loop, so the counts need no lock."""
 
     def __init__(self, *, header_timeout: float, body_timeout: float, max_per_client: int,
-                 min_body_rate: float = MIN_BODY_RATE, on_refusal: Callable[[str, str], None] | None = None):
+                 min_body_rate: float = MIN_BODY_RATE, on_refusal: Callable[[str, Refusal, str], None] | None = None):
         self.header_timeout = header_timeout
         self.body_timeout = body_timeout
         self.max_per_client = max_per_client
         self.min_body_rate = min_body_rate
-        self.on_refusal = on_refusal or (lambda address, reason: None)
+        self.on_refusal = on_refusal or (lambda address, kind, reason: None)
         self.open: dict[str, int] = {}
 
     def admit(self, address: str) -> bool:
@@ -93,7 +94,8 @@ class GuardedH11Protocol(UvicornH11Protocol):
         super().connection_made(transport)
         address = client_address(self.client[0] if self.client else None, (), 0)
         if not self.guard.admit(address):
-            self.guard.on_refusal(address, f"connection cap: already {self.guard.max_per_client} connections open")
+            self.guard.on_refusal(address, Refusal.CONNECTION_CAP,
+                                  f"connection cap: already {self.guard.max_per_client} connections open")
             self._answer_and_close(429, f"Too many connections from one address: at most "
                                         f"{self.guard.max_per_client} at a time.")
             return
@@ -163,8 +165,8 @@ class GuardedH11Protocol(UvicornH11Protocol):
             if not started:  # nothing of a next request arrived: an idle keep-alive connection
                 self.transport.close()
                 return
-            self.guard.on_refusal(self._address, f"request headers not complete within "
-                                                 f"{self.guard.header_timeout:g} s")
+            self.guard.on_refusal(self._address, Refusal.HEADERS_TOO_SLOW,
+                                  f"request headers not complete within {self.guard.header_timeout:g} s")
             self._answer_and_close(408, "The request headers took too long; send the request again.")
             return
         if self.flow.read_paused or self.conn.they_are_waiting_for_100_continue:
@@ -172,7 +174,8 @@ class GuardedH11Protocol(UvicornH11Protocol):
             self._body_started, self._body_bytes = self.loop.time(), 0
             self._arm(BODY, self.guard.body_timeout)
             return
-        self.guard.on_refusal(self._address, "request body stalled or too slow (connection closed)")
+        self.guard.on_refusal(self._address, Refusal.BODY_STALLED,
+                              "request body stalled or too slow (connection closed)")
         if self.cycle is not None and not self.cycle.response_started:
             self._answer_and_close(408, "The request body stalled; send the request again.")
         else:

@@ -12,6 +12,8 @@ For every request, in this order:
    limit (uploads and predictions have a budget each; a heatmap's request counts as a prediction here,
    and its own, smaller limit is applied by its handler, huskyai.serve.handlers.explainer, since only gradio
    knows which function a queue/join calls).
+   Both budgets live in the app's limits store (huskyai.serve.limits.store): in this process, or in Redis,
+   where one client has one budget across every replica.
 3. One event per client in gradio's queue: a client's next prediction waits at the door (costing
    an idle coroutine, nothing else) until its previous one has finished (on the lean route, until its
    answer is sent). One client can therefore
@@ -47,8 +49,9 @@ from huskyai.serve.limits.bodystream import (
     send_json,
 )
 from huskyai.serve.limits.clients import client_address
-from huskyai.serve.limits.ratelimit import RateLimiter
+from huskyai.serve.limits.ratelimit import InFlight, RateLimiter
 from huskyai.serve.limits.uploads import UploadRegistry
+from huskyai.serve.refusals import Refusal
 
 UPLOAD, JOIN, DIRECT, LEAN, OTHER = "upload", "join", "direct", "lean", "other"
 LEAN_PATH = "/api/v1/predict"  # huskyai.serve.rest's route, whose body is the photo
@@ -76,8 +79,8 @@ class FairServing:
 
     def __init__(self, app, *, upload_limit: int, max_in_flight: int, trusted_proxy_hops: int,
                  predictions: RateLimiter, uploads_limiter: RateLimiter, uploads: UploadRegistry,
-                 queued_for: Callable[[str], int], on_refusal: Callable[[str, str], None],
-                 idle_timeout: float = 30.0, turn_timeout: float = 60.0):
+                 queued_for: Callable[[str], int], on_refusal: Callable[[str, Refusal, str], None],
+                 in_flight: InFlight | None = None, idle_timeout: float = 30.0, turn_timeout: float = 60.0):
         self.app = app
         self.caps = {UPLOAD: upload_limit + SMALL_BODY,
                      JOIN: math.ceil(upload_limit / 3) * 4 + SMALL_BODY,  # a photo inline as a data: URL
@@ -93,7 +96,7 @@ class FairServing:
         self.on_refusal = on_refusal
         self.idle_timeout = idle_timeout
         self.turn_timeout = turn_timeout
-        self._active: dict[str, int] = {}
+        self.in_flight = in_flight if in_flight is not None else InFlight(predictions.store)
         self._doors: dict[str, asyncio.Lock] = {}
 
     def client_of(self, scope: Scope) -> str:
@@ -111,16 +114,19 @@ class FairServing:
         if declared is not None and (declared < 0 or declared > cap):
             announced = f"{declared} bytes announced" if declared >= 0 else "an invalid Content-Length"
             return await self._refuse(send, client, 413, self._too_large_message(kind),
-                                      f"request body too large: {announced}, the limit is {cap}")
-        if kind != OTHER:
-            load = self._active.get(client, 0) + self.queued_for(client)
-            if load >= self.max_in_flight:
+                                      f"request body too large: {announced}, the limit is {cap}",
+                                      Refusal.BODY_TOO_LARGE)
+        if kind == OTHER:  # page loads, result streams, file downloads: only the body cap applies
+            return await self._forward(scope, receive, send, kind, client, cap)
+        ticket = await self.in_flight.enter(client)  # counted first: two replicas cannot both see room for one
+        try:
+            if ticket.count - 1 + self.queued_for(client) >= self.max_in_flight:
                 return await self._refuse(
                     send, client, 429,
                     f"Too many requests at once from one address: at most {self.max_in_flight} at a time. "
-                    "Wait for an answer, then try again.", "in-flight limit", retry_after=5)
+                    "Wait for an answer, then try again.", "in-flight limit", Refusal.IN_FLIGHT, retry_after=5)
             limiter = self.limiters.get(kind)
-            wait = limiter.check(client) if limiter is not None else None
+            wait = await limiter.acheck(client) if limiter is not None else None
             if wait is not None:
                 what = "uploads" if kind == UPLOAD else "predictions"
                 # on the page a photo is answered twice, its verdict and then its heatmap: say what is counted
@@ -129,21 +135,15 @@ class FairServing:
                 return await self._refuse(
                     send, client, 429,
                     f"Slow down: at most {limiter.per_minute} {counted}. "
-                    f"Try again in {math.ceil(wait)} s.", f"rate limit ({what})", retry_after=math.ceil(wait))
-        if kind == OTHER:  # page loads, result streams, file downloads: only the body cap applies
-            return await self._forward(scope, receive, send, kind, client, cap)
-        self._active[client] = self._active.get(client, 0) + 1
-        try:
+                    f"Try again in {math.ceil(wait)} s.", f"rate limit ({what})",
+                    Refusal.UPLOAD_RATE_LIMIT if kind == UPLOAD else Refusal.RATE_LIMIT, retry_after=math.ceil(wait))
             if kind in (JOIN, LEAN):
                 await self._in_turn(scope, receive, send, kind, client, cap)
             else:
                 await self._forward(scope, receive, send, kind, client, cap)
         finally:
-            left = self._active[client] - 1
-            if left:
-                self._active[client] = left
-            else:
-                del self._active[client]
+            await self.in_flight.leave(ticket)
+            if not self.in_flight.here(client):
                 self._doors.pop(client, None)
 
     async def _in_turn(self, scope: Scope, receive: Receive, send: Send, kind: str, client: str, cap: int) -> None:
@@ -156,7 +156,7 @@ class FairServing:
                 if asyncio.get_running_loop().time() > deadline:
                     return await self._refuse(send, client, 429, "Your previous photo is still being answered; "
                                               "try again in a moment.", "waited too long for its turn",
-                                              retry_after=5)
+                                              Refusal.WAITED_TOO_LONG, retry_after=5)
                 await asyncio.sleep(0.02)
             await self._forward(scope, receive, send, kind, client, cap)  # JOIN: returns once the event is queued
 
@@ -178,7 +178,8 @@ class FairServing:
                 return  # the client went away; nobody is left to answer
         if body.cut is not None and not response.started:
             status, message, reason = body.cut
-            await self._refuse(send, client, status, message, reason)
+            kind = Refusal.BODY_TOO_LARGE if status == 413 else Refusal.BODY_STALLED
+            await self._refuse(send, client, status, message, reason, kind)
 
     async def _finish_held(self, send: Send, start: Message, body: bytes, kind: str, client: str) -> None:
         """Pass on a held answer: a successful upload's files are recorded, gradio's refusals noted."""
@@ -192,11 +193,12 @@ class FairServing:
             if len(paths) > MAX_FILES_PER_UPLOAD:
                 self.uploads.discard(paths)
                 return await self._refuse(send, client, 413, f"At most {MAX_FILES_PER_UPLOAD} files in one upload.",
-                                          f"upload of {len(paths)} files")
+                                          f"upload of {len(paths)} files", Refusal.TOO_MANY_FILES)
         elif status >= 400:
             text = one_line(body[:600].decode("utf-8", "replace"), GRADIO_TEXT)  # it may repeat the client's words
-            reason = "queue full" if status == 503 and kind == JOIN else f"refused by gradio: HTTP {status}"
-            self.on_refusal(client, f"{reason}: {text}")
+            full = status == 503 and kind == JOIN
+            reason = "queue full" if full else f"refused by gradio: HTTP {status}"
+            self.on_refusal(client, Refusal.QUEUE_FULL if full else Refusal.REFUSED_BY_GRADIO, f"{reason}: {text}")
         await send(start)
         await send({"type": "http.response.body", "body": body})
 
@@ -205,9 +207,9 @@ class FairServing:
             return "The request body is too large for this route."
         return too_large_message(self.upload_limit)
 
-    async def _refuse(self, send: Send, client: str, status: int, message: str, reason: str,
+    async def _refuse(self, send: Send, client: str, status: int, message: str, reason: str, kind: Refusal,
                       retry_after: int | None = None) -> None:
-        self.on_refusal(client, reason)
+        self.on_refusal(client, kind, reason)
         await send_json(send, status, message, retry_after)
 
 
