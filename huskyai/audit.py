@@ -2,7 +2,9 @@
 
 Each line: UTC time, source, client id (a salted hash of the IP in the app), the image's sha256,
 size, format and pixel size, the answer (label, probability) or the refusal, latency, the
-model's sha256 and how the model was verified ("trust"). Refusals made before an image is read
+model's sha256, how the model was verified ("trust"), and which replica of the app wrote it ("replica":
+HUSKYAI_REPLICA or HOSTNAME:PORT in the app, null in the CLI), so the logs of replicas behind one proxy can be
+merged and still say who answered. Refusals made before an image is read
 (rate limit, requests in flight, body too large, queue full) get a line too, without image fields.
 The image itself is never written anywhere.
 
@@ -58,7 +60,7 @@ MAX_OPEN_WINDOWS = 100_000  # clients with a minute of refusals open at once; be
 # characters kept of each text field (the line cap is the final bound; these keep any one field from crowding
 # out the others)
 FIELD_LIMITS = {"source": 40, "client": 80, "image_format": 16, "label": 64, "refused": 600,
-                "model_sha256": 80, "trust": 200}
+                "model_sha256": 80, "trust": 200, "replica": 80}
 SUMMARY_SOURCE = "audit"
 
 
@@ -75,12 +77,14 @@ class _Minute:
 class AuditLog:
     """The log file (or nothing, when the path is None). ``clock`` gives the time in seconds since the
     epoch (``time.time``; a test passes a simulated one). ``refusals_per_minute=None`` writes every refusal
-    one by one (for a log only its own operator writes to, such as the CLI's)."""
+    one by one (for a log only its own operator writes to, such as the CLI's). ``replica`` names the app's
+    replica on every line."""
 
     def __init__(self, path: Path | None | str = "default", max_bytes: int | None = None,
                  backups: int = DEFAULT_BACKUPS, clock: Callable[[], float] = time.time,
-                 refusals_per_minute: int | None = REFUSALS_PER_MINUTE):
+                 refusals_per_minute: int | None = REFUSALS_PER_MINUTE, replica: str | None = None):
         self.path = settings.audit_log_path() if path == "default" else (Path(path) if path else None)
+        self.replica = one_line(replica, FIELD_LIMITS["replica"]) if replica else None
         self.clock = clock
         self.refusals_per_minute = refusals_per_minute
         self.backups = backups
@@ -149,6 +153,7 @@ class AuditLog:
             "latency_ms": round(latency_ms, 2),
             "model_sha256": model_sha256,
             "trust": trust,
+            "replica": self.replica,
         })
         if self._logger is not None:
             with self._lock:
@@ -193,7 +198,7 @@ class AuditLog:
             "source": SUMMARY_SOURCE, "client": client, "image_sha256": None, "image_bytes": None,
             "image_format": None, "width": None, "height": None, "label": None, "probability": None,
             "refused": f"{minute.suppressed} more refusals from client {client} this minute",
-            "latency_ms": 0.0, "model_sha256": minute.model_sha256, "trust": minute.trust,
+            "latency_ms": 0.0, "model_sha256": minute.model_sha256, "trust": minute.trust, "replica": self.replica,
             "suppressed": minute.suppressed, "since": _stamp(minute.start)}))
 
     def _write(self, entry: dict) -> None:

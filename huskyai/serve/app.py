@@ -1,4 +1,5 @@
-"""Starting the app: load the model (in a thread, while gradio is imported) and serve it until stopped.
+"""Starting the app: bind the port (answering /livez and /readyz at once), load the model (in a thread, while
+gradio is imported) and serve it until stopped.
 
 Shared by ``python app.py`` and ``python -m huskyai serve``.
 """
@@ -14,6 +15,8 @@ import numpy as np
 
 from huskyai.api import Model, load
 from huskyai.errors import HuskyAIError, SettingsError
+from huskyai.serve.health import LOADING, STARTING, Readiness
+from huskyai.serve.startup import StartingServer, bind
 from huskyai.settings import Settings
 
 
@@ -37,11 +40,16 @@ def load_in_background(export_dir: str | Path | None = None, sha256: str | None 
 
 def serve(model_dir: str | None = None, host: str | None = None, port: int | None = None,
           sha256: str | None = None, trust_unsigned: bool = False) -> int:
-    """Load the model (in a thread, while gradio is imported) and serve the app until stopped.
+    """Bind the port, load the model (in a thread, while gradio is imported) and serve the app until stopped.
+
+    The start-up order, as /readyz tells it: the port is bound first and answers at once (huskyai.serve.startup:
+    /livez 200, /readyz 503 "loading and verifying the model"); the model is loaded and verified while gradio is
+    imported (/readyz: "the model is verified; starting the page's server"); the page is built and its server
+    takes the same socket over (/readyz 200). A model that fails its checks ends the process with code 1.
 
     Shared by ``python app.py`` and ``python -m huskyai serve``; ``sha256`` and ``trust_unsigned``
-    are passed to :func:`huskyai.load`. Returns an exit code; a missing or tampered model, or a bad
-    setting, is one line on stderr, not a traceback."""
+    are passed to :func:`huskyai.load`. Returns an exit code; a missing or tampered model, a port in use, or a
+    bad setting, is one line on stderr, not a traceback."""
     # gradio wraps every call in a matplotlib backend switch; naming the backend up front saves the
     # first request 0.3 s of backend resolution (a server has no display)
     os.environ.setdefault("MPLBACKEND", "Agg")
@@ -50,21 +58,27 @@ def serve(model_dir: str | None = None, host: str | None = None, port: int | Non
     except SettingsError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    try:
+        listener = bind(settings.host, settings.port)
+    except (OSError, OverflowError) as err:  # the port is taken, or not a port
+        print(f"error: cannot listen on {settings.host}:{settings.port}: {err}", file=sys.stderr)
+        return 1
+    readiness = Readiness(LOADING)
+    starting = StartingServer(listener, readiness).start()
     # hashing and ONNX Runtime's start overlap gradio's import (seconds), which is why it is imported only here
     model = load_in_background(settings.model_dir, sha256=sha256,
                                trust_unsigned=trust_unsigned or settings.trust_unsigned,
                                threads=settings.engine_threads or None)
+    model.add_done_callback(lambda done: done.exception() is None and readiness.not_ready(STARTING))
     from huskyai.serve.server import launch
 
     try:
         predictor = model.result()
     except HuskyAIError as err:
+        readiness.not_ready("the model was refused")
+        starting.stop()
+        listener.close()
         print(f"error: cannot serve the model: {err}", file=sys.stderr)
         return 1
-    try:
-        launch(predictor, settings)
-    except (OSError, OverflowError) as err:  # the port is taken, or not a port
-        print(f"error: cannot listen on {settings.host}:{settings.port}: {err}", file=sys.stderr)
-        return 1
+    launch(predictor, settings, listener=listener, readiness=readiness, before_start=starting.stop)
     return 0
-

@@ -12,10 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import Iterator
+import socket
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import gradio as gr
+import uvicorn
 from gradio import http_server
 from gradio import utils as gradio_utils
 from gradio.routes import App
@@ -111,27 +113,53 @@ def server_app_built_at_launch() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def uvicorn_protocol(protocol: type[asyncio.Protocol]) -> Iterator[None]:
-    """Serve every connection through ``protocol`` while gradio starts its server inside this block.
+def serve_on(listener: socket.socket, protocol: type[asyncio.Protocol], before_start: Callable[[], None] = lambda: None,
+             on_started: Callable[[], None] = lambda: None) -> Iterator[None]:
+    """While gradio launches inside this block, its server serves ``listener`` (a bound, listening socket: the
+    start-up listener's, huskyai.serve.startup) with ``protocol`` for every connection.
 
-    ``Blocks.launch`` builds its ``uvicorn.Config`` itself (in ``gradio.http_server.start_server``) and hands
-    it to ``gradio.http_server.Server``, with no way to pass ``http=``: a subclass of that Server, put in its
-    place for the duration, sets the protocol on the config before uvicorn loads it. WebSockets are off
-    (``ws="none"``): gradio 6 talks to the page over HTTP and server-sent events only, and an upgraded
-    connection would leave the protocol, its deadlines and its count."""
-    original = http_server.Server
+    ``Blocks.launch`` starts its server through ``gradio.http_server.start_server``, which test-binds the port
+    first (it would find it taken by the listener) and lets uvicorn bind a socket of its own, with no way to pass
+    a socket, nor ``http=`` for the protocol. For the block's duration that function is replaced by one that
+    builds the same ``uvicorn.Config`` (with ``http=protocol``) and gradio's own ``Server`` class (``run_in_thread``,
+    ``close``), whose ``run`` serves the listener. ``before_start`` runs just before the server starts (the
+    start-up listener stops taking connections there: the kernel holds new ones for the page's server), and
+    ``on_started`` once it accepts. WebSockets are off (``ws="none"``): gradio 6 talks to the page over HTTP and
+    server-sent events only, and an upgraded connection would leave the protocol, its deadlines and its count.
+    TLS is the reverse proxy's (deploy/nginx.conf): launch's TLS arguments are refused here."""
+    original = http_server.start_server
 
-    class Server(original):
-        def __init__(self, config, *args, **kwargs) -> None:
-            config.http = protocol
-            config.ws = "none"
-            super().__init__(config, *args, **kwargs)
+    class Server(http_server.Server):
+        def run(self, sockets: list[socket.socket] | None = None) -> None:
+            return super().run(sockets=[listener])
 
-    http_server.Server = Server
+    def start_server(app: App, server_name: str | None = None, server_port: int | None = None,
+                     ssl_keyfile: str | None = None, ssl_certfile: str | None = None,
+                     ssl_keyfile_password: str | None = None) -> tuple[str, int, str, http_server.Server]:
+        if ssl_keyfile or ssl_certfile:
+            raise ValueError("the app serves plain HTTP; TLS is the reverse proxy's (deploy/nginx.conf)")
+        host, port = listener.getsockname()[:2]
+        config = uvicorn.Config(app=app, host=host, port=port, log_level="warning", http=protocol, ws="none")
+        server = Server(config=config)
+        before_start()
+        server.run_in_thread()
+        on_started()
+        shown = "localhost" if host in ("0.0.0.0", "::") else (f"[{host}]" if ":" in host else host)
+        return server_name or host, port, f"http://{shown}:{port}/", server
+
+    http_server.start_server = start_server
     try:
         yield
     finally:
-        http_server.Server = original
+        http_server.start_server = original
+
+
+def from_the_page(request: Any) -> bool:
+    """Whether a gradio event came from the page's own frontend: gradio 6.31's page sends ``x-gradio-user: app``
+    with each event, its JavaScript and Python clients ``api`` (a call through ``/gradio_api/call/...`` sends
+    none). Only the metrics read it (a client may say what it likes here and gain nothing)."""
+    headers = getattr(request, "headers", None)
+    return headers is not None and headers.get("x-gradio-user") == "app"
 
 
 class _AsSent:

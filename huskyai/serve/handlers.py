@@ -27,9 +27,12 @@ from PIL import Image
 from huskyai.audit import audited_explain, audited_predict
 from huskyai.errors import InvalidImageError
 from huskyai.inference import disclosure
+from huskyai.serve import gradio_adapter
 from huskyai.serve.context import ServeContext
 from huskyai.serve.limits.ratelimit import RateLimiter
+from huskyai.serve.metrics import EXPLAIN, GRADIO_API, PAGE
 from huskyai.serve.photo_input import Upload, read_upload
+from huskyai.serve.refusals import Refusal
 
 SOURCE = "app"
 EXPLAIN_SOURCE = "app-explain"
@@ -48,12 +51,16 @@ def classifier(ctx: ServeContext) -> Callable[..., tuple[Scores, str]]:
     otherwise. Both are told as far as ``settings.api_detail`` allows."""
 
     def classify(photo: Any, request: gr.Request) -> tuple[Scores, str]:
-        upload, client = checked_upload(ctx, photo, request, SOURCE)
-        try:
-            pred = audited_predict(ctx.model, upload.data, name=upload.name, source=SOURCE, client=client,
-                                   log=ctx.audit, predict=ctx.predict)
-        except InvalidImageError as err:
-            raise refusal(html.escape(str(err))) from None  # the message names the file: the sender's text
+        door = PAGE if gradio_adapter.from_the_page(request) else GRADIO_API
+        with ctx.metrics.timed(door):
+            upload, client = checked_upload(ctx, photo, request, SOURCE)
+            try:
+                pred = audited_predict(ctx.model, upload.data, name=upload.name, source=SOURCE, client=client,
+                                       log=ctx.audit, predict=ctx.predict)
+            except InvalidImageError as err:
+                ctx.metrics.refused(Refusal.UNREADABLE_PHOTO)
+                raise refusal(html.escape(str(err))) from None  # the message names the file: the sender's text
+        ctx.metrics.answered(door, pred.label)
         detail = ctx.settings.api_detail
         return disclosure.label_value(pred, detail), disclosure.verdict(pred, ctx.model.positive, detail)
 
@@ -64,18 +71,20 @@ def explainer(ctx: ServeContext) -> Callable[..., tuple[Image.Image | None, str,
     """The heatmap's handler (the page's chained event and /explain): the photo box's payload in, (overlay,
     method, verdict) out, with its own per-client limit and one audit line per heatmap. Over the limit the
     heatmap is skipped: no overlay, the reason in the method's place, and the verdict left as it is."""
-    limiter = RateLimiter(ctx.settings.explain_rate_limit)
+    limiter = RateLimiter(ctx.settings.explain_rate_limit, ctx.store, name="explanations")
 
     def explain_photo(photo: Any, request: gr.Request) -> tuple[Image.Image | None, str, Any]:
-        upload, client = checked_upload(ctx, photo, request, EXPLAIN_SOURCE)
-        wait = limiter.check(client)
-        if wait is not None:
-            ctx.refused(client, "rate limit (explanations)", source=EXPLAIN_SOURCE)
-            return None, skipped_heatmap(limiter.per_minute, wait), gr.skip()
-        try:
-            return explained(ctx, upload, client)
-        except InvalidImageError as err:
-            raise refusal(html.escape(str(err))) from None
+        with ctx.metrics.timed(EXPLAIN):
+            upload, client = checked_upload(ctx, photo, request, EXPLAIN_SOURCE)
+            wait = limiter.check(ctx.request_address(request))  # the address: the budget replicas share
+            if wait is not None:
+                ctx.refused(client, Refusal.EXPLAIN_RATE_LIMIT, "rate limit (explanations)", source=EXPLAIN_SOURCE)
+                return None, skipped_heatmap(limiter.per_minute, wait), gr.skip()
+            try:
+                return explained(ctx, upload, client)
+            except InvalidImageError as err:
+                ctx.metrics.refused(Refusal.UNREADABLE_PHOTO)
+                raise refusal(html.escape(str(err))) from None
 
     return explain_photo
 
@@ -92,6 +101,7 @@ def explained(ctx: ServeContext, upload: Upload, client: str) -> tuple[Image.Ima
     than ``settings.api_detail`` allows."""
     shown = audited_explain(ctx.model, upload.data, name=upload.name, source=EXPLAIN_SOURCE, client=client,
                             log=ctx.audit, method=ctx.settings.explain_method, detail=ctx.settings.api_detail)
+    ctx.metrics.answered(EXPLAIN, shown.prediction.label)
     verdict = disclosure.verdict(shown.prediction, ctx.model.positive, ctx.settings.api_detail)
     return shown.overlay, shown.method, verdict
 
@@ -101,9 +111,10 @@ def checked_upload(ctx: ServeContext, photo: Any, request: gr.Request | None, so
     upload, an audit line)."""
     upload = read_upload(photo, ctx.settings.upload_limit, ctx.uploads)
     if upload is None:
+        ctx.metrics.refused(Refusal.NO_PHOTO)  # no audit line: nothing was sent
         raise refusal(NO_PHOTO)
     client = ctx.client(request)
     if upload.problem is not None:
-        ctx.refused(client, html.unescape(upload.problem), source=source)
+        ctx.refused(client, Refusal.BAD_UPLOAD, html.unescape(upload.problem), source=source)
         raise refusal(upload.problem)
     return upload, client

@@ -38,6 +38,8 @@ from huskyai.mood.diary import DiaryError, OutOfRangeError, Range, shown
 from huskyai.mood.features import DAY_OF_WEEK, WEEKDAYS, check_days, input_ranges
 from huskyai.mood.model import MoodModel, MoodPrediction
 from huskyai.serve.gradio_adapter import AsSentDropdown, AsSentNumber
+from huskyai.serve.metrics import MOOD, ServeMetrics
+from huskyai.serve.refusals import Refusal
 
 SOURCE = "app:mood"
 API_NAME = "predict_mood"
@@ -168,30 +170,38 @@ def audited_mood(model: MoodModel, day: dict[str, Any], log=None, client: str = 
                        latency_ms=(time.perf_counter() - started) * 1000, trust=model.trust, refused=refused)
 
 
-def handler(model: MoodModel, log=None, client_of: Callable[[Any], str] | None = None) -> Callable[..., str]:
+def handler(model: MoodModel, log=None, client_of: Callable[[Any], str] | None = None,
+            metrics: ServeMetrics | None = None) -> Callable[..., str]:
     """The event handler: the day's fields as keyword arguments (their names are the API's parameters), the
-    answer's Markdown out; gr.Error, one line naming the field, for a value no day can have."""
+    answer's Markdown out; gr.Error, one line naming the field, for a value no day can have. ``metrics`` counts
+    each answer (labelled "mood", never with the day's mood) and each refusal."""
+    metrics = metrics or ServeMetrics()
 
     def predict_mood(request: gr.Request, **values: Any) -> str:
-        client = client_of(request) if client_of and request is not None else "app"
-        day, empty = day_from_inputs(model, values)
-        try:
-            prediction = audited_mood(model, day, log, client)
-        except OutOfRangeError as err:
-            message = html.escape(refusal_text(model, err, day.get(err.column)), quote=False)
-            raise gr.Error(message, title="Check the day", print_exception=False) from None
-        except DiaryError as err:
-            raise gr.Error(html.escape(str(err)), print_exception=False) from None
-        except Exception:  # a bug, not the person's doing: one line for them, the traceback for the server's log
-            _logger.exception("the mood model failed on a day within its ranges")
-            raise gr.Error(FAILED, print_exception=False) from None
+        with metrics.timed(MOOD):
+            client = client_of(request) if client_of and request is not None else "app"
+            day, empty = day_from_inputs(model, values)
+            try:
+                prediction = audited_mood(model, day, log, client)
+            except OutOfRangeError as err:
+                metrics.refused(Refusal.INVALID_DAY)
+                message = html.escape(refusal_text(model, err, day.get(err.column)), quote=False)
+                raise gr.Error(message, title="Check the day", print_exception=False) from None
+            except DiaryError as err:
+                metrics.refused(Refusal.INVALID_DAY)
+                raise gr.Error(html.escape(str(err)), print_exception=False) from None
+            except Exception:  # a bug, not the person's doing: one line for them, the traceback for the server's log
+                metrics.refused(Refusal.FAILED)
+                _logger.exception("the mood model failed on a day within its ranges")
+                raise gr.Error(FAILED, print_exception=False) from None
+        metrics.answered(MOOD, MOOD)
         return reasons_markdown(model, prediction, empty)
 
     return predict_mood
 
 
 def build_mood_tab(model: MoodModel, log=None, client_of: Callable[[Any], str] | None = None,
-                   **listener: Any) -> dict[str, gr.components.Component]:
+                   metrics: ServeMetrics | None = None, **listener: Any) -> dict[str, gr.components.Component]:
     """The tab's components inside the current Blocks or ``gr.Tab("Mood")``, grouped as a diary; ``listener``
     goes to the button's click (e.g. ``concurrency_id``). Returns the input boxes by field name."""
     from PIL import Image
@@ -224,7 +234,7 @@ def build_mood_tab(model: MoodModel, log=None, client_of: Callable[[Any], str] |
                 gr.Markdown("**What the model relies on** (validation days)")
                 gr.Image(Image.open(io.BytesIO(picture)), label="What the model relies on (validation days)",
                          show_label=False, buttons=[], interactive=False, format="png", elem_id="mood-importance")
-    button.click(handler(model, log, client_of), inputs_kwargs=boxes, outputs=answer, api_name=API_NAME,
+    button.click(handler(model, log, client_of, metrics), inputs_kwargs=boxes, outputs=answer, api_name=API_NAME,
                  api_description="The predicted mood of one day, and what pushed it up or down. Leave a field "
                                  "out (or at its average) for the model's average day.", **listener)
     return boxes

@@ -110,7 +110,7 @@ def mood_page(ctx: ServeContext) -> None:
     except (IntegrityError, OSError, ValueError) as err:
         gr.Markdown(f"The mood model is not available: {html.escape(str(err))}")
         return
-    build_mood_tab(mood, log=ctx.audit, client_of=ctx.client, concurrency_id=CONCURRENCY_GROUP)
+    build_mood_tab(mood, log=ctx.audit, client_of=ctx.client, metrics=ctx.metrics, concurrency_id=CONCURRENCY_GROUP)
 
 
 def _asker(classify: Callable, explain_photo: Callable, photo: gr.Image, outputs: list,

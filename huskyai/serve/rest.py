@@ -36,6 +36,8 @@ from huskyai.inference import disclosure
 from huskyai.inference.predictor import Prediction
 from huskyai.serve.context import ServeContext
 from huskyai.serve.limits.middleware import LEAN_PATH, too_large_message
+from huskyai.serve.metrics import REST
+from huskyai.serve.refusals import Refusal
 
 API_PATH = LEAN_PATH
 SOURCE = "api"
@@ -60,14 +62,19 @@ def predict_route(ctx: ServeContext) -> Route:
     workers: list[anyio.CapacityLimiter] = []  # made on the first request: it belongs to the server's event loop
 
     async def endpoint(request: Request) -> JSONResponse:
+        with ctx.metrics.timed(REST):
+            return await answered(request)
+
+    async def answered(request: Request) -> JSONResponse:
         client = ctx.client(request)
         try:
             data, sent_name = await _photo(request)
         except _NoPhoto as err:
-            ctx.refused(client, err.reason, source=SOURCE)
+            ctx.refused(client, Refusal.NO_PHOTO, err.reason, source=SOURCE)
             return _refusal(400, err.message)
         if len(data) > ctx.settings.upload_limit:  # the middleware's cap leaves room for a form's headers
-            ctx.refused(client, f"request body too large: a photo of {len(data)} bytes", source=SOURCE)
+            ctx.refused(client, Refusal.BODY_TOO_LARGE, f"request body too large: a photo of {len(data)} bytes",
+                        source=SOURCE)
             return _refusal(413, too_large_message(ctx.settings.upload_limit))
         name = client_text(request.query_params.get("name") or sent_name, MAX_NAME)
         if not workers:
@@ -77,7 +84,9 @@ def predict_route(ctx: ServeContext) -> Route:
         try:
             pred = await anyio.to_thread.run_sync(call, limiter=workers[0])
         except InvalidImageError as err:  # audited by audited_predict
+            ctx.metrics.refused(Refusal.UNREADABLE_PHOTO)
             return _refusal(422, str(err))
+        ctx.metrics.answered(REST, pred.label)
         return JSONResponse(answer(pred, ctx.model.positive, ctx.settings.api_detail))
 
     return Route(API_PATH, endpoint, methods=["POST"])

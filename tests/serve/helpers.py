@@ -62,7 +62,7 @@ def served(model, workdir: Path, **settings) -> Iterator[Served]:
     from huskyai.audit import AuditLog
     from huskyai.serve.context import ServeContext
     from huskyai.serve.limits.uploads import UploadRegistry
-    from huskyai.serve.server import serve_page
+    from huskyai.serve.server import replica_name, serve_page
     from huskyai.settings import Settings
 
     cache = upload_cache()
@@ -70,7 +70,7 @@ def served(model, workdir: Path, **settings) -> Iterator[Served]:
     port = free_port()
     settings = Settings(**{"host": "127.0.0.1", "port": port} | settings)
     uploads = UploadRegistry(cache, ttl=settings.upload_ttl, unread_ttl=min(60.0, settings.upload_ttl))
-    ctx = ServeContext(model, settings, AuditLog(log), uploads)
+    ctx = ServeContext(model, settings, AuditLog(log, replica=replica_name(settings)), uploads)
     demo = serve_page(ctx, block=False)
     try:
         yield Served(f"http://127.0.0.1:{port}/", port, ctx, demo, log, cache)

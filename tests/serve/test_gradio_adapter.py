@@ -4,6 +4,7 @@ an upgrade fails here first, by name."""
 from __future__ import annotations
 
 import importlib.metadata
+from pathlib import Path
 
 import gradio as gr
 import pytest
@@ -72,29 +73,61 @@ def test_the_queue_is_counted_from_its_events():
     assert isinstance(demo._queue.event_ids_to_events, dict)
 
 
-def test_the_uvicorn_protocol_is_swapped_only_inside_the_block():
-    import asyncio
-
+def test_the_page_server_serves_the_given_listener_through_the_given_protocol():
+    """gradio's launch, inside serve_on, serves the socket it is given (bound before gradio ever ran) through the
+    given protocol, calls before_start then on_started, and puts gradio's start_server back afterwards."""
+    import httpx
     from gradio import http_server
 
-    original = http_server.Server
+    from huskyai.serve.startup import bind
 
-    class Marker(asyncio.Protocol):
-        pass
+    original = http_server.start_server
+    listener = bind("127.0.0.1", 0)
+    port = listener.getsockname()[1]
+    connections, events = [], []
 
-    with gradio_adapter.uvicorn_protocol(Marker):
-        import uvicorn
+    class Counting(gradio_adapter.UvicornH11Protocol):
+        def connection_made(self, transport) -> None:
+            connections.append(self)
+            super().connection_made(transport)
 
-        config = uvicorn.Config(app=lambda *a: None)
-        http_server.Server(config)
-        assert (config.http, config.ws) == (Marker, "none")
-    assert http_server.Server is original
+    with gr.Blocks() as demo:
+        gr.Markdown("x")
+    with gradio_adapter.serve_on(listener, Counting, before_start=lambda: events.append("before"),
+                                 on_started=lambda: events.append("started")):
+        demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        assert http_server.start_server is original
+        assert events == ["before", "started"]
+        assert httpx.get(f"http://127.0.0.1:{port}/", timeout=10).status_code == 200
+        assert connections  # every connection went through the given protocol
+    finally:
+        demo.close()
+
+
+def test_uvicorns_h11_protocol_keeps_the_attributes_the_connection_guard_reads():
     import inspect
     import re
 
     source = inspect.getsource(gradio_adapter.UvicornH11Protocol)  # the attributes connections.py reads
     assigned = set(re.findall(r"self\.(\w+)\s*(?::[^=\n]*)?=", source))
     assert {"conn", "cycle", "flow", "client", "loop", "transport"} <= assigned
+
+
+def test_an_event_from_the_page_is_told_from_an_api_call():
+    """gradio 6.31's page sends x-gradio-user: app with its events; its clients send api, curl nothing."""
+    from types import SimpleNamespace
+
+    def request(**headers: str) -> SimpleNamespace:
+        return SimpleNamespace(headers=headers)
+
+    assert gradio_adapter.from_the_page(request(**{"x-gradio-user": "app"}))
+    assert not gradio_adapter.from_the_page(request(**{"x-gradio-user": "api"}))
+    assert not gradio_adapter.from_the_page(request())
+    assert not gradio_adapter.from_the_page(None)
+    page_js = "".join(p.read_text(errors="replace") for p in
+                      (Path(gr.__file__).parent / "templates" / "frontend" / "assets").glob("Blocks-*.js"))
+    assert '"x-gradio-user":`app`' in page_js  # the page's own events say so (gradio's frontend build)
 
 
 @pytest.mark.parametrize("cls,stock", [(gradio_adapter.AsSentImage, "image"), (gradio_adapter.AsSentNumber, "number"),
