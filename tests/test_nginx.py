@@ -2,73 +2,24 @@
 charging the client nginx saw, whatever X-Forwarded-For the client forged.
 
 nginx runs as a user would run it (deploy/README.md): in the foreground from a prefix folder of its own,
-with the shipped file. The test changes only the listen port, the upstream's port and, to stay quick, the
-two client deadlines, and checks that each of those lines is still there to change.
+with the shipped file, here in front of one app (both replicas of its upstreams point at it; tests/serve/
+test_replicas.py runs two). The test changes only the listen port, the replicas' ports and, to stay quick, the
+two client deadlines (tests/serve/services.shipped_config).
 """
 
 from __future__ import annotations
 
-import contextlib
 import http.client
-import os
-import shutil
 import socket
-import subprocess
-import tempfile
 import time
-from pathlib import Path
 
 import pytest
 from serve.helpers import served
+from serve.services import CLIENT_TIMEOUT, HAVE_NGINX, running_nginx, shipped_config
 
-from conftest import ROOT, free_port, jpeg_bytes, skimage_photo
+from conftest import free_port, jpeg_bytes, skimage_photo
 
-NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
-DEPLOY = ROOT / "deploy"
-CLIENT_TIMEOUT = 2
-
-pytestmark = pytest.mark.skipif(not os.access(NGINX, os.X_OK), reason="nginx is not installed (apt-get install nginx)")
-
-
-def shipped_config(listen_port: int, app_port: int) -> str:
-    text = (DEPLOY / "nginx.conf").read_text()
-    for old, new in [("listen 8080;", f"listen 127.0.0.1:{listen_port};"),
-                     ("server 127.0.0.1:7860;", f"server 127.0.0.1:{app_port};"),
-                     ("client_header_timeout 10s;", f"client_header_timeout {CLIENT_TIMEOUT}s;"),
-                     ("client_body_timeout 30s;", f"client_body_timeout {CLIENT_TIMEOUT}s;")]:
-        assert text.count(old) == 1, f"deploy/nginx.conf should have the line {old!r} once"
-        text = text.replace(old, new)
-    return text
-
-
-@contextlib.contextmanager
-def running_nginx(config: str, port: int):
-    """nginx in the foreground from a fresh prefix (readable by its workers when it runs as root)."""
-    prefix = Path(tempfile.mkdtemp(prefix="huskyai-nginx-"))
-    prefix.chmod(0o755)
-    shutil.copy(DEPLOY / "nginx-client.conf", prefix / "nginx-client.conf")
-    (prefix / "nginx.conf").write_text(config)
-    proc = subprocess.Popen([NGINX, "-p", f"{prefix}/", "-e", "stderr", "-c", str(prefix / "nginx.conf"),
-                             "-g", f"daemon off; pid {prefix}/nginx.pid;"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline = time.time() + 10
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"nginx exited with {proc.returncode}:\n{proc.stdout.read()}")
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
-            if time.time() > deadline:
-                raise TimeoutError("nginx did not start listening")
-            time.sleep(0.05)
-        yield prefix
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        shutil.rmtree(prefix, ignore_errors=True)
+pytestmark = pytest.mark.skipif(not HAVE_NGINX, reason="nginx is not installed (apt-get install nginx)")
 
 
 def closed_after(s: socket.socket, piece: bytes, every: float, limit: float) -> float | None:
