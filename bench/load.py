@@ -4,6 +4,7 @@
     python bench/load.py --mode adversarial [--seconds 40]
     python bench/load.py --mode sustained [--minutes 10]
     python bench/load.py --mode throughput [--configs gradio:8:8,lean:8:8] [--rounds 3] [--requests 300]
+    python bench/load.py --mode service [--rounds 3] [--requests 200] [--clients 8]
 
 waves: 20 clients, each from its own loopback address (127.0.0.11, .12, ...), send 200 requests
 between them to a fresh app.py whose per-client limit is --limit a minute, then the same again from
@@ -25,6 +26,13 @@ sustained: two clients ask back to back (the predictor's pace, the queue runs tw
 --minutes, with varied photos; the server's RSS is sampled every 5 s. Must: no errors, and memory
 levels off (over the last third of the run it moves within 40 MB).
 
+service: the app run as a service (deploy/): one replica asked directly (limits in memory, the baseline),
+the same replica through nginx (the proxy hop), a replica whose limits live in Redis asked directly (Redis
+against memory), and two Redis replicas behind nginx (one against two), in alternating rounds on the same
+photos, through the lean /api/v1/predict route with the limits on but never reached. Each round measures one
+client asking back to back (latency: p50, p95) and --clients clients at once (throughput: req/s), and the
+limiter's own check, memory against Redis. Ratios are against the baseline of the same round.
+
 Every address is on loopback (127.0.0.x).
 """
 
@@ -33,9 +41,11 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import shutil
 import socket
 import statistics
 import struct
+import subprocess
 import sys
 import tempfile
 import threading
@@ -518,9 +528,221 @@ def run_throughput(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- service -----------------------------------------------------------------------------------------------------
+
+DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
+REDIS_SERVER, NGINX = "/usr/bin/redis-server", "/usr/sbin/nginx"
+SERVICE_CONFIGS = {  # name: (how it is asked, the replicas' limits storage)
+    "1 replica, direct, memory": ("direct", "memory"),
+    "1 replica, nginx, memory": ("nginx", "memory"),
+    "1 replica, direct, Redis": ("direct", "redis"),
+    "2 replicas, nginx, Redis": ("nginx", "redis"),
+}
+SERVICE_BASELINE = "1 replica, direct, memory"
+
+
+def run_redis(work: str) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    proc = subprocess.Popen([REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
+                             "no", "--dir", work], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_listening(port, proc)
+    return proc, port
+
+
+def run_nginx(prefix: Path, first: int, second: int) -> tuple[subprocess.Popen, int]:
+    """deploy/nginx.conf as shipped, in front of the replicas on ``first`` and ``second``, from the folder ``prefix``
+    (readable by nginx's workers: they write request bodies there); its per-client request rate (20 a second)
+    lifted, since the bench's few clients ask faster than a person."""
+    port = free_port()
+    prefix.mkdir(mode=0o755)
+    prefix.chmod(0o755)
+    text = (DEPLOY / "nginx.conf").read_text()
+    for old, new in [("listen 8080;", f"listen 127.0.0.1:{port};"),
+                     ("server 127.0.0.1:7860", f"server 127.0.0.1:{first}"),
+                     ("server 127.0.0.1:7861", f"server 127.0.0.1:{second}"), ("rate=20r/s", "rate=10000r/s")]:
+        assert old in text, f"deploy/nginx.conf has no {old!r}"
+        text = text.replace(old, new)
+    (prefix / "nginx.conf").write_text(text)
+    (prefix / "nginx-client.conf").write_text((DEPLOY / "nginx-client.conf").read_text())
+    proc = subprocess.Popen([NGINX, "-p", f"{prefix}/", "-e", "stderr", "-c", str(prefix / "nginx.conf"),
+                             "-g", f"daemon off; pid {prefix}/nginx.pid;"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    wait_listening(port, proc)
+    return proc, port
+
+
+def wait_listening(port: int, proc: subprocess.Popen, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"{proc.args[0]} is not listening on {port}")
+
+
+def service_latency(bases: dict[str, str], photos: list[bytes], requests: int) -> dict[str, dict]:
+    """One client per configuration, each asking back to back, the configurations taking turns request by request
+    (so that every one meets the same moments of a shared machine): p50 and p95 for each."""
+    times: dict[str, list[float]] = {name: [] for name in bases}
+    clients = {name: client_from(f"127.0.0.{20 + i}") for i, name in enumerate(bases)}
+    names = list(bases)
+    for j in range(requests):
+        for name in names[j % len(names):] + names[:j % len(names)]:
+            t = time.perf_counter()
+            lean_predict(bases[name], photos[j % len(photos)], client=clients[name])
+            times[name].append(time.perf_counter() - t)
+    for c in clients.values():
+        c.close()
+    return {name: {"p50": percentile(v, 0.5), "p95": percentile(v, 0.95)} for name, v in times.items()}
+
+
+def service_throughput(base: str, photos: list[bytes], clients: int, requests: int, first_address: int) -> float:
+    """``clients`` clients at once, each from an address of its own, asking back to back: answers a second."""
+    done: list[float] = []
+    lock = threading.Lock()
+
+    def one_client(k: int) -> None:
+        with client_from(f"127.0.0.{first_address + k}") as c:
+            for j in range(requests // clients):
+                t = time.perf_counter()
+                lean_predict(base, photos[(k + j) % len(photos)], client=c)
+                with lock:
+                    done.append(time.perf_counter() - t)
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(one_client, range(clients)))
+    return len(done) / (time.perf_counter() - start)
+
+
+def hop_cost(direct: str, proxied: str, requests: int = 600) -> dict[str, float]:
+    """Median milliseconds of GET /livez (no model, no limits: the HTTP path alone), asked directly and through
+    nginx in alternation, one client, keep-alive connections."""
+    times: dict[str, list[float]] = {"direct": [], "nginx": []}
+    with client_from("127.0.0.201") as c:
+        for i in range(requests):
+            for name, base in (("direct", direct), ("nginx", proxied)) if i % 2 else (("nginx", proxied),
+                                                                                      ("direct", direct)):
+                t = time.perf_counter()
+                c.get(f"{base}livez").raise_for_status()
+                times[name].append(time.perf_counter() - t)
+    return {name: statistics.median(v) * 1000 for name, v in times.items()}
+
+
+def limiter_cost(redis_url: str, checks: int = 2000) -> dict[str, float]:
+    """Microseconds of one rate-limit check (the middleware's, on an event loop), in memory and in Redis."""
+    import asyncio
+
+    from huskyai.serve.limits.ratelimit import RateLimiter
+    from huskyai.serve.limits.store import LimitsStore
+
+    async def per_check(store: LimitsStore) -> float:
+        limiter = RateLimiter(10**9, store, name="bench")
+        for i in range(100):
+            await limiter.acheck(f"warm{i}")
+        t = time.perf_counter()
+        for i in range(checks):
+            await limiter.acheck(f"198.51.100.{i % 200}")
+        return (time.perf_counter() - t) / checks * 1e6
+
+    return {"memory": asyncio.run(per_check(LimitsStore())), "redis": asyncio.run(per_check(LimitsStore(redis_url)))}
+
+
+def run_service(args: argparse.Namespace) -> int:
+    """Three replicas (one with limits in memory, two in Redis), two nginx (one in front of the memory replica,
+    one in front of both Redis replicas), a redis-server; every configuration asked in each round, in turn."""
+    from PIL import Image
+
+    if not (Path(REDIS_SERVER).exists() and Path(NGINX).exists()):
+        raise SystemExit("needs Debian's redis-server and nginx (apt-get install redis-server nginx)")
+    rng = np.random.default_rng(0)
+    photos = []
+    for _ in range(20):
+        buf = io.BytesIO()
+        Image.fromarray(rng.integers(0, 256, (480, 640, 3), dtype="uint8")).save(buf, "JPEG", quality=90)
+        photos.append(buf.getvalue())
+    procs: list[subprocess.Popen] = []
+    fronts = Path(tempfile.mkdtemp(prefix="huskyai-nginx-"))  # not inside the 700 work folder: nginx's workers
+    fronts.chmod(0o755)
+    with tempfile.TemporaryDirectory(prefix="huskyai-service-") as work:
+        try:
+            redis, redis_port = run_redis(work)
+            procs.append(redis)
+            redis_url = f"redis://127.0.0.1:{redis_port}"
+            never_reached = {"HUSKYAI_RATE_LIMIT": "1000000", "HUSKYAI_MAX_IN_FLIGHT": "1000",
+                             "HUSKYAI_TRUST_PROXY": "1"}
+            replicas = {}
+            for name, storage in (("memory", "memory://"), ("redis-a", redis_url), ("redis-b", redis_url)):
+                folder = Path(work) / name
+                folder.mkdir()
+                proc, base, port = serve(str(folder), HUSKYAI_LIMITS_STORAGE=storage, HUSKYAI_REPLICA=name,
+                                         **never_reached)
+                procs.append(proc)
+                replicas[name] = (base, port)
+            front_memory, port_memory = run_nginx(fronts / "memory", replicas["memory"][1], replicas["memory"][1])
+            front_redis, port_redis = run_nginx(fronts / "redis", replicas["redis-a"][1], replicas["redis-b"][1])
+            procs += [front_memory, front_redis]
+            bases = {"1 replica, direct, memory": replicas["memory"][0],
+                     "1 replica, nginx, memory": f"http://127.0.0.1:{port_memory}/",
+                     "1 replica, direct, Redis": replicas["redis-a"][0],
+                     "2 replicas, nginx, Redis": f"http://127.0.0.1:{port_redis}/"}
+            for base in bases.values():  # every replica's engine warmed, through every door
+                for k in range(4):
+                    lean_predict(base, photos[k], client=client_from("127.0.0.200"))
+            print(f"load average at the start: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
+            results: dict[str, list[dict]] = {name: [] for name in SERVICE_CONFIGS}
+            for r in range(args.rounds):
+                latency = service_latency(bases, photos, args.requests // 4)
+                for i, name in enumerate(SERVICE_CONFIGS):
+                    res = latency[name] | {"rps": service_throughput(bases[name], photos, args.clients, args.requests,
+                                                                    40 + 20 * i)}
+                    results[name].append(res)
+                    print(f"round {r + 1} {name}: p50 {res['p50'] * 1000:.1f} ms, p95 {res['p95'] * 1000:.1f} ms, "
+                          f"{res['rps']:.1f} req/s ({args.clients} clients)", flush=True)
+            checks = limiter_cost(redis_url)
+            hop = hop_cost(bases["1 replica, direct, memory"], bases["1 replica, nginx, memory"])
+            print(f"load average at the end: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
+        finally:
+            for proc in reversed(procs):
+                stop(proc)
+            shutil.rmtree(fronts, ignore_errors=True)
+    return report_service(args, results, checks, hop)
+
+
+def report_service(args: argparse.Namespace, results: dict[str, list[dict]], checks: dict[str, float],
+                   hop_ms: dict[str, float]) -> int:
+    base = results[SERVICE_BASELINE]
+    print(f"\nlean route; a round: {args.requests // 4} requests from one client per configuration, the "
+          f"configurations taking turns (latency), then {args.requests} from {args.clients} clients at once per "
+          f"configuration (throughput); median of {args.rounds} rounds; ratios pair each round with the baseline's "
+          f"({SERVICE_BASELINE})")
+    print("| configuration | p50 ms | p95 ms | p50 vs baseline | req/s | throughput vs baseline | per round |")
+    print("|---|---|---|---|---|---|---|")
+    for name, rounds in results.items():
+        m = {k: statistics.median(x[k] for x in rounds) for k in ("p50", "p95", "rps")}
+        p50_ratio = statistics.median(x["p50"] / b["p50"] for x, b in zip(rounds, base))
+        rps_ratio = statistics.median(x["rps"] / b["rps"] for x, b in zip(rounds, base))
+        per_round = ", ".join(f"{x['rps'] / b['rps']:.2f}" for x, b in zip(rounds, base))
+        print(f"| {name} | {m['p50'] * 1000:.1f} | {m['p95'] * 1000:.1f} | {p50_ratio:.2f}x | {m['rps']:.1f} | "
+              f"{rps_ratio:.2f}x | {per_round} |")
+    hop = statistics.median((x["p50"] - b["p50"]) * 1000 for x, b in zip(results["1 replica, nginx, memory"], base))
+    redis = statistics.median((x["p50"] - b["p50"]) * 1000 for x, b in zip(results["1 replica, direct, Redis"], base))
+    print(f"\nmedian answer, against the baseline: the proxy hop {hop:+.2f} ms, Redis-backed limits {redis:+.2f} ms")
+    print(f"the HTTP path alone (GET /livez): {hop_ms['direct']:.2f} ms direct, {hop_ms['nginx']:.2f} ms through "
+          f"nginx: the hop costs {hop_ms['nginx'] - hop_ms['direct']:.2f} ms")
+    print(f"one rate-limit check: {checks['memory']:.0f} us in memory, {checks['redis']:.0f} us in Redis (a "
+          "prediction makes three calls: its in-flight count, the window, the count's release)")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--mode", choices=["waves", "adversarial", "sustained", "throughput"], default="waves")
+    parser.add_argument("--mode", choices=["waves", "adversarial", "sustained", "throughput", "service"],
+                        default="waves")
     parser.add_argument("--requests", type=int, default=200, help="waves: requests per wave")
     parser.add_argument("--clients", type=int, default=20, help="waves: clients per wave")
     parser.add_argument("--limit", type=int, default=8, help="waves: per-client requests a minute in the app")
@@ -536,7 +758,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="throughput: alternating rounds")
     args = parser.parse_args()
     modes = {"waves": run_waves, "adversarial": run_adversarial, "sustained": run_sustained,
-             "throughput": run_throughput}
+             "throughput": run_throughput, "service": run_service}
     return modes[args.mode](args)
 
 
