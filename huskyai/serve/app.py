@@ -69,7 +69,7 @@ def serve(model_dir: str | None = None, host: str | None = None, port: int | Non
     model = load_in_background(settings.model_dir, sha256=sha256,
                                trust_unsigned=trust_unsigned or settings.trust_unsigned,
                                threads=settings.engine_threads or None)
-    model.add_done_callback(lambda done: done.exception() is None and readiness.not_ready(STARTING))
+    model.add_done_callback(lambda done: None if done.exception() else readiness.moved_on(LOADING, STARTING))
     from huskyai.serve.server import launch
 
     try:

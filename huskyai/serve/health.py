@@ -42,6 +42,13 @@ class Readiness:
         with self._lock:
             self._reason = reason
 
+    def moved_on(self, old: str, new: str) -> None:
+        """The reason becomes ``new`` if it is still ``old`` (a step of the start-up that may finish late, after a
+        later step already moved the reason on, never moves it back)."""
+        with self._lock:
+            if self._reason == old:
+                self._reason = new
+
     def mark_ready(self) -> None:
         with self._lock:
             self._reason = None

@@ -15,6 +15,7 @@ routes; it predicts through the same call as the page (the shared engine queue w
 the same audit line. ``?name=`` names the photo in messages. The answer tells what HUSKYAI_API_DETAIL
 allows: with "label", no probability ("scores" is absent). A photo that cannot be read gets HTTP 422
 with the reason; an empty body, or a form without exactly one file, HTTP 400 saying how to send a photo.
+Its OpenAPI description (every answer and refusal) is huskyai.serve.openapi's, served at /api/v1/openapi.json.
 """
 
 from __future__ import annotations

@@ -37,6 +37,15 @@ def test_readyz_is_503_with_its_reason_until_ready_and_livez_is_always_200():
     assert (get(app, "/readyz").status_code, get(app, "/readyz").json()) == (200, {"ready": True})
 
 
+def test_a_late_step_of_the_start_up_never_moves_readiness_back():
+    readiness = Readiness(LOADING)
+    readiness.moved_on(LOADING, STARTING)
+    assert readiness.reason == STARTING
+    readiness.mark_ready()
+    readiness.moved_on(LOADING, STARTING)  # the loader's callback, arriving after the page is up
+    assert readiness.ready
+
+
 def test_the_start_up_listener_answers_every_other_path_with_503_and_when_to_come_back():
     readiness = Readiness(LOADING)
     app = starting_app(readiness)
