@@ -22,13 +22,14 @@ from huskyai.settings import Settings
 
 def load_in_background(export_dir: str | Path | None = None, sha256: str | None = None,
                        trust_unsigned: bool = False, precision: str | None = None,
-                       threads: int | None = None) -> Future:
+                       threads: int | None = None, public_key: str | Path | None = None) -> Future:
     """Start loading (and warming up) a model in a thread; ``.result()`` gives the Model.
 
     The app uses it to verify hashes and open ONNX Runtime while ``import gradio`` runs: hashing,
     file reads and the engine's start release the GIL."""
     def load_and_warm() -> Model:
-        model = load(export_dir, sha256=sha256, trust_unsigned=trust_unsigned, threads=threads, precision=precision)
+        model = load(export_dir, sha256=sha256, trust_unsigned=trust_unsigned, threads=threads, precision=precision,
+                     public_key=public_key)
         model.predict(np.zeros((model.size, model.size, 3), np.uint8))  # the engine's first run is the slow one
         return model
 
@@ -39,7 +40,7 @@ def load_in_background(export_dir: str | Path | None = None, sha256: str | None 
 
 
 def serve(model_dir: str | None = None, host: str | None = None, port: int | None = None,
-          sha256: str | None = None, trust_unsigned: bool = False) -> int:
+          sha256: str | None = None, trust_unsigned: bool = False, public_key: str | Path | None = None) -> int:
     """Bind the port, load the model (in a thread, while gradio is imported) and serve the app until stopped.
 
     The start-up order, as /readyz tells it: the port is bound first and answers at once (huskyai.serve.startup:
@@ -47,9 +48,9 @@ def serve(model_dir: str | None = None, host: str | None = None, port: int | Non
     imported (/readyz: "the model is verified; starting the page's server"); the page is built and its server
     takes the same socket over (/readyz 200). A model that fails its checks ends the process with code 1.
 
-    Shared by ``python app.py`` and ``python -m huskyai serve``; ``sha256`` and ``trust_unsigned``
-    are passed to :func:`huskyai.load`. Returns an exit code; a missing or tampered model, a port in use, or a
-    bad setting, is one line on stderr, not a traceback."""
+    Shared by ``python app.py`` and ``python -m huskyai serve``; ``sha256``, ``trust_unsigned`` and ``public_key``
+    (else $HUSKYAI_MODEL_PUBLIC_KEY) are passed to :func:`huskyai.load`. Returns an exit code; a missing or
+    tampered model, a port in use, or a bad setting, is one line on stderr, not a traceback."""
     # gradio wraps every call in a matplotlib backend switch; naming the backend up front saves the
     # first request 0.3 s of backend resolution (a server has no display)
     os.environ.setdefault("MPLBACKEND", "Agg")
@@ -68,6 +69,7 @@ def serve(model_dir: str | None = None, host: str | None = None, port: int | Non
     # hashing and ONNX Runtime's start overlap gradio's import (seconds), which is why it is imported only here
     model = load_in_background(settings.model_dir, sha256=sha256,
                                trust_unsigned=trust_unsigned or settings.trust_unsigned,
+                               public_key=public_key or settings.public_key,
                                threads=settings.engine_threads or None)
     model.add_done_callback(lambda done: None if done.exception() else readiness.moved_on(LOADING, STARTING))
     from huskyai.serve.server import launch
