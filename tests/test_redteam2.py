@@ -4,14 +4,12 @@ inference, poisoning (with its detector). Each test has one check that fails if 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 import huskyai
-from conftest import ROOT, make_toy_dataset, python_env
+from conftest import make_toy_dataset
 from huskyai.redteam.oracle import PredictorOracle, reveal
 
 MIXED = {"husky": ("chelsea", "coffee"), "not_husky": ("coffee", "chelsea")}  # labels that mean nothing
@@ -32,20 +30,29 @@ def _inputs(model, root):
     return victim_inputs(model, [p for _, p in image_files([root])])
 
 
-@pytest.mark.slow
-def test_surrogate_agrees_with_the_toy_victim_and_its_pgd_fools_the_surrogate(toy_export, tmp_path):
-    from huskyai.redteam.steal import steal_attack
+@pytest.fixture(scope="session")
+def surrogate(toy_export):
+    """One attacker's surrogate for the toy victim's classes: every steal_attack fits its head afresh."""
     from huskyai.redteam.surrogate import Surrogate
+
+    victim = huskyai.load(toy_export, trust_unsigned=True)
+    return Surrogate(victim.classes, victim.positive)
+
+
+@pytest.mark.slow
+def test_surrogate_agrees_with_the_toy_victim_and_its_pgd_fools_the_surrogate(toy_export, surrogate, tmp_path):
+    from huskyai.redteam.steal import steal_attack
 
     victim = huskyai.load(toy_export, trust_unsigned=True)
     queries = _inputs(victim, make_toy_dataset(tmp_path / "q", n_per_class=10, seed=21))  # the attacker's photos
     heldout = _inputs(victim, make_toy_dataset(tmp_path / "h", n_per_class=8, seed=22))
-    r = steal_attack(PredictorOracle(victim), Surrogate(victim.classes, victim.positive), queries, heldout,
-                     counts=(6, 20), transfer_limit=6, details=("full", "label"))
+    r = steal_attack(PredictorOracle(victim), surrogate, queries, heldout, counts=(6, 20), transfer_limit=6,
+                     details=("full", "label"), transfer_eps=(16 / 255,))
     for detail in ("full", "label"):
         best = r["curves"][detail][-1]
         assert best["queries"] == 20
         assert best["agreement"] >= max(0.8, r["chance_agreement"] + 0.2), r["curves"]
+    assert [row["eps"] for row in r["transfer"]["rows"]] == [16]
     assert r["transfer"]["rows"][-1]["surrogate_fooled"] >= 0.8, r["transfer"]["rows"]
 
 
@@ -89,46 +96,45 @@ def test_poisoned_toy_model_obeys_the_trigger_and_the_detector_finds_the_poison(
 
 
 @pytest.mark.slow
-def test_attack_steal_and_membership_on_the_command_line(toy_export, tmp_path):
-    """The CLI writes the JSON, Markdown and curve; the toy card lists its held-out photos."""
+def test_attack_steal_and_membership_on_the_command_line(toy_export, tmp_path, capsys):
+    """The CLI writes the JSON, Markdown and curve; the toy card lists its held-out photos. In-process: the
+    command's exit code and clean process are tested by `attack all` (tests/test_redteam.py)."""
+    from huskyai.cli.main import main
+
     data = make_toy_dataset(tmp_path / "photos", n_per_class=10, seed=51)
-    for kind, extra in (("steal", ["--counts", "8", "16", "--transfer-limit", "4", "--query-limit", "2",
-                                   "--budget", "20"]), ("membership", ["--boots", "20"])):
-        out = tmp_path / kind
-        cmd = [sys.executable, "-m", "huskyai", "attack", kind, "--model", str(toy_export), "--trust-unsigned",
-               "--data", str(data), "--out", str(out), *extra]
-        done = subprocess.run(cmd, cwd=ROOT, env=python_env(), capture_output=True, text=True, timeout=600)
-        if kind == "membership":  # the toy card holds out none of these fresh photos: a clear refusal
-            assert done.returncode != 0 and "held out" in done.stderr, done.stderr[-2000:]
-            continue
-        assert done.returncode == 0, done.stderr[-2000:]
-        result = json.loads((out / "steal.json").read_text())
-        assert set(result["curves"]) == {"full", "rounded", "label"}
-        assert set(result["query_attack"]) == {"full", "rounded", "label"}
-        assert (out / "steal_curve.png").stat().st_size > 1000 and "Model stealing" in (out / "steal.md").read_text()
-        assert np.isfinite(result["curves"]["label"][-1]["agreement"])
+    model = ["--model", str(toy_export), "--trust-unsigned", "--data", str(data)]
+    # the toy card holds out none of these fresh photos: a clear refusal
+    assert main(["attack", "membership", *model, "--out", str(tmp_path / "membership"), "--boots", "20"]) == 2
+    assert "held out" in capsys.readouterr().err
+    out = tmp_path / "steal"
+    assert main(["attack", "steal", *model, "--out", str(out), "--counts", "8", "16", "--transfer-limit", "1",
+                 "--query-limit", "2", "--budget", "20"]) == 0, capsys.readouterr().err[-2000:]
+    result = json.loads((out / "steal.json").read_text())
+    assert set(result["curves"]) == {"full", "rounded", "label"}
+    assert set(result["query_attack"]) == {"full", "rounded", "label"}
+    assert (out / "steal_curve.png").stat().st_size > 1000 and "Model stealing" in (out / "steal.md").read_text()
+    assert np.isfinite(result["curves"]["label"][-1]["agreement"])
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("detail", ["full", "label"])
-def test_steal_through_the_running_app(toy_export, tmp_path, detail):
-    """The raw-HTTP victim reads the app's answers at each HUSKYAI_API_DETAIL: probabilities, or the label alone."""
-    from conftest import running_app
+def test_steal_through_the_running_app(toy_export, surrogate, tmp_path, detail):
+    """The raw-HTTP victim reads the app's answers at each API detail: probabilities, or the label alone."""
+    from serve.helpers import served
+
     from huskyai.redteam.oracle import AppOracle
     from huskyai.redteam.steal import steal_attack
-    from huskyai.redteam.surrogate import Surrogate
 
     local = huskyai.load(toy_export, trust_unsigned=True)
     queries = _inputs(local, make_toy_dataset(tmp_path / "q", n_per_class=8, seed=61))
     heldout = _inputs(local, make_toy_dataset(tmp_path / "h", n_per_class=6, seed=62))
-    with running_app(tmp_path, HUSKYAI_MODEL=str(toy_export), HUSKYAI_TRUST_UNSIGNED="1", HUSKYAI_RATE_LIMIT="0",
-                     HUSKYAI_API_DETAIL=detail) as server:
-        victim = AppOracle(server["url"], local)
+    with served(local, tmp_path, api_detail=detail, rate_limit=0) as server:
+        victim = AppOracle(server.url, local)
         shown = victim.predict(heldout[0]).scores
-        r = steal_attack(victim, Surrogate(local.classes, local.positive), queries, heldout, counts=(16,),
-                         transfer_limit=2)
+        r = steal_attack(victim, surrogate, queries, heldout, counts=(16,), transfer_limit=2,
+                         transfer_eps=(8 / 255,))
     assert (set(shown.values()) <= {0.0, 1.0}) == (detail == "label"), shown
-    assert victim.queries >= 16 + 12
+    assert victim.queries >= 16 + 12 + 2 * 2  # the queries, the held-out photos, and PGD's and noise's uploads
     assert r["curves"]["app"][-1]["agreement"] >= max(0.75, r["chance_agreement"] + 0.2), r["curves"]
 
 

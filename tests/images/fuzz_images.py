@@ -1,6 +1,6 @@
 """Malformed, mutated and hostile images through the predictor: each gets a prediction or InvalidImageError.
 
-    python tests/fuzz_images.py [N] [--seed 0] [--save-slowest PATH] [--decode-only]
+    python tests/images/fuzz_images.py [N] [--seed 0] [--save-slowest PATH] [--decode-only]
 
 Besides mutated small images it generates the shapes that once made decoding unbounded: RLE-compressed
 BMP, extreme aspect ratios and long sides, big 16-bit, RGBA, palette and interlaced PNGs made of a few

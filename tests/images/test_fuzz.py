@@ -1,4 +1,4 @@
-"""A fast slice of the image fuzzer (``python tests/fuzz_images.py N`` runs as many as asked)."""
+"""A fast slice of the image fuzzer (``python tests/images/fuzz_images.py N`` runs as many as asked)."""
 
 from __future__ import annotations
 

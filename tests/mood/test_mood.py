@@ -24,7 +24,7 @@ from huskyai.mood.model import shipped_folder
 from huskyai.mood.sample import NO_EFFECT, SCHEMA, TRUE_EFFECTS, generate, write_sample
 from huskyai.trust import exports
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def write(tmp_path: Path, text: str) -> Path:
