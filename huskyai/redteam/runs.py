@@ -11,7 +11,7 @@ import numpy as np
 from huskyai.inference.predictor import Predictor
 from huskyai.redteam.oracle import DETAILS
 from huskyai.redteam.report import _grid, plt, save_report
-from huskyai.redteam.steal import QUERY_COUNTS
+from huskyai.redteam.steal import QUERY_COUNTS, TRANSFER_EPS
 from huskyai.settings import DEFAULT_RATE_LIMIT
 
 USER_LOSES = {"full": "nothing", "rounded": "anything finer than 10% (\"about 90%\")",
@@ -55,7 +55,8 @@ def _query_rows(model: Predictor, victims: dict, heldout: Sequence[Path], limit:
 
 def run_steal(model: Predictor, folders: Sequence[Path], out: Path, url: str | None = None,
               counts: Sequence[int] = QUERY_COUNTS, transfer_limit: int = 48, query_limit: int = 6,
-              budget: int = 300, rate_limit: int = DEFAULT_RATE_LIMIT) -> dict:
+              budget: int = 300, rate_limit: int = DEFAULT_RATE_LIMIT,
+              transfer_eps: Sequence[float] = TRANSFER_EPS) -> dict:
     """Steal through the Python predictor at each emulated API detail, or through the app at ``url`` at its own."""
     from huskyai.redteam.oracle import AppOracle, PredictorOracle
     from huskyai.redteam.photos import victim_inputs
@@ -67,7 +68,7 @@ def run_steal(model: Predictor, folders: Sequence[Path], out: Path, url: str | N
     heldout = victim_inputs(model, held_paths)
     victim = AppOracle(url, model) if url else PredictorOracle(model)
     r = steal_attack(victim, Surrogate(model.classes, model.positive), queries, heldout, counts, transfer_limit,
-                     rate_limit, details=None if url else DETAILS)
+                     rate_limit, details=None if url else DETAILS, transfer_eps=transfer_eps)
     victims = {"app": victim} if url else {d: PredictorOracle(model, d) for d in DETAILS}
     r["query_attack"] = _query_rows(model, victims, held_paths, query_limit, budget, rate_limit)
     r["victim"] = url or "python predictor (API detail emulated by huskyai.redteam.oracle.reveal)"

@@ -71,8 +71,9 @@ def transfer(surrogate, victim, images: Sequence[np.ndarray], victim_labels: Seq
 
 def steal_attack(victim, surrogate, queries: Sequence[np.ndarray], heldout: Sequence[np.ndarray],
                  counts: Sequence[int] = QUERY_COUNTS, transfer_limit: int = 48,
-                 rate_limit: int = DEFAULT_RATE_LIMIT, details: Sequence[str] | None = None) -> dict:
-    """The stealing curve (and transfer from the largest surrogate) against ``victim``.
+                 rate_limit: int = DEFAULT_RATE_LIMIT, details: Sequence[str] | None = None,
+                 transfer_eps: Sequence[float] = TRANSFER_EPS) -> dict:
+    """The stealing curve (and transfer from the largest surrogate, at each of ``transfer_eps``) against ``victim``.
 
     ``details``: API detail levels to emulate on the victim's full answers (huskyai.redteam.oracle.reveal),
     one curve each; None takes the answers as the victim gives them (a running app's own setting)."""
@@ -90,7 +91,7 @@ def steal_attack(victim, surrogate, queries: Sequence[np.ndarray], heldout: Sequ
             row["minutes_at_rate_limit"] = row["queries"] / rate_limit if rate_limit else None
     surrogate.fit(q_feats, first)  # transfer from the surrogate of every query at the first detail level
     n = min(transfer_limit, len(heldout))
-    moved = transfer(surrogate, victim, heldout[:n], [a.label for a in held_answers[:n]])
+    moved = transfer(surrogate, victim, heldout[:n], [a.label for a in held_answers[:n]], transfer_eps)
     examples = moved.pop("_examples")
     p_held = np.array([a.scores[victim.positive] for a in held_answers])
     return {"queries_available": len(queries), "heldout": len(heldout), "rate_limit_per_minute": rate_limit,

@@ -17,7 +17,7 @@ from huskyai.settings import DEFAULT_RATE_LIMIT
 ROUND_ONE = ("junk", "perturb", "query", "scaling", "tamper")
 ROUND_TWO = ("steal", "membership", "shortcut", "hopskipjump", "poison")
 QUICK = {"junk": {"n": 60}, "perturb": {"limit": 4, "steps": 3}, "query": {"limit": 2, "budget": 30},
-         "steal": {"counts": (8, 16), "transfer_limit": 4, "query_limit": 2, "budget": 20},
+         "steal": {"counts": (8, 16), "transfer_limit": 4, "transfer_eps": (8 / 255,), "query_limit": 2, "budget": 20},
          "membership": {"boots": 20}, "shortcut": {"limit": 3},
          "hopskipjump": {"limit": 2, "max_iter": 2, "max_eval": 30, "budget": 100},
          "poison": {"fractions": (0.25,), "radius": 0.25}}  # the toy model's frozen 96 px features see a big dot
