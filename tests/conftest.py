@@ -171,16 +171,30 @@ def running_app(workdir: Path, **env: str):
             proc.kill()
 
 
-# --- a serving install: the training stack unimportable (tests/test_packaging.py, tests/test_browser.py) ---
-# What a serving install (requirements.txt, or `pip install huskyai`) lacks: serving must never need them.
-TRAINING_ONLY = ("torch", "torchvision", "fastai", "timm", "safetensors", "sklearn", "matplotlib", "skl2onnx",
-                 "pytorch_grad_cam", "cleanlab", "art", "skimage", "pyarrow", "ray")
+# --- a serving install: the extras unimportable (tests/test_packaging.py, the browser and command tests) ---
+# What a serving install (requirements.txt, or `pip install huskyai`) lacks: every module of every extra that the
+# core dependencies do not bring, read from pyproject.toml and huskyai.extras, plus the training stack by name.
+def _absent_on_a_serving_install() -> list[str]:
+    import re
+
+    import tomllib
+
+    from huskyai.extras import EXTRAS
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    core = {re.split(r"[^A-Za-z0-9_.-]", d, maxsplit=1)[0].lower().replace("-", "_") for d in project["dependencies"]}
+    named = {"torch", "torchvision", "fastai", "timm", "safetensors", "sklearn", "matplotlib", "skl2onnx",
+             "pytorch_grad_cam", "cleanlab", "art", "skimage", "pyarrow", "ray"}
+    return sorted(({m for modules in EXTRAS.values() for m in modules} | named) - core)
+
+
+TRAINING_ONLY = tuple(_absent_on_a_serving_install())
 
 BLOCKER = f'''
 import sys
 
 class RefuseTrainingPackages:
-    """Make the training stack unimportable, as on a machine that installed only requirements.txt."""
+    """Make the extras unimportable, as on a machine that installed only requirements.txt."""
     def find_spec(self, name, path=None, target=None):
         if name.split(".")[0] in {TRAINING_ONLY!r}:
             raise ModuleNotFoundError(f"No module named {{name!r}} (a serving install has none)", name=name)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import secrets
 import shutil
 import subprocess
@@ -23,15 +22,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import tomllib
 from PIL import Image
 from test_scoring import add_refused, make_photos, rows_by_path
 
-from conftest import ROOT, python_env
+from conftest import python_env, serving_only_environment
 from huskyai.errors import InvalidImageError, NotFollowedError
 from huskyai.evaluation.pool import score_file
 from huskyai.evaluation.score import ANOTHER_MODEL, CHANGED, DUPLICATED, MALFORMED, REFUSED, find_photos, score
-from huskyai.extras import EXTRAS
 from huskyai.images.decode import read_limited
 
 LINK_REFUSED = "a symbolic link, not followed"
@@ -205,32 +202,9 @@ def test_resume_of_a_csv_with_forged_rows_through_the_command(tmp_path):
     assert out.read_text() == honest
 
 
-def serving_install(folder: Path) -> dict[str, str]:
-    """An environment whose python lacks what `pip install huskyai` lacks: every module of every extra
-    (pyarrow, the "score" extra, among them) except those the core dependencies bring."""
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    core = {re.split(r"[^A-Za-z0-9_.-]", d, maxsplit=1)[0].lower().replace("-", "_") for d in project["dependencies"]}
-    absent = sorted({m for modules in EXTRAS.values() for m in modules} - core)
-    assert "pyarrow" in absent
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "sitecustomize.py").write_text(f'''
-import sys
-import tomllib
-
-class RefuseExtras:
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in {absent!r}:
-            raise ModuleNotFoundError(f"No module named {{name!r}} (a serving install has none)", name=name)
-        return None
-
-sys.meta_path.insert(0, RefuseExtras())
-''')
-    return python_env() | {"PYTHONPATH": f"{folder}{os.pathsep}{ROOT}"}
-
-
 @pytest.mark.slow  # a pool of one worker, started in a fresh interpreter twice
 def test_csv_output_needs_no_pyarrow(tmp_path):
-    env = serving_install(tmp_path / "site")
+    env = serving_only_environment(tmp_path / "site")
     check = subprocess.run([sys.executable, "-c", "import pyarrow"], capture_output=True, text=True, env=env)
     assert "a serving install has none" in check.stderr  # the environment really lacks it
     photos = make_photos(tmp_path / "p", n=2)
