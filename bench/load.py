@@ -461,24 +461,31 @@ def throughput_round(photos: list[bytes], clients: int, requests: int, path: str
         proc, base, _ = serve(work, HUSKYAI_RATE_LIMIT="0", HUSKYAI_MAX_IN_FLIGHT="100", **env)
         try:
             ask(base, photos[0], client=client_from())  # the first answer warms the engine
-            latencies: list[float] = []
-            lock = threading.Lock()
-
-            def one_client(k: int) -> None:
-                client = client_from(f"127.0.0.{11 + k}")
-                for j in range(requests // clients):
-                    start = time.perf_counter()
-                    ask(base, photos[(k + j) % len(photos)], client=client)
-                    with lock:
-                        latencies.append(time.perf_counter() - start)
-
-            start = time.perf_counter()
-            with ThreadPoolExecutor(clients) as pool:
-                list(pool.map(one_client, range(clients)))
-            wall = time.perf_counter() - start
+            latencies, wall = clients_at_once(base, photos, clients, requests, 11, ask)
         finally:
             stop(proc)
     return {"rps": len(latencies) / wall, "p50": percentile(latencies, 0.5), "p95": percentile(latencies, 0.95)}
+
+
+def clients_at_once(base: str, photos: list[bytes], clients: int, requests: int, first_address: int,
+                    ask) -> tuple[list[float], float]:
+    """``clients`` clients at once, each from an address of its own (127.0.0.``first_address`` + k), asking back
+    to back through ``ask`` until ``requests`` are answered: every answer's latency, and the wall time."""
+    latencies: list[float] = []
+    lock = threading.Lock()
+
+    def one_client(k: int) -> None:
+        with client_from(f"127.0.0.{first_address + k}") as client:
+            for j in range(requests // clients):
+                start = time.perf_counter()
+                ask(base, photos[(k + j) % len(photos)], client=client)
+                with lock:
+                    latencies.append(time.perf_counter() - start)
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(one_client, range(clients)))
+    return latencies, time.perf_counter() - start
 
 
 BASELINE = "gradio:0:2"
@@ -602,21 +609,8 @@ def service_latency(bases: dict[str, str], photos: list[bytes], requests: int) -
 
 def service_throughput(base: str, photos: list[bytes], clients: int, requests: int, first_address: int) -> float:
     """``clients`` clients at once, each from an address of its own, asking back to back: answers a second."""
-    done: list[float] = []
-    lock = threading.Lock()
-
-    def one_client(k: int) -> None:
-        with client_from(f"127.0.0.{first_address + k}") as c:
-            for j in range(requests // clients):
-                t = time.perf_counter()
-                lean_predict(base, photos[(k + j) % len(photos)], client=c)
-                with lock:
-                    done.append(time.perf_counter() - t)
-
-    start = time.perf_counter()
-    with ThreadPoolExecutor(clients) as pool:
-        list(pool.map(one_client, range(clients)))
-    return len(done) / (time.perf_counter() - start)
+    latencies, wall = clients_at_once(base, photos, clients, requests, first_address, lean_predict)
+    return len(latencies) / wall
 
 
 def hop_cost(direct: str, proxied: str, requests: int = 600) -> dict[str, float]:
