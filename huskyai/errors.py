@@ -24,6 +24,10 @@ class GraphPolicyError(IntegrityError):
     """An ONNX graph reaches outside its own bytes (external data, a non-standard operator domain)."""
 
 
+class HubError(IntegrityError):
+    """The Hugging Face Hub could not be reached, or refused an upload; the message says why in one line."""
+
+
 # ---- input: photos, folders, settings ----
 class InvalidImageError(HuskyAIError, ValueError):
     """The input is not an image Husky AI can read; the message says why, for a person."""

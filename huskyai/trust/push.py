@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from huskyai.errors import IntegrityError
+from huskyai.errors import HubError, IntegrityError
 from huskyai.trust import exports, hub, oms
 from huskyai.trust.signing import verify
 
@@ -181,8 +181,9 @@ def _upload(repo_id: str, files: dict[str, bytes], private: bool, revision: str 
     try:
         api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
         info = api.create_commit(repo_id, operations, commit_message=message, revision=revision, repo_type="model")
-    except (OSError, ValueError) as err:  # offline, no token, no right to the repository, HTTP errors
+    except Exception as err:  # offline, no token, no right to the repository, HTTP errors: whatever the remote
+        # call raises (huggingface_hub's HTTP client has error classes of its own, not OSError), one line says why
         first = (str(err).strip().splitlines() or [""])[0][:240]
-        raise IntegrityError(f"{repo_id}: the upload to the Hugging Face Hub failed ({type(err).__name__}: "
-                             f"{first})") from None
+        raise HubError(f"{repo_id}: the upload to the Hugging Face Hub failed ({type(err).__name__}: "
+                       f"{first})") from None
     return info.oid, info.commit_url

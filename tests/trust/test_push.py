@@ -98,3 +98,17 @@ def test_the_push_command_lists_what_it_would_upload(tmp_path, team, signed):
     listed = [line.split("\t")[1] for line in proc.stdout.splitlines() if line.startswith("would upload")]
     assert listed == ["model.json", "confusion_matrix.png", "redteam.json", "model.sig", "README.md"]
     assert "dry run: nothing uploaded" in proc.stdout
+
+
+def test_an_upload_to_a_hub_that_does_not_answer_is_one_line_from_the_command(tmp_path, team, signed):
+    """Online but nobody answering (here: a closed loopback port as the Hub): huggingface_hub's own HTTP client
+    raises errors that are not OSError; the command still says so in one line, exit 1, no traceback."""
+    from conftest import free_port
+
+    env = python_env() | {"HF_ENDPOINT": f"http://127.0.0.1:{free_port()}", "HF_HUB_OFFLINE": "0",
+                          "HF_HOME": str(tmp_path / "hf"), "HF_TOKEN": "hf_not_a_token"}
+    proc = subprocess.run([sys.executable, "-m", "huskyai", "push", str(signed), "team/husky", "--public-key",
+                           str(team[1])], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "the upload to the Hugging Face Hub failed" in proc.stderr
