@@ -22,8 +22,10 @@ THRESHOLDS = np.round(np.arange(0.2, 0.951, 0.025), 3)
 
 
 @torch.no_grad()
-def extract_features(model: HuskyNet, dl, views: int = 2, label: str = "features") -> tuple[np.ndarray, np.ndarray]:
-    """Head-input features and targets for every item of ``dl`` (view 2 = mirrored).
+def extract_features(model: HuskyNet, dl, views: int = 2, label: str = "features",
+                     noise: torch.Tensor | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Head-input features and targets for every item of ``dl`` (view 2 = mirrored); ``noise``, a per-channel
+    standard deviation in the normalised input, adds Gaussian noise to every view (the noise-trained recipe).
 
     ``dl`` is a validation-mode DataLoader (``dls.test_dl(items, with_labels=True)``): huskyai.training.dataloaders
     builds it from huskyai.inference.preprocess, so the head is fitted on the very arrays the predictor makes."""
@@ -32,7 +34,10 @@ def extract_features(model: HuskyNet, dl, views: int = 2, label: str = "features
     print(label, flush=True)
     for xb, yb in progress_bar(dl):
         for v in range(views):
-            feats[v].append(model.features(xb.flip(3) if v else xb).float().numpy())
+            x = xb.flip(3) if v else xb
+            if noise is not None:
+                x = x + torch.randn_like(x) * noise.reshape(1, -1, 1, 1)
+            feats[v].append(model.features(x).float().numpy())
         targets.append(yb.numpy())
     return np.stack([np.concatenate(f) for f in feats]), np.concatenate(targets)
 

@@ -31,6 +31,8 @@ def train(data: str | Path | list[str | Path], out: str | Path, report=print, re
     ``out`` and return the model card. ``options`` are TrainConfig's fields, e.g. ``epochs=3``. The shipped
     model's folder is refused as ``out`` unless ``replace_shipped``: writing there breaks its pin."""
     config = TrainConfig(**options)
+    if config.noise_sigma and config.epochs < 1:
+        raise DataError("noise_sigma trains the network under noise: give it epochs (e.g. --epochs 3)")
     if not replace_shipped:
         refuse_shipped(out)
     require("train", "training")
@@ -53,11 +55,12 @@ def train(data: str | Path | list[str | Path], out: str | Path, report=print, re
             kept = kept + _junk_samples(photos, config, Path(work) / "junk", report)
         learn = new_learner(kept, photos.classes, config, Path(work))
         plain_train = learn.dls.test_dl(learn.dls.train.items, with_labels=True)  # no augmentation
-        x_views, y = extract_features(learn.model, plain_train, label="training features")
+        noise = config.noise_sigma / learn.dls.after_batch.fs[-1].std if config.noise_sigma else None
+        x_views, y = extract_features(learn.model, plain_train, label="training features", noise=noise)
         threshold = fit_head(learn.model, x_views, y, len(photos.classes), len(photos.classes) - 1, c=config.c,
                              seed=config.seed, report=report)
         cv = cross_validate_head(learn, x_views, y, kept, config.cv, config.c, config.seed, report) if config.cv else {}
-        fine_tune(learn, y, config.epochs, config.lr)
+        fine_tune(learn, y, config.epochs, config.lr, config.noise_sigma)
         valid_probs, metrics = validate(learn, held, report)
         card = model_card(learn, photos, data, held, config, threshold, metrics | cv, time.time() - started)
         card = write_export(out, learn, card, valid_probs, config, report)

@@ -74,6 +74,7 @@ def model_card(learn: Learner, photos: PhotoSet, data, held: list[Sample], confi
         **Preprocessing(size, arch.mean, arch.std).card_fields(),  # written by the module that reads it back
         "decision_threshold": 0.5,
         "threshold_folded_into_bias": threshold,
+        **({"noise_sigma": config.noise_sigma} if config.noise_sigma else {}),  # what model.certify smooths with
         "metrics": metrics,
         "training": {
             "data": ", ".join(Path(d).resolve().name for d in ([data] if isinstance(data, (str, Path)) else data)),
