@@ -3,6 +3,8 @@
     import huskyai
     model = huskyai.load()                                # the shipped husky model (huskyai.available_models())
     print(model.predict("photo.jpg"))                     # Prediction(label='husky', positive_probability=0.97, ...)
+    robust = huskyai.load("robust")                       # trained under noise: answers with a certified radius
+    print(robust.certify("photo.jpg").describe())         # "Husky, certified within radius 0.31 (...)"
     run = huskyai.train("photos", "my_export", epochs=1)  # keywords: huskyai.TrainConfig's fields
     metrics = huskyai.evaluate("my_export", "test_photos", sheet="errors.png")
     checked = huskyai.verify("my_export")                 # .ok, .problems, .findings, .trust, .pickle_note
@@ -24,12 +26,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from huskyai.errors import SettingsError
+from huskyai.errors import IntegrityError, NotCertifiableError, SettingsError
 from huskyai.evaluation.evaluate import evaluate
 from huskyai.evaluation.score import ScoreSummary, score
 from huskyai.explain.explanation import Explanation, explain
 from huskyai.extras import require
 from huskyai.images.decode import ImageInput
+from huskyai.inference import certify as smoothing
+from huskyai.inference.certify import Certificate
 from huskyai.inference.predictor import Predictor
 from huskyai.mood import MoodModel
 from huskyai.mood import load as load_mood
@@ -43,7 +47,9 @@ from huskyai.trust.signing import sign as sign_card
 # where training writes when no folder is named, relative to the working directory: a new folder per run
 # ({kind}: husky or mood; {time}: the start, to the second), so a first run never lands on a shipped export
 DEFAULT_OUT = "runs/{kind}-{time}"
-MODELS = {"husky": "is this a husky? (photos)", "mood": "a day's mood from a diary (tabular; synthetic data)"}
+MODELS = {"husky": "is this a husky? (photos)",
+          "robust": "is this a husky? trained under noise, for certified answers (model.certify; slower)",
+          "mood": "a day's mood from a diary (tabular; synthetic data)"}
 
 __all__ = ["load", "available_models", "Model", "train", "TrainResult", "TrainConfig", "DoctorConfig", "evaluate",
            "verify", "VerifyResult", "sign", "SignResult", "KeySignResult", "push", "PushResult", "score",
@@ -65,6 +71,25 @@ class Model(Predictor):
         can."""
         return explain(self, source, name, method)
 
+    def certify(self, photo: ImageInput, n: int = smoothing.DEFAULT_N, n0: int = smoothing.DEFAULT_N0,
+                alpha: float = smoothing.DEFAULT_ALPHA, batch_size: int = smoothing.DEFAULT_BATCH,
+                seed: int | None = None, name: str | None = None) -> Certificate:
+        """A certified answer by randomized smoothing (Cohen et al.'s CERTIFY): the label, or "abstain", and an L2
+        radius within which no change to the model's input (the crop resized to the card's size, pixels in
+        [0, 1]) flips it, proven with probability 1 - ``alpha`` from ``n0`` + ``n`` noisy copies under the noise
+        the network was trained with (the card's noise_sigma). ``describe()`` says it in words; ``seed`` makes
+        it reproducible. NotCertifiableError for a model not trained under noise: load "robust"."""
+        return smoothing.certify(self, photo, smoothing.card_sigma(self.card), n0=n0, n=n, alpha=alpha,
+                                 batch_size=batch_size, seed=seed, name=name)
+
+    @property
+    def noise_sigma(self) -> float | None:
+        """The noise the network was trained under (pixels in [0, 1]), or None: only then can it certify."""
+        try:
+            return smoothing.card_sigma(self.card)
+        except NotCertifiableError:
+            return None
+
 
 def available_models() -> list[str]:
     """The names :func:`load` knows besides folders: the shipped models."""
@@ -74,7 +99,8 @@ def available_models() -> list[str]:
 def load(name_or_path: str | Path | None = None, sha256: str | None = None, trust_unsigned: bool = False,
          engine: str = "auto", threads: int | None = None, precision: str | None = None,
          public_key: str | Path | bytes | None = None) -> Model | MoodModel:
-    """A verified model: a shipped one by name ("husky", the default, or "mood"), an export folder, or a model on
+    """A verified model: a shipped one by name ("husky", the default; "robust", trained under noise for
+    ``certify``; or "mood"), an export folder, or a model on
     the Hugging Face Hub, ``"hf://OWNER/NAME@REVISION"`` (fetched through huggingface_hub: the export's own file
     names only, never a pickle; the revision, resolved to a commit, is in ``model.origin`` and ``model.trust``).
 
@@ -82,7 +108,8 @@ def load(name_or_path: str | Path | None = None, sha256: str | None = None, trus
     model.sig, an OMS signature, is checked before a byte of the model is read, and must hold), its sha256 is
     ``sha256`` (or the model's pin variable), it is the shipped one, it carries this machine's signature, or
     ``trust_unsigned`` is given; every file must match the card and every graph keep to the graph policy, or
-    IntegrityError says why in one line. ``engine``: "auto" (ONNX Runtime on the export's graph), "onnx" or
+    IntegrityError says why in one line ("robust" has its own pin variable, $HUSKYAI_ROBUST_MODEL_SHA256).
+    ``engine``: "auto" (ONNX Runtime on the export's graph), "onnx" or
     "torch"; ``threads``: ONNX Runtime's threads for one call (default: every core); ``precision``: "fp32" or
     "int8" (an export's model.int8.onnx). A folder named like a shipped model is written with a path:
     ``./mood``."""
@@ -90,8 +117,13 @@ def load(name_or_path: str | Path | None = None, sha256: str | None = None, trus
         if public_key is not None:
             raise SettingsError("public_key= checks the husky model's signature; pin the mood model with sha256=")
         return load_mood(sha256=sha256, trust_unsigned=trust_unsigned)
+    robust = exports.resolve(exports.ROBUST_NAME)
+    if name_or_path is not None and str(name_or_path) == exports.ROBUST_NAME and \
+            not (robust / exports.CARD_NAME).is_file():
+        raise IntegrityError(f"{robust}: the noise-trained model (\"robust\") is not in this installation; train one "
+                             "with huskyai.train(DATA, OUT, epochs=N, noise_sigma=0.25) and load OUT")
     export = exports.open_export(name_or_path, sha256=sha256, trust_unsigned=trust_unsigned, public_key=public_key,
-                                 pin_env=exports.MODEL_SHA256_ENV)
+                                 pin_env=exports.pin_env_for_name(name_or_path))
     return Model(export, engine, threads=threads, precision=precision)
 
 

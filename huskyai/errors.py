@@ -64,3 +64,12 @@ class BackboneError(HuskyAIError, RuntimeError):
 
 class QuantizeError(HuskyAIError, RuntimeError):
     """The graph cannot be quantized as asked (no calibration photos, onnxruntime missing)."""
+
+
+# ---- certified answers (randomized smoothing) ----
+class CertifyError(HuskyAIError, ValueError):
+    """A certified answer cannot be computed as asked (samples, alpha or sigma out of range)."""
+
+
+class NotCertifiableError(CertifyError):
+    """The model was not trained under noise (its card has no noise_sigma): load the noise-trained one."""

@@ -31,6 +31,13 @@ The app (Settings):
     HUSKYAI_EXPLAIN_RATE_LIMIT  heatmaps (the page's and /explain's) a minute per client (default 6; 0: off)
     HUSKYAI_EXPLAIN_METHOD  how heatmaps are made: auto (Grad-CAM where torch imports, else occlusion),
                             grad-cam or occlusion (default auto; occlusion keeps torch out of the app)
+    HUSKYAI_ROBUST_MODEL    the noise-trained model that gives certified answers (?certify=1, the page's opt-in):
+                            robust (the default: the shipped export-robust/, when it is there), an export folder,
+                            or off (no certified answers)
+    HUSKYAI_CERTIFY_N       noise samples a certified answer is estimated from, chosen by the server, never the
+                            client (default 1000, from 100 to 10000; 100 more choose the class)
+    HUSKYAI_CERTIFY_RATE_LIMIT  certified answers (the page's and the API's together) a minute per client
+                            (default 2; 0: off): each costs about n + 100 predictions
     GRADIO_SERVER_NAME / GRADIO_SERVER_PORT   where to listen (default 127.0.0.1:7860)
     HUSKYAI_METRICS         /metrics in Prometheus' format: internal (the default: only to a scraper on this
                             machine that reached the app directly, never through the proxy), on (any peer: a
@@ -42,6 +49,8 @@ The app (Settings):
 Every door (the app, the CLI, Python), read on each call:
     HUSKYAI_MODEL_SHA256    the sha256 of the husky model's model.json: pins the export every husky load in the
                             process uses, where the signing key is not (pinned_sha256; huskyai.trust.exports)
+    HUSKYAI_ROBUST_MODEL_SHA256 the same for the noise-trained model (huskyai.load("robust"), and the app's
+                            HUSKYAI_ROBUST_MODEL)
     HUSKYAI_MOOD_MODEL_SHA256   the same for the mood model, so pinning one never refuses the other
     HUSKYAI_MODEL_PUBLIC_KEY    a PEM public key file: every husky load in the process must carry an OMS
                             signature (model.sig) by its key (model_public_key; huskyai.trust.exports)
@@ -79,6 +88,10 @@ DEFAULT_WORKERS = 2
 DEFAULT_ENGINE_BATCH = 0
 DEFAULT_ENGINE_THREADS = 0  # ONNX Runtime's own choice: one per core
 DEFAULT_EXPLAIN_RATE_LIMIT = 6  # an explanation costs ~10 (Grad-CAM) to ~120 (occlusion) predictions
+DEFAULT_CERTIFY_N, MIN_CERTIFY_N, MAX_CERTIFY_N = 1000, 100, 10000  # noise samples of one certified answer
+DEFAULT_CERTIFY_RATE_LIMIT = 2  # a certified answer costs ~1,100 predictions: 10 to 100 heatmaps
+ROBUST_DEFAULT = "robust"  # HUSKYAI_ROBUST_MODEL's default: the shipped noise-trained model, if it is there
+ROBUST_OFF = "off"
 # headers come in one packet: 10 s leaves a slow mobile link several retransmissions; a body may pause
 # while a phone changes cells; a browser tab holds up to about 7 connections (6 parallel fetches and the
 # queue's event stream), so 20 lets a few tabs (or people behind one address) in at once
@@ -138,6 +151,11 @@ class Settings:
     metrics: str = METRICS_MODES[0]
     limits_storage: str = LIMITS_SCHEMES[0]
     replica: str | None = None  # HUSKYAI_REPLICA; None: HOSTNAME:PORT
+    # HUSKYAI_ROBUST_MODEL: the noise-trained model that certifies, loaded in the background when the app starts;
+    # None here (nothing is loaded), "robust" from the environment by default (the shipped one, if present)
+    robust_model: str | None = None
+    certify_n: int = DEFAULT_CERTIFY_N
+    certify_rate_limit: int = DEFAULT_CERTIFY_RATE_LIMIT
 
     @classmethod
     def from_env(cls, model_dir: str | None = None, host: str | None = None, port: int | None = None) -> Settings:
@@ -165,7 +183,16 @@ class Settings:
             metrics=_choice_env("HUSKYAI_METRICS", METRICS_MODES),
             limits_storage=_limits_storage(),
             replica=os.environ.get("HUSKYAI_REPLICA", "").strip()[:80] or None,
+            robust_model=_robust_model(),
+            certify_n=_int_env("HUSKYAI_CERTIFY_N", DEFAULT_CERTIFY_N, minimum=MIN_CERTIFY_N, maximum=MAX_CERTIFY_N),
+            certify_rate_limit=_int_env("HUSKYAI_CERTIFY_RATE_LIMIT", DEFAULT_CERTIFY_RATE_LIMIT),
         )
+
+
+def _robust_model() -> str | None:
+    """$HUSKYAI_ROBUST_MODEL: "robust" (the default), a folder, or None for "off"."""
+    value = os.environ.get("HUSKYAI_ROBUST_MODEL", "").strip() or ROBUST_DEFAULT
+    return None if value.lower() == ROBUST_OFF else value
 
 
 def _limits_storage() -> str:
@@ -181,7 +208,8 @@ def _limits_storage() -> str:
 
 MODEL_SHA256_ENV = "HUSKYAI_MODEL_SHA256"  # the operator's pin for the husky model
 MOOD_MODEL_SHA256_ENV = "HUSKYAI_MOOD_MODEL_SHA256"  # ... and for the mood model (huskyai.mood)
-PIN_VARIABLES = (MODEL_SHA256_ENV, MOOD_MODEL_SHA256_ENV)
+ROBUST_MODEL_SHA256_ENV = "HUSKYAI_ROBUST_MODEL_SHA256"  # ... and for the noise-trained model that certifies
+PIN_VARIABLES = (MODEL_SHA256_ENV, MOOD_MODEL_SHA256_ENV, ROBUST_MODEL_SHA256_ENV)
 MODEL_PUBLIC_KEY_ENV = "HUSKYAI_MODEL_PUBLIC_KEY"  # the husky model's signer, for every door (huskyai.trust.oms)
 PRECISION_ENV = "HUSKYAI_PRECISION"
 SIGNING_KEY_ENV = "HUSKYAI_SIGNING_KEY"
@@ -192,7 +220,8 @@ AUDIT_SALT_ENV = "HUSKYAI_AUDIT_SALT"
 
 def pinned_sha256(variable: str = MODEL_SHA256_ENV) -> str | None:
     """The card sha256 the operator pinned for one model in the whole process ($HUSKYAI_MODEL_SHA256 for the
-    husky model, $HUSKYAI_MOOD_MODEL_SHA256 for the mood model), else None."""
+    husky model, $HUSKYAI_ROBUST_MODEL_SHA256 for the robust one, $HUSKYAI_MOOD_MODEL_SHA256 for the mood
+    model), else None."""
     if variable not in PIN_VARIABLES:
         raise ValueError(f"{variable} is not a pin variable ({', '.join(PIN_VARIABLES)})")
     return os.environ.get(variable) or None

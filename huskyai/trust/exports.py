@@ -14,9 +14,10 @@ Why a card is trusted (``open_export``): for exactly one reason, the first that 
    model): model.sig must verify with that key, and cover the card's bytes and every file the card lists, or
    the export is refused whatever else vouches for it ("signed by key <fingerprint>");
 2. its sha256 equals the one the caller pins (``sha256=``, or the model's own variable: $HUSKYAI_MODEL_SHA256
-   for the husky model, $HUSKYAI_MOOD_MODEL_SHA256 for the mood model, so pinning one never refuses the other);
-   a pin given with a public key must match too;
-3. its sha256 equals ``SHIPPED_CARD_SHA256``, pinned in this package for the shipped export/;
+   for the husky model, $HUSKYAI_ROBUST_MODEL_SHA256 for the noise-trained "robust" one, $HUSKYAI_MOOD_MODEL_SHA256
+   for the mood model, so pinning one never refuses another); a pin given with a public key must match too;
+3. its sha256 is one of ``SHIPPED_CARDS``, pinned in this package for the shipped export/, export-robust/ and
+   export-mood/;
 4. it carries a valid HMAC-SHA256 signature by this machine's key ($HUSKYAI_SIGNING_KEY, or the key
    file that training creates on first use in the user's config folder, mode 0600): "made on this machine";
 5. the caller says so explicitly (``trust_unsigned=True``), and that is shown wherever it is served.
@@ -49,7 +50,13 @@ from typing import Any
 
 from huskyai import settings
 from huskyai.errors import IntegrityError, UnsignedError
-from huskyai.settings import MODEL_PUBLIC_KEY_ENV, MODEL_SHA256_ENV, MOOD_MODEL_SHA256_ENV, SIGNING_KEY_ENV
+from huskyai.settings import (
+    MODEL_PUBLIC_KEY_ENV,
+    MODEL_SHA256_ENV,
+    MOOD_MODEL_SHA256_ENV,
+    ROBUST_MODEL_SHA256_ENV,
+    SIGNING_KEY_ENV,
+)
 from huskyai.trust import hub, oms
 from huskyai.trust.graphpolicy import check_graph
 from huskyai.trust.keys import key_path, signature_ok, signing_key
@@ -71,20 +78,31 @@ FORMAT_VERSION = 2
 GRAPH_SUFFIX = ".onnx"  # a listed file with this suffix is an ONNX graph, checked by the graph policy
 
 
-def _shipped_folder() -> Path:
-    """export/ inside an installed wheel (mapped in as huskyai/export), else beside the source tree."""
+def _shipped_folder(folder: str = "export", wheel_name: str = "export") -> Path:
+    """A shipped export inside an installed wheel (mapped in as huskyai/<wheel_name>), else ``folder`` beside the
+    source tree."""
     package = Path(__file__).resolve().parent.parent  # huskyai/
-    inside = package / "export"
-    return inside if (inside / CARD_NAME).is_file() else package.parent / "export"
+    inside = package / wheel_name
+    return inside if (inside / CARD_NAME).is_file() else package.parent / folder
 
 
 DEFAULT_EXPORT = _shipped_folder()
-SHIPPED_NAMES = ("husky",)  # huskyai.load("husky") is the shipped model wherever the package is installed
+# the noise-trained husky model, whose answers can be certified (huskyai.inference.certify): export-robust/
+ROBUST_EXPORT = _shipped_folder("export-robust", "export_robust")
+ROBUST_NAME = "robust"
+SHIPPED_FOLDERS = {"husky": DEFAULT_EXPORT, ROBUST_NAME: ROBUST_EXPORT}  # huskyai.load(name), wherever installed
+SHIPPED_NAMES = tuple(SHIPPED_FOLDERS)
 # the root of trust for the shipped model: sha256 of export/model.json, which hashes every other file
 SHIPPED_CARD_SHA256 = "48eb0d40a3a9fa78a4c332c2e7addc4b0f507cf4ce9ea17f3788f33d38b553e7"
+# the same for export-robust/model.json: None until the noise-trained export ships (until then it loads only
+# when pinned, signed by this machine's key or trusted by hand)
+ROBUST_CARD_SHA256: str | None = None
 # every shipped card, by model: export-mood/model.json is the mood model trained on a synthetic diary
 SHIPPED_CARDS = {"husky": SHIPPED_CARD_SHA256,
-                 "mood": "d3db83eeb6e8023c05cf13ef76aa9bf516000e0d57aca95bfd3ce8a43de8d513"}
+                 "mood": "d3db83eeb6e8023c05cf13ef76aa9bf516000e0d57aca95bfd3ce8a43de8d513",
+                 ROBUST_NAME: ROBUST_CARD_SHA256}
+# the variable that pins each shipped husky model for the process, so pinning one never refuses another
+PIN_ENVS = {"husky": MODEL_SHA256_ENV, ROBUST_NAME: ROBUST_MODEL_SHA256_ENV}
 MAX_FILE_BYTES = 512 * 1024 * 1024
 MAX_CARD_BYTES = 1 << 20
 MAX_SIGNATURE_BYTES = 1 << 20  # an OMS bundle for an export's few files is a few KB
@@ -176,7 +194,7 @@ def _trust(card: dict[str, Any], digest: str, folder: Path, pin: str | None, tru
         return f"signed by key {signed.fingerprint}"
     if pin:
         return "card sha256 pinned by the operator"
-    if digest in SHIPPED_CARDS.values():
+    if digest in {pinned for pinned in SHIPPED_CARDS.values() if pinned}:
         return "the shipped model: its card's sha256 is pinned in the huskyai package"
     if "signature" in card:
         key = signing_key()
@@ -190,10 +208,14 @@ def _trust(card: dict[str, Any], digest: str, folder: Path, pin: str | None, tru
     if trust_unsigned:
         warnings.warn(f"{folder}: loading an UNSIGNED model because trust_unsigned was given", stacklevel=4)
         return "UNSIGNED: trusted explicitly by the operator"
-    if folder.resolve() == DEFAULT_EXPORT:
+    shipped = next((name for name, place in SHIPPED_FOLDERS.items() if folder.resolve() == place), None)
+    if shipped is not None and SHIPPED_CARDS[shipped]:
         raise IntegrityError(f"{path}: the shipped model was changed (card sha256 {digest[:16]}..., the package "
-                             f"pins {SHIPPED_CARD_SHA256[:16]}...); refusing to load it. Restore it with "
-                             f"`git checkout export/`, or pin your own with sha256= / ${pin_env}")
+                             f"pins {SHIPPED_CARDS[shipped][:16]}...); refusing to load it. Restore it with "
+                             f"`git checkout {folder.name}/`, or pin your own with sha256= / ${pin_env}")
+    if shipped is not None:
+        raise UnsignedError(f"{path}: this package pins no card for the shipped {shipped!r} model yet; pin it "
+                            f"(sha256={digest} or ${pin_env}) or sign it (`python -m huskyai sign {folder}`)")
     if has_signature_file:
         raise UnsignedError(f"{path}: the export carries an OMS signature ({SIGNATURE_NAME}), but no public key "
                             f"was given to check it; refusing to load it. Give the signer's public key "
@@ -211,11 +233,17 @@ def pin_env_for(card: dict[str, Any]) -> str:
 
 
 def resolve(name_or_folder: str | Path | None) -> Path:
-    """The export folder meant by a shipped model's name ("husky"), a folder path, or None (the shipped one).
-    A name wins over a folder of that name in the working directory: write ./husky for the folder."""
-    if name_or_folder is None or str(name_or_folder) in SHIPPED_NAMES:
+    """The export folder meant by a shipped model's name ("husky", "robust"), a folder path, or None (the shipped
+    husky model). A name wins over a folder of that name in the working directory: write ./husky for the folder."""
+    if name_or_folder is None:
         return DEFAULT_EXPORT
-    return Path(name_or_folder)
+    return SHIPPED_FOLDERS.get(str(name_or_folder), Path(name_or_folder))
+
+
+def pin_env_for_name(name_or_folder: str | Path | None) -> str:
+    """The variable that pins what ``name_or_folder`` names for the process: $HUSKYAI_ROBUST_MODEL_SHA256 for the
+    shipped "robust" model, $HUSKYAI_MODEL_SHA256 for anything else a husky load is given."""
+    return PIN_ENVS.get(str(name_or_folder), MODEL_SHA256_ENV) if name_or_folder is not None else MODEL_SHA256_ENV
 
 
 def locate(source: str | Path | None) -> Path:
@@ -227,10 +255,11 @@ def locate(source: str | Path | None) -> Path:
 
 
 def public_key_for(public_key: str | Path | bytes | None, pin_env: str) -> str | Path | bytes | None:
-    """The public key a load must check: the caller's, else $HUSKYAI_MODEL_PUBLIC_KEY for the husky model."""
+    """The public key a load must check: the caller's, else $HUSKYAI_MODEL_PUBLIC_KEY for a husky model (the fast
+    one or the robust one)."""
     if public_key is not None:
         return public_key
-    return settings.model_public_key() if pin_env == MODEL_SHA256_ENV else None
+    return settings.model_public_key() if pin_env in PIN_ENVS.values() else None
 
 
 def _has(dir_fd: int, name: str) -> bool:
