@@ -1,10 +1,12 @@
-"""Shared fixtures: photos that may ship (scikit-image's), generated bad files, one tiny trained model."""
+"""Shared fixtures: photos that may ship (scikit-image's), generated bad files, one tiny trained model, and the
+command line run in this process (``cli``) or several commands in one fresh process (:func:`commands_in_a_process`)."""
 
 from __future__ import annotations
 
 import atexit
 import contextlib
 import io
+import json
 import os
 import shutil
 import socket
@@ -14,7 +16,9 @@ import sys
 import tempfile
 import time
 import urllib.request
+import warnings
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -147,6 +151,113 @@ def wait_for_http(url: str, proc: subprocess.Popen, timeout: float = 180) -> Non
         except OSError:
             time.sleep(0.3)
     raise TimeoutError(f"{url} not up after {timeout} s")
+
+
+# --- the command line -----------------------------------------------------------------------------------
+# A fresh interpreter costs a second or more per command (Python, numpy, ONNX Runtime, the model), so commands run
+# in this process through the console script's own function; a test whose point is the process itself (the entry
+# point, what a process imported, a serving install without torch) runs them in a process of their own.
+
+@dataclass
+class Ran:
+    """What a command did, as subprocess.CompletedProcess has it."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def exit_code(exit: SystemExit) -> int:
+    """The process exit code ``sys.exit(code)`` gives (argparse's usage errors, --help)."""
+    return exit.code if isinstance(exit.code, int) else 0 if exit.code is None else 1
+
+
+@contextlib.contextmanager
+def fresh_warnings():
+    """Warnings as a fresh interpreter shows them: Python's default filters (not pytest's), printed to stderr, each
+    once per place again."""
+    with warnings.catch_warnings():
+        warnings.resetwarnings()
+        for category in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
+            warnings.simplefilter("ignore", category)
+        warnings.showwarning = lambda message, category, filename, lineno, file=None, line=None: sys.stderr.write(
+            warnings.formatwarning(message, category, filename, lineno, line))
+        yield
+
+
+@pytest.fixture
+def cli(capfd, monkeypatch):
+    """``cli("predict", "x.jpg", env={...}, cwd=folder)``: ``huskyai ARGS`` run in this process by
+    huskyai.cli.main.main, as the console script runs it; returns its exit code and what it printed (file
+    descriptors, so native libraries' lines count too). ``env`` is set on top of this process's environment."""
+    from huskyai.cli.main import main
+
+    def run(*args: str, env: dict[str, str] | None = None, cwd: Path | str | None = None) -> Ran:
+        capfd.readouterr()  # what came before is not this command's
+        with monkeypatch.context() as patch, fresh_warnings():
+            for name, value in (env or {}).items():
+                patch.setenv(name, value)
+            if cwd is not None:
+                patch.chdir(cwd)
+            try:
+                code = main([str(a) for a in args])
+            except SystemExit as exit:
+                code = exit_code(exit)
+        out = capfd.readouterr()
+        return Ran(code, out.out, out.err)
+
+    return run
+
+
+def huskyai_process(*args: str, env: dict[str, str] | None = None, cwd: Path = ROOT) -> Ran:
+    """``python -m huskyai ARGS`` in a process of its own (``env``: its whole environment; default this one's)."""
+    proc = subprocess.run([sys.executable, "-m", "huskyai", *map(str, args)], capture_output=True, text=True,
+                          env=env or python_env(), cwd=cwd, timeout=600)
+    return Ran(proc.returncode, proc.stdout, proc.stderr)
+
+
+# One fresh process runs each command as the console script would (its exit code, what it printed, a traceback
+# for an uncaught error), with the output file descriptors of each command its own and its warnings shown afresh.
+COMMANDS_IN_ONE_PROCESS = """
+import contextlib, json, os, sys, tempfile, traceback, warnings
+
+def run(argv, cwd):
+    os.chdir(cwd)
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        sys.stdout.flush(); sys.stderr.flush()
+        saved = os.dup(1), os.dup(2)
+        os.dup2(out.fileno(), 1); os.dup2(err.fileno(), 2)
+        try:
+            with warnings.catch_warnings():  # each command's warnings are shown again, as in a process of its own
+                try:
+                    from huskyai.cli.main import main
+                    code = main(argv)
+                except SystemExit as exit:
+                    code = exit.code if isinstance(exit.code, int) else 0 if exit.code is None else 1
+                except Exception:
+                    traceback.print_exc()
+                    code = 1
+        finally:
+            sys.stdout.flush(); sys.stderr.flush()
+            os.dup2(saved[0], 1); os.dup2(saved[1], 2)
+            os.close(saved[0]); os.close(saved[1])
+        out.seek(0); err.seek(0)
+        return [code, out.read().decode(), err.read().decode()]
+
+commands = json.load(sys.stdin)
+results = [run(argv, cwd) for argv, cwd in commands]
+print(json.dumps(results))
+"""
+
+
+def commands_in_a_process(commands: list[tuple[list[str], Path]], env: dict[str, str]) -> list[Ran]:
+    """Run each ``(argv, cwd)`` as ``huskyai ARGV`` in ONE fresh process with environment ``env`` (a serving
+    install's, one without torch): what a process without a package does, paid for once for many commands."""
+    order = json.dumps([[[str(a) for a in argv], str(cwd)] for argv, cwd in commands])
+    proc = subprocess.run([sys.executable, "-c", COMMANDS_IN_ONE_PROCESS], input=order, capture_output=True,
+                          text=True, env=env, cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    return [Ran(*result) for result in json.loads(proc.stdout.splitlines()[-1])]
 
 
 @contextlib.contextmanager

@@ -13,23 +13,39 @@ import pytest
 from PIL import Image
 
 import huskyai
-from conftest import EXPORT, ROOT, SHARED_HUSKIES, bad_files, jpeg_bytes, make_toy_dataset, python_env, skimage_photo
+from conftest import (
+    EXPORT,
+    ROOT,
+    SHARED_HUSKIES,
+    Ran,
+    bad_files,
+    jpeg_bytes,
+    make_toy_dataset,
+    python_env,
+    skimage_photo,
+)
 from huskyai.cli.main import build_parser, main
 from huskyai.cli.predict import explain_paths
 from huskyai.images.decode import load_image
+from huskyai.mood.sample import write_sample
 from huskyai.training.config import DoctorConfig, ExplainConfig, TrainConfig, options_from
 
 
-def run(*args: str, check_code: int | None = None) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "huskyai", *args], capture_output=True, text=True,
-                          env=python_env(), cwd=ROOT, timeout=600)
-    if check_code is not None:
-        assert proc.returncode == check_code, proc.stdout + proc.stderr
-    return proc
+@pytest.fixture
+def run(cli):
+    """``run("predict", ..., check_code=0)``: the command in this process (conftest's ``cli``), its exit code
+    checked when one is given."""
+    def checked(*args: str, check_code: int | None = None) -> Ran:
+        proc = cli(*args)
+        if check_code is not None:
+            assert proc.returncode == check_code, proc.stdout + proc.stderr
+        return proc
+
+    return checked
 
 
 @pytest.mark.slow
-def test_predict_json_and_exit_codes(tmp_path, toy_export):
+def test_predict_json_and_exit_codes(tmp_path, toy_export, run):
     cat = tmp_path / "cat.jpg"
     cat.write_bytes(jpeg_bytes(skimage_photo("chelsea")))
     out = json.loads(run("predict", str(cat), "--json", "--model", str(toy_export), check_code=0).stdout)
@@ -48,7 +64,7 @@ def test_predict_json_and_exit_codes(tmp_path, toy_export):
 
 
 @pytest.mark.slow
-def test_evaluate_json(tmp_path, toy_export):
+def test_evaluate_json(tmp_path, toy_export, run):
     data = make_toy_dataset(tmp_path / "eval", n_per_class=3, size=80)
     (data / "husky" / "broken.jpg").write_bytes(bad_files()["truncated.jpg"])
     sheet = tmp_path / "errors.png"
@@ -70,8 +86,7 @@ def test_evaluate_json(tmp_path, toy_export):
     assert sheet.read_bytes()[:4] == b"\x89PNG" and "contact sheet of" in proc.stderr
 
 
-@pytest.mark.slow
-def test_bad_model_folder_and_bad_data_exit_non_zero(tmp_path):
+def test_bad_model_folder_and_bad_data_exit_non_zero(tmp_path, run):
     proc = run("predict", "x.jpg", "--model", str(tmp_path), check_code=1)
     assert "no model card" in proc.stderr and "Traceback" not in proc.stderr
     proc = run("train", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "out"), check_code=1)
@@ -90,7 +105,7 @@ def test_train_script_matches_cli(tmp_path):
 
 
 @pytest.mark.slow
-def test_verify_catches_a_flipped_byte(tmp_path, toy_export):
+def test_verify_catches_a_flipped_byte(tmp_path, toy_export, run):
     import shutil
 
     copy = tmp_path / "export"
@@ -136,7 +151,7 @@ def test_evaluate_explain_needs_a_sheet(capsys):
 
 
 @pytest.mark.slow
-def test_predict_and_evaluate_explain_with_the_shipped_model(tmp_path):
+def test_predict_and_evaluate_explain_with_the_shipped_model(tmp_path, run):
     """Real photos, the shipped model, occlusion maps (no torch needed): the overlays have the photos' sizes, and
     the contact sheet of mistakes shows the overlays, not the plain photos."""
     husky = sorted((SHARED_HUSKIES / "husky").glob("*.jpg"))[0]
@@ -184,7 +199,7 @@ def test_verify_returns_what_the_cli_prints(tmp_path):
         huskyai.sign(copy)  # sign refuses what verify refuses
 
 
-def test_verify_fails_where_load_would_refuse(tmp_path):
+def test_verify_fails_where_load_would_refuse(tmp_path, run):
     """A copy of the shipped export with an edited card is nobody's: load refuses it, so verify must not say OK
     and exit 0. Its files all match the card, so sign (the remedy verify names) still signs it."""
     import shutil
@@ -195,22 +210,25 @@ def test_verify_fails_where_load_would_refuse(tmp_path):
     (copy / "model.json").write_text(json.dumps(card | {"decision_threshold": 0.0}))  # everything is a husky
     with pytest.raises(huskyai.IntegrityError, match="not signed and not pinned"):
         huskyai.load(copy)
-    proc = run("verify", str(copy), check_code=1)
+    proc = run("verify", copy)
     fail = [line for line in proc.stdout.splitlines() if line.startswith("FAIL")]
-    assert len(fail) == 1 and "not signed and not pinned" in fail[0] and "huskyai sign DIR" in fail[0]
+    assert proc.returncode == 1 and len(fail) == 1, proc.stdout + proc.stderr
+    assert "not signed and not pinned" in fail[0] and "huskyai sign DIR" in fail[0]
     assert not huskyai.verify(copy).ok and huskyai.verify(copy).trust is None
-    checked = run("verify", str(copy), "--trust-unsigned", check_code=0).stdout  # files only, on request
-    assert "matches its model card" in checked and "UNSIGNED" in checked and "FAIL" not in checked
+    checked = run("verify", copy, "--trust-unsigned")  # files only, on request
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "matches its model card" in checked.stdout and "UNSIGNED" in checked.stdout and "FAIL" not in checked.stdout
     huskyai.sign(copy)
-    assert huskyai.verify(copy).ok and "signed" in run("verify", str(copy), check_code=0).stdout
+    signed = run("verify", copy)
+    assert huskyai.verify(copy).ok and signed.returncode == 0 and "signed" in signed.stdout
 
 
 BLOCK_TORCH = """
 import json, sys
 
-class RefuseTorch:  # as on a serving install: torch cannot be imported
+class RefuseTorch:  # as on an install without the train extra: torch and fastai cannot be imported
     def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] == "torch":
+        if name.split(".")[0] in ("torch", "fastai"):
             raise ModuleNotFoundError(f"No module named {name!r}", name=name)
         return None
 
@@ -237,12 +255,17 @@ def test_train_scans_the_photos_before_importing_torch(tmp_path):
 
 
 def test_a_missing_training_extra_is_one_line_everywhere(tmp_path):
+    """With torch missing (a serving install with the mood extra, say): every command that needs it says so in
+    one line naming the extra, and mood's fastai candidate names the extra and the way round (--models ridge,hgb)."""
     data = make_toy_dataset(tmp_path / "d", n_per_class=2, size=64)
+    diary, _ = write_sample(tmp_path / "diary.csv", days=60, seed=1)
     code = BLOCK_TORCH + f"""
 from huskyai.cli import main
 import huskyai
 codes = [main(['train', '--data', {str(data)!r}, '--out', {str(tmp_path / 'out')!r}]),
-         main(['doctor', {str(data)!r}]), main(['attack', 'junk', '--out', {str(tmp_path / 'report')!r}])]
+         main(['doctor', {str(data)!r}]), main(['attack', 'junk', '--out', {str(tmp_path / 'report')!r}]),
+         main(['mood', 'train', '--csv', {str(diary)!r}, '--models', 'ridge,fastai',
+               '--out', {str(tmp_path / 'mood')!r}])]
 try:
     huskyai.load_learner()
 except ImportError as err:
@@ -250,11 +273,13 @@ except ImportError as err:
 print(json.dumps(codes))
 """
     proc = run_script(code)
-    assert json.loads(proc.stdout.splitlines()[-1]) == [1, 1, 1, "MissingExtraError"], proc.stderr
+    assert json.loads(proc.stdout.splitlines()[-1]) == [1, 1, 1, 1, "MissingExtraError"], proc.stderr
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 3 and "Traceback" not in proc.stderr, proc.stderr
+    assert len(lines) == 4 and "Traceback" not in proc.stderr, proc.stderr
     for line, what in zip(lines, ("training", "the label doctor", "the red-team kit")):
         assert line.startswith(f"error: {what} needs torch") and "pip install 'huskyai[" in line
+    assert lines[3].startswith("error: ") and "pip install 'huskyai[train]'" in lines[3], lines[3]
+    assert "--models ridge,hgb" in lines[3]
 
 
 @pytest.mark.slow

@@ -1,33 +1,30 @@
-"""The commands as a newcomer meets them (python -m huskyai ...): what they print, where they write, and one
-line naming the extra to install wherever a package is missing."""
+"""The commands as a newcomer meets them (huskyai ...): what they print, where they write, and one line naming
+the extra to install wherever a package is missing (on a serving install: one process without the extras runs
+those commands)."""
 
 from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from PIL import Image
 
-from conftest import EXPORT, ROOT, SHARED_HUSKIES, make_toy_dataset, python_env, serving_only_environment, skimage_photo
+from conftest import (
+    EXPORT,
+    ROOT,
+    SHARED_HUSKIES,
+    commands_in_a_process,
+    huskyai_process,
+    make_toy_dataset,
+    serving_only_environment,
+    skimage_photo,
+)
 from huskyai.mood.model import shipped_folder as shipped_mood_folder
 from huskyai.mood.sample import generate, write_sample
 from huskyai.trust import exports
-
-
-def huskyai(*args: str, env: dict[str, str] | None = None, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "huskyai", *args], capture_output=True, text=True,
-                          env=env or python_env(), cwd=cwd, timeout=600)
-
-
-@pytest.fixture(scope="module")
-def serving(tmp_path_factory) -> dict[str, str]:
-    """A serving install's environment: no extra's package imports."""
-    return serving_only_environment(tmp_path_factory.mktemp("serving"))
 
 
 @pytest.fixture(scope="module")
@@ -59,44 +56,46 @@ NEEDS_AN_EXTRA = {
                                        "--explain-method", "grad-cam"], "explain"),
     "sign --int8": (["sign", "{export}", "--int8", "{toy}"], "train"),
 }
+# the shipped model's folder, as a newcomer may name it
+SHIPPED_FOLDER_NAMES = ("export", "./export/", str(EXPORT))
+
+
+@pytest.fixture(scope="module")
+def serving_install(tmp_path_factory, files) -> dict:
+    """Every command of this module that a serving install runs, in one process whose python cannot import the
+    extras' packages: each command's exit code and output, by name; and the shipped card's bytes before them."""
+    commands = {name: ([a.format(**files) for a in argv], files["folder"])
+                for name, (argv, _) in NEEDS_AN_EXTRA.items()}
+    for out in SHIPPED_FOLDER_NAMES:
+        commands[f"train --out {out}"] = (["train", "--data", str(files["toy"]), "--out", out], ROOT)
+    commands["score --out *.csv"] = (["score", str(files["cat"]), "--out", str(files["folder"] / "results.csv"),
+                                      "--workers", "0", "--no-progress"], ROOT)
+    card = (EXPORT / exports.CARD_NAME).read_bytes()
+    ran = commands_in_a_process(list(commands.values()),
+                                serving_only_environment(tmp_path_factory.mktemp("serving")))
+    return {"card before": card} | dict(zip(commands, ran))
 
 
 @pytest.mark.parametrize("name", NEEDS_AN_EXTRA)
-def test_a_missing_extra_is_one_line_naming_it(name, serving, files):
-    argv, extra = NEEDS_AN_EXTRA[name]
-    proc = huskyai(*(a.format(**files) for a in argv), env=serving, cwd=files["folder"])
+def test_a_missing_extra_is_one_line_naming_it(name, serving_install):
+    proc, extra = serving_install[name], NEEDS_AN_EXTRA[name][1]
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 1 and len(lines) == 1, proc.stderr
     assert lines[0].startswith("error: ") and f"pip install 'huskyai[{extra}]'" in lines[0], lines[0]
 
 
-def test_the_mood_fastai_candidate_without_torch_names_the_extra_and_the_way_round(tmp_path, files):
-    """With the mood extra but not the train one (torch and fastai missing), asking for fastai's candidate."""
-    blocker = tmp_path / "sitecustomize.py"
-    blocker.write_text("import sys\nclass NoTorch:\n    def find_spec(self, name, path=None, target=None):\n"
-                       "        if name.split('.')[0] in ('torch', 'fastai'):\n"
-                       "            raise ModuleNotFoundError(name, name=name)\n"
-                       "sys.meta_path.insert(0, NoTorch())\n")
-    env = python_env() | {"PYTHONPATH": f"{tmp_path}:{ROOT}"}
-    proc = huskyai("mood", "train", "--csv", str(files["diary"]), "--models", "ridge,fastai", "--out",
-                   str(tmp_path / "mood"), env=env)
-    assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
-    assert "pip install 'huskyai[train]'" in proc.stderr and "--models ridge,hgb" in proc.stderr
-
-
 # ---- training never lands on the shipped model ----------------------------------------------------
 
-def test_train_refuses_the_shipped_export_folder(serving, files):
+def test_train_refuses_the_shipped_export_folder(serving_install):
     """Refused before anything runs (even before the missing training extra), and export/ is untouched."""
-    before = (EXPORT / exports.CARD_NAME).read_bytes()
-    for out in ("export", "./export/", str(EXPORT)):
-        proc = huskyai("train", "--data", str(files["toy"]), "--out", out, env=serving)
+    for out in SHIPPED_FOLDER_NAMES:
+        proc = serving_install[f"train --out {out}"]
         assert proc.returncode == 1 and "the shipped model's folder" in proc.stderr, proc.stderr
         assert "--replace-shipped" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
-    assert (EXPORT / exports.CARD_NAME).read_bytes() == before
+    assert (EXPORT / exports.CARD_NAME).read_bytes() == serving_install["card before"]
 
 
-def test_the_default_training_folder_is_a_new_run_folder():
+def test_the_default_training_folder_is_a_new_run_folder(cli):
     from huskyai.api import default_out
     from huskyai.cli.main import build_parser
 
@@ -105,55 +104,55 @@ def test_the_default_training_folder_is_a_new_run_folder():
         out = default_out(kind).resolve()
         assert out.parent.name == "runs" and out.name.startswith(f"{kind}-")
         assert out not in (exports.DEFAULT_EXPORT.resolve(), shipped_mood_folder().resolve())
-    assert "runs/husky-<date>-<time>" in huskyai("train", "--help").stdout
-    assert "runs/mood-<date>-<time>" in huskyai("mood", "train", "--help").stdout
+    assert "runs/husky-<date>-<time>" in cli("train", "--help").stdout
+    assert "runs/mood-<date>-<time>" in cli("mood", "train", "--help").stdout
 
 
 @pytest.mark.slow
-def test_a_first_training_run_says_how_to_use_its_model(tmp_path, files):
+def test_a_first_training_run_says_how_to_use_its_model(tmp_path, files, cli):
     """As a newcomer runs it: no --out, in a folder of their own. The export lands in runs/, and the command it
     prints at the end answers."""
-    proc = huskyai("train", "--data", str(files["toy"]), "--size", "64", "--valid-pct", "0.5", cwd=tmp_path)
+    proc = cli("train", "--data", files["toy"], "--size", "64", "--valid-pct", "0.5", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     (run,) = (tmp_path / "runs").iterdir()
     assert run.name.startswith("husky-") and (run / exports.CARD_NAME).is_file()
     predict = next(line.split() for line in proc.stdout.splitlines() if line.strip().startswith("huskyai predict"))
     assert predict[2:] == ["photo.jpg", "--model", f"runs/{run.name}"]  # as the newcomer can type it, from here
     assert f"HUSKYAI_MODEL=runs/{run.name} python app.py" in proc.stdout
-    answer = huskyai("predict", str(files["cat"]), "--model", predict[-1], cwd=tmp_path)
+    answer = cli("predict", files["cat"], "--model", predict[-1], cwd=tmp_path)
     assert answer.returncode == 0 and answer.stdout.splitlines()[1].startswith(str(files["cat"])), answer.stderr
 
 
 # ---- the mood commands say what they did ----------------------------------------------------------
 
-def test_mood_sample_says_how_many_days_the_file_holds(tmp_path):
-    proc = huskyai("mood", "sample", "--days", "365", "--out", str(tmp_path / "diary.csv"))
+def test_mood_sample_says_how_many_days_the_file_holds(tmp_path, cli):
+    proc = cli("mood", "sample", "--days", "365", "--out", tmp_path / "diary.csv")
     rows = len(pd.read_csv(tmp_path / "diary.csv"))
     assert proc.returncode == 0 and rows < 365  # a real diary has gaps, and so does the sample
     assert f": {rows} days ({365 - rows} of 365 left out, as a real diary has gaps)" in proc.stdout, proc.stdout
 
 
-def test_mood_evaluate_warns_on_the_days_the_model_was_trained_on(tmp_path):
+def test_mood_evaluate_warns_on_the_days_the_model_was_trained_on(tmp_path, cli):
     """The shipped mood model's own training diary (seed 0, 365 days) gives in-sample numbers: the command says
     so and names the card's validation MAE. Days after the training year get no warning."""
     card = json.loads((shipped_mood_folder() / exports.CARD_NAME).read_bytes())
     honest = card["validation"]["metrics"][card["model"]]["mae"]
-    huskyai("mood", "sample", "--out", str(tmp_path / "diary.csv"))
-    proc = huskyai("mood", "evaluate", "--csv", str(tmp_path / "diary.csv"))
+    cli("mood", "sample", "--out", tmp_path / "diary.csv")
+    proc = cli("mood", "evaluate", "--csv", tmp_path / "diary.csv")
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.startswith("warning: this is the diary the model was trained on"), proc.stderr
     assert "in-sample" in proc.stderr and f"validation MAE {honest:.3f}" in proc.stderr
-    scored = json.loads(huskyai("mood", "evaluate", "--csv", str(tmp_path / "diary.csv"), "--json").stdout)
+    scored = json.loads(cli("mood", "evaluate", "--csv", tmp_path / "diary.csv", "--json").stdout)
     assert scored["seen_in_training"]["training_diary"] and scored["validation"]["mae"] == honest
 
     later = generate(60, seed=9, start="2027-03-01")
     later["date"] = later["date"].dt.strftime("%Y-%m-%d")
     later.to_csv(tmp_path / "later.csv", index=False)
-    proc = huskyai("mood", "evaluate", "--csv", str(tmp_path / "later.csv"))
+    proc = cli("mood", "evaluate", "--csv", tmp_path / "later.csv")
     assert proc.returncode == 0 and "warning" not in proc.stderr and "in-sample" not in proc.stdout, proc.stderr
     overlapping = pd.concat([pd.read_csv(tmp_path / "diary.csv").tail(30), pd.read_csv(tmp_path / "later.csv")])
     overlapping.to_csv(tmp_path / "overlap.csv", index=False)
-    scored = json.loads(huskyai("mood", "evaluate", "--csv", str(tmp_path / "overlap.csv"), "--json").stdout)
+    scored = json.loads(cli("mood", "evaluate", "--csv", tmp_path / "overlap.csv", "--json").stdout)
     assert scored["seen_in_training"]["days"] == 30 and not scored["seen_in_training"]["training_diary"]
     assert scored["unseen"]["days"] == scored["days"] - 30 and "30 of these" in scored["warning"]
 
@@ -161,39 +160,46 @@ def test_mood_evaluate_warns_on_the_days_the_model_was_trained_on(tmp_path):
 # ---- predict's table, and explain --------------------------------------------------------------------
 
 def test_predict_prints_a_header_naming_the_probability(files):
+    """Through the console script's entry point, ``python -m huskyai``, in a process of its own."""
     husky = sorted((SHARED_HUSKIES / "husky").glob("*.jpg"))[0]
-    proc = huskyai("predict", str(husky), str(files["cat"]))
+    proc = huskyai_process("predict", husky, files["cat"])
     assert proc.returncode == 0, proc.stderr
     header, *rows = [line.split("\t") for line in proc.stdout.splitlines()]
     assert header == ["file", "label", "P(husky)"]
     by_file = {row[0]: row for row in rows}
     assert by_file[str(husky)][1] == "husky" and float(by_file[str(husky)][2]) > 0.5
     assert by_file[str(files["cat"])][1] == "not_husky" and float(by_file[str(files["cat"])][2]) < 0.5
-    (answer,) = json.loads(huskyai("predict", str(files["cat"]), "--json").stdout)  # --json keeps its keys
+
+
+def test_predict_json_keeps_its_keys(files, cli):
+    (answer,) = json.loads(cli("predict", files["cat"], "--json").stdout)
     assert set(answer) == {"file", "label", "probability", "scores"}
     assert answer["probability"] == answer["scores"]["husky"]
 
 
-def test_explain_is_a_command(files):
+def test_explain_is_a_command(files, cli):
     out = files["folder"] / "why.png"
-    proc = huskyai("explain", str(files["cat"]), "--out", str(out), "--explain-method", "occlusion")
+    proc = cli("explain", files["cat"], "--out", out, "--explain-method", "occlusion")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == ["file\tlabel\tP(husky)\theatmap\tmethod",
                                         f"{files['cat']}\tnot_husky\t0.000\t{out}\tocclusion"]
     assert Image.open(out).size == Image.open(files["cat"]).size
-    default = huskyai("explain", str(files["cat"]), "--explain-method", "occlusion", cwd=files["folder"])
+
+
+@pytest.mark.slow  # a second occlusion map
+def test_explain_writes_heatmap_png_where_it_runs_by_default(files, cli):
+    default = cli("explain", files["cat"], "--explain-method", "occlusion", cwd=files["folder"])
     assert default.returncode == 0 and (files["folder"] / "heatmap.png").is_file(), default.stderr
 
 
-def test_score_says_it_writes_csv_or_parquet():
-    listed = huskyai("--help").stdout
+def test_score_says_it_writes_csv_or_parquet(cli):
+    listed = cli("--help").stdout
     assert "*.csv" in listed[listed.index("    score"):listed.index("    doctor")]
-    assert "*.csv (needs nothing more)" in " ".join(huskyai("score", "--help").stdout.split())
+    assert "*.csv (needs nothing more)" in " ".join(cli("score", "--help").stdout.split())
 
 
-def test_score_to_csv_on_a_serving_install(serving, files):
-    out = files["folder"] / "results.csv"
-    proc = huskyai("score", str(files["cat"]), "--out", str(out), "--workers", "0", "--no-progress", env=serving)
+def test_score_to_csv_on_a_serving_install(serving_install, files):
+    proc = serving_install["score --out *.csv"]
     assert proc.returncode == 0, proc.stderr
-    (row,) = pd.read_csv(out).to_dict("records")
+    (row,) = pd.read_csv(files["folder"] / "results.csv").to_dict("records")
     assert row["label"] == "not_husky" and row["path"] == str(files["cat"])
