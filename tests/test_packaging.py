@@ -8,23 +8,17 @@ import os
 import subprocess
 import sys
 import zipfile
-from pathlib import Path
 
 import pytest
 import tomllib
 
-from conftest import EXPORT, ROOT, running_app, serving_only_environment, skimage_photo
+from conftest import EXPORT, ROOT, commands_in_a_process, running_app, serving_only_environment, skimage_photo
 
 
 @pytest.fixture(scope="module")
 def serving_only_env(tmp_path_factory) -> dict[str, str]:
     """An environment whose python cannot import torch, fastai, timm, ... (a sitecustomize refuses them)."""
     return serving_only_environment(tmp_path_factory.mktemp("serving-only"))
-
-
-def run_cli(env: dict[str, str], *args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "huskyai", *args], capture_output=True, text=True, env=env,
-                          cwd=cwd, timeout=300)
 
 
 def test_the_blocker_really_blocks_torch(serving_only_env):
@@ -35,6 +29,8 @@ def test_the_blocker_really_blocks_torch(serving_only_env):
 
 
 def test_predict_evaluate_and_verify_run_without_the_training_stack(serving_only_env, tmp_path):
+    """In one process of a serving install (what training needs there is one line naming the extra:
+    tests/cli/test_cli_newcomer.py)."""
     photo = tmp_path / "cat.jpg"
     skimage_photo("chelsea").save(photo)
     for label, names in {"husky": ["astronaut"], "not_husky": ["chelsea", "coffee"]}.items():
@@ -42,27 +38,16 @@ def test_predict_evaluate_and_verify_run_without_the_training_stack(serving_only
         for name in names:
             skimage_photo(name).save(tmp_path / "set" / label / f"{name}.jpg")
 
-    predicted = run_cli(serving_only_env, "predict", str(photo), cwd=tmp_path)
+    predicted, evaluated, verified = commands_in_a_process(
+        [(["predict", photo], tmp_path), (["evaluate", tmp_path / "set", "--json"], tmp_path), (["verify"], tmp_path)],
+        serving_only_env)
     assert predicted.returncode == 0, predicted.stderr
     assert predicted.stdout.splitlines()[-1].split("\t")[1] == "not_husky"
-    evaluated = run_cli(serving_only_env, "evaluate", str(tmp_path / "set"), "--json", cwd=tmp_path)
     assert evaluated.returncode == 0, evaluated.stderr
     result = json.loads(evaluated.stdout)
     assert result["n"] == 3 and result["confusion"]["tn"] >= 1  # the cat and the coffee are not huskies
-    verified = run_cli(serving_only_env, "verify", cwd=tmp_path)
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert "trusted: the shipped model" in verified.stdout
-
-
-def test_training_without_its_extra_says_which_to_install(serving_only_env, tmp_path):
-    (tmp_path / "husky").mkdir()
-    (tmp_path / "not_husky").mkdir()
-    for i, name in enumerate(["chelsea", "coffee", "astronaut", "rocket"]):
-        skimage_photo(name).save(tmp_path / ("husky" if i % 2 else "not_husky") / f"{name}.jpg")
-    out = run_cli(serving_only_env, "train", "--data", str(tmp_path), "--out", str(tmp_path / "out"))
-    assert out.returncode == 1
-    assert "pip install 'huskyai[train]'" in out.stderr
-    assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
 
 
 def test_requirements_txt_is_the_packages_serving_dependencies():

@@ -25,7 +25,7 @@ import pytest
 from PIL import Image
 from test_scoring import add_refused, make_photos, rows_by_path
 
-from conftest import python_env, serving_only_environment
+from conftest import commands_in_a_process, serving_only_environment
 from huskyai.errors import InvalidImageError, NotFollowedError
 from huskyai.evaluation.pool import score_file
 from huskyai.evaluation.score import ANOTHER_MODEL, CHANGED, DUPLICATED, MALFORMED, REFUSED, find_photos, score
@@ -62,12 +62,11 @@ def hostile_folder(tmp_path: Path) -> tuple[Path, dict[str, str]]:
 
 
 @pytest.mark.parametrize("suffix", ["csv", "parquet"])
-def test_links_out_of_the_folder_are_never_read(tmp_path, suffix):
+def test_links_out_of_the_folder_are_never_read(tmp_path, suffix, cli):
     folder, secret_sha = hostile_folder(tmp_path)
     out = tmp_path / f"results.{suffix}"
-    env = python_env() | {"XDG_CONFIG_HOME": str(tmp_path / "config")}
-    proc = subprocess.run([sys.executable, "-m", "huskyai", "score", str(folder), "--out", str(out), "--workers", "0",
-                           "--no-progress"], capture_output=True, text=True, env=env, timeout=300)
+    proc = cli("score", folder, "--out", out, "--workers", "0", "--no-progress",
+               env={"XDG_CONFIG_HOME": str(tmp_path / "config")})
     assert proc.returncode == 0, proc.stderr
     rows = rows_by_path(out) if suffix == "parquet" else {
         line.split(",")[0]: line for line in out.read_text().splitlines()[1:]}
@@ -182,41 +181,39 @@ def test_resume_rescores_forged_and_stale_rows(tmp_path, shipped):
     assert score(folder, out, shipped, workers=0, progress=False).skipped == len(good)
 
 
-def test_resume_of_a_csv_with_forged_rows_through_the_command(tmp_path):
+def test_resume_of_a_csv_with_forged_rows_through_the_command(tmp_path, cli):
     folder = tmp_path / "p"
     make_photos(folder, n=2)
     out = tmp_path / "results.csv"
-    command = [sys.executable, "-m", "huskyai", "score", str(folder), "--out", str(out), "--workers", "0",
-               "--no-progress"]
-    assert subprocess.run(command, capture_output=True, env=python_env(), timeout=300).returncode == 0
+    command = ["score", folder, "--out", out, "--workers", "0", "--no-progress"]
+    assert cli(*command).returncode == 0
     honest = out.read_text()
     header, first, second = honest.splitlines()
     stale = first.replace(first.rsplit(",", 1)[1], "ef" * 32)  # the same photo, "scored" by another model
     flipped = second.replace(",husky,", ",not_husky,") if ",husky," in second else second.replace(",not_husky,",
                                                                                                    ",husky,")
     out.write_text("\n".join([header, stale, flipped, flipped]) + "\n")
-    proc = subprocess.run(command, capture_output=True, text=True, env=python_env(), timeout=300)
+    proc = cli(*command)
     assert proc.returncode == 0, proc.stderr
     assert "3 rows already there are not reused" in proc.stderr and "1 of another model" in proc.stderr
     assert "2 photos scored (0 refused, with their error), 0 already there" in proc.stdout
     assert out.read_text() == honest
 
 
-@pytest.mark.slow  # a pool of one worker, started in a fresh interpreter twice
+@pytest.mark.slow  # a pool of one worker, started from a serving install's process
 def test_csv_output_needs_no_pyarrow(tmp_path):
     env = serving_only_environment(tmp_path / "site")
     check = subprocess.run([sys.executable, "-c", "import pyarrow"], capture_output=True, text=True, env=env)
     assert "a serving install has none" in check.stderr  # the environment really lacks it
     photos = make_photos(tmp_path / "p", n=2)
     out = tmp_path / "results.csv"
-    proc = subprocess.run([sys.executable, "-m", "huskyai", "score", str(tmp_path / "p"), "--out", str(out),
-                           "--workers", "1", "--no-progress"], capture_output=True, text=True, env=env, timeout=300)
+    proc, parquet = commands_in_a_process(
+        [(["score", tmp_path / "p", "--out", out, "--workers", "1", "--no-progress"], tmp_path),
+         (["score", tmp_path / "p", "--out", tmp_path / "r.parquet", "--workers", "0"], tmp_path)], env)
     assert proc.returncode == 0, proc.stderr
     assert "2 photos scored (0 refused" in proc.stdout
     assert sorted(line.split(",")[0] for line in out.read_text().splitlines()[1:]) == sorted(map(str, photos))
-    proc = subprocess.run([sys.executable, "-m", "huskyai", "score", str(tmp_path / "p"), "--out",
-                           str(tmp_path / "r.parquet"), "--workers", "0"], capture_output=True, text=True, env=env,
-                          timeout=300)
+    proc = parquet
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines() == [
         "error: huskyai score --out *.parquet needs pyarrow, which is not installed: pip install 'huskyai[score]' "
