@@ -12,6 +12,11 @@ Heatmaps have their own, smaller rate limit (``settings.explain_rate_limit``): a
 peak is 1 whatever P is), but it still measures how P moves under many occlusions (or a gradient), far more
 about the model per query than a label. A heatmap over that limit is skipped, not refused: the verdict it
 follows is complete, so the page says so quietly in the heatmap's box instead of showing an error.
+
+A certified answer (the page's opt-in, :func:`certifier`) follows the heatmap when the person asked for one. It
+costs about a thousand predictions, so it has the smallest budget (``settings.certify_rate_limit``, shared with
+the lean route's ?certify=1) and runs one at a time (ServeContext.certify); over the budget, or without a
+noise-trained model, its box says why, quietly, and the verdict stands.
 """
 
 from __future__ import annotations
@@ -27,8 +32,9 @@ from PIL import Image
 from huskyai.audit import audited_explain, audited_predict
 from huskyai.errors import InvalidImageError
 from huskyai.inference import disclosure
+from huskyai.inference.certify import DEFAULT_N0
 from huskyai.serve import gradio_adapter
-from huskyai.serve.context import ServeContext
+from huskyai.serve.context import CertifyBusy, ServeContext
 from huskyai.serve.limits.ratelimit import RateLimiter
 from huskyai.serve.metrics import EXPLAIN, GRADIO_API, PAGE
 from huskyai.serve.photo_input import Upload, read_upload
@@ -36,6 +42,7 @@ from huskyai.serve.refusals import Refusal
 
 SOURCE = "app"
 EXPLAIN_SOURCE = "app-explain"
+CERTIFY_SOURCE = "app-certify"
 NO_PHOTO = "Drop a photo on the image box first."
 Scores = dict[str, float] | str  # gr.Label's value: every class's probability, or the label alone
 
@@ -87,6 +94,42 @@ def explainer(ctx: ServeContext) -> Callable[..., tuple[Image.Image | None, str,
                 raise refusal(html.escape(str(err))) from None
 
     return explain_photo
+
+
+def certifier(ctx: ServeContext) -> Callable[..., str]:
+    """The certified answer's handler (the page's opt-in): the photo box's payload in, the answer in words out
+    (huskyai.inference.certify's ``describe``), audited as one line of source "app-certify". Over the budget,
+    without a noise-trained model, or while the server is busy with others, the words say so instead."""
+
+    def certify_photo(photo: Any, request: gr.Request) -> str:
+        upload, client = checked_upload(ctx, photo, request, CERTIFY_SOURCE)
+        unavailable = ctx.certify_unavailable()
+        if unavailable is not None:
+            ctx.refused(client, Refusal.FAILED, "no certified answers: " + unavailable[0], source=CERTIFY_SOURCE)
+            return unavailable[0]
+        wait = ctx.certify_limiter.check(ctx.request_address(request))
+        if wait is not None:
+            ctx.refused(client, Refusal.RATE_LIMIT, "rate limit (certified answers)", source=CERTIFY_SOURCE)
+            return skipped_certificate(ctx.certify_limiter.per_minute, wait, ctx.settings.certify_n)
+        try:
+            cert = ctx.certify(upload.data, name=upload.name, source=CERTIFY_SOURCE, client=client)
+        except InvalidImageError as err:
+            ctx.metrics.refused(Refusal.UNREADABLE_PHOTO)
+            raise refusal(html.escape(str(err))) from None
+        except CertifyBusy as err:
+            ctx.refused(client, Refusal.QUEUE_FULL, "certified answers: busy", source=CERTIFY_SOURCE)
+            return f"No certified answer: {err}."
+        ctx.metrics.answered(PAGE, cert.label)
+        return cert.describe()
+
+    return certify_photo
+
+
+def skipped_certificate(per_minute: int, wait: float, n: int) -> str:
+    """What the certified answer's box says when the certification limit skipped one (each costs n + n0
+    predictions)."""
+    return (f"Certified answer skipped: at most {per_minute} certified answers a minute from one address (each costs "
+            f"about {n + DEFAULT_N0:,} predictions); the verdict above is complete. Ask again in {math.ceil(wait)} s.")
 
 
 def skipped_heatmap(per_minute: int, wait: float) -> str:

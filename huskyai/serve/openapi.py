@@ -4,7 +4,9 @@ It is written out here rather than generated from the route (a starlette route h
 checked against the route's real answers (tests/serve/test_openapi.py): the request body (the photo's bytes, or
 one file part of a form), the JSON answer for each HUSKYAI_API_DETAIL (the one this server gives is named in
 ``x-huskyai-api-detail``), and every refusal, each as {"detail", "error"} with its status. The classes and
-limits in it are this server's: the model's labels, the upload limit, the rate limit.
+limits in it are this server's: the model's labels, the upload limit, the rate limit. A certified answer
+(``?certify=1``) is the other shape each answer schema allows (its schema is written into each, so that every
+answer schema stands alone), and is also given as the component "Certified".
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from huskyai.inference.certify import ABSTAIN
 from huskyai.inference.disclosure import ROUND_STEP
 from huskyai.serve.limits.middleware import LEAN_PATH
 from huskyai.settings import Settings
@@ -55,6 +58,29 @@ def openapi_document(classes: list[str], positive: str, settings: Settings) -> d
                     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Refusal"}}}}
         return response | ({"headers": headers} if headers else {})
 
+    certified = {"type": "object", "description": "a certified answer (?certify=1): randomized smoothing on the "
+                 "noise-trained model, proven with probability 1 - alpha over the noise drawn",
+                 "properties": {
+                     "label": {"type": "string", "enum": [*classes, ABSTAIN], "description": "the certified class, "
+                               "or \"abstain\" when the noisy answers were too split to prove either"},
+                     "certified": {"type": "boolean", "description": "false when abstaining"},
+                     "radius": {"type": "number", "minimum": 0, "description": "no change of the model's input of "
+                                "at most this L2 norm flips the label (pixels in [0, 1] at input_size x input_size; "
+                                "0 when abstaining; rounded down)"},
+                     "sigma": {"type": "number", "exclusiveMinimum": 0, "description": "the Gaussian noise"},
+                     "n0": {"type": "integer", "minimum": 1, "description": "noise samples that chose the class"},
+                     "n": {"type": "integer", "minimum": 1, "description": "noise samples that proved it (the "
+                           f"server's: {settings.certify_n})"},
+                     "alpha": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 0.5},
+                     "norm": {"const": "L2"},
+                     "input_size": {"type": "integer", "minimum": 1},
+                     "verdict": {"type": "string", "description": "the answer in words"}},
+                 "required": ["label", "certified", "radius", "sigma", "n0", "n", "alpha", "norm", "input_size",
+                              "verdict"], "additionalProperties": False}
+
+    def or_certified(schema: dict) -> dict:
+        return {"oneOf": [schema, certified]}
+
     detail = settings.api_detail
     binary = {"type": "string", "format": "binary", "maxLength": settings.upload_limit}
     return {
@@ -68,7 +94,12 @@ def openapi_document(classes: list[str], positive: str, settings: Settings) -> d
             "summary": "Classify one photo",
             "parameters": [{"name": "name", "in": "query", "required": False,
                             "description": "how messages name the photo (cut to 120 characters)",
-                            "schema": {"type": "string"}}],
+                            "schema": {"type": "string"}},
+                           {"name": "certify", "in": "query", "required": False,
+                            "description": "1: a certified answer (label or abstain, and its L2 radius) instead; "
+                                           f"slower, at most {settings.certify_rate_limit or 'any number of'} a "
+                                           "minute per client, and only where the server has a noise-trained model",
+                            "schema": {"enum": ["1", "true", "yes", "on", "0", "false", "no", "off", ""]}}],
             "requestBody": {"required": True, "description": "the photo: its bytes as the body (any Content-Type "
                             "but multipart; JPEG, PNG, WebP, GIF, BMP, TIFF), or a form with exactly one file part",
                             "content": {
@@ -81,24 +112,28 @@ def openapi_document(classes: list[str], positive: str, settings: Settings) -> d
                 "200": {"description": f"the answer, told as far as HUSKYAI_API_DETAIL allows (this server: {detail})",
                         "content": {"application/json": {"schema": {
                             "$ref": f"#/components/schemas/{ANSWER_SCHEMAS[detail]}"}}}},
-                "400": refused("no photo: an empty body, or a form without exactly one file part"),
+                "400": refused("no photo: an empty body, or a form without exactly one file part; or a certify= "
+                               "that is neither on nor off"),
                 "408": {"description": "the request body stalled or trickled; the connection is closed (the answer "
                                        "is JSON, or one line of plain text when the server's own deadline cut it)",
                         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Refusal"}},
                                     "text/plain": {"schema": {"type": "string"}}}},
                 "413": refused(f"the photo is over the upload limit ({mb} MB)"),
                 "422": refused("the photo cannot be read: not an image, truncated, or over the pixel limits"),
-                "429": refused("over this client's limits: predictions a minute, or requests at a time",
-                               retry_after),
-                "503": refused("the server is starting (the model is being loaded and verified)", retry_after),
+                "429": refused("over this client's limits: predictions a minute, certified answers a minute, or "
+                               "requests at a time", retry_after),
+                "503": refused("the server is starting (the model is being loaded and verified; Retry-After "
+                               "says when to ask again); or, for ?certify=1, it has no noise-trained model, is still "
+                               "loading it (Retry-After), or is busy with other certified answers (Retry-After)"),
             },
             "x-huskyai-api-detail": detail,
         }}},
         "components": {"schemas": {
-            "AnswerFull": answer(r"^[^,]+, \d{1,3}%$", f"{positive.capitalize()}, 97%", scores),
-            "AnswerRounded": answer(r"^[^,]+, about \d{1,3}%$", f"{positive.capitalize()}, about 100%",
-                                    rounded_scores),
-            "AnswerLabel": answer(r"^[^,]+$", positive.capitalize(), None),
+            "AnswerFull": or_certified(answer(r"^[^,]+, \d{1,3}%$", f"{positive.capitalize()}, 97%", scores)),
+            "AnswerRounded": or_certified(answer(r"^[^,]+, about \d{1,3}%$", f"{positive.capitalize()}, about 100%",
+                                                 rounded_scores)),
+            "AnswerLabel": or_certified(answer(r"^[^,]+$", positive.capitalize(), None)),
+            "Certified": certified,
             "Refusal": refusal,
         }},
     }

@@ -5,9 +5,15 @@ examples and the model card (huskyai.serve.modelcard), wired to the handlers (hu
 Mood tab (huskyai.serve.mood_tab); and a footer naming the APIs. The server around it, with the limits that
 run before gradio's queue, is huskyai.serve.server.
 
-What is on screen always belongs to the photo in the box: a new photo clears the previous heatmap and any
-message about the previous photo at once, removing the photo clears its verdict, and a refusal replaces the
-verdict with "No answer". A photo dropped on a box that already holds one replaces it.
+What is on screen always belongs to the photo in the box: a new photo clears the previous heatmap, certified
+answer and any message about the previous photo at once, removing the photo clears its verdict, and a refusal
+replaces the verdict with "No answer". A photo dropped on a box that already holds one replaces it.
+
+Where the server holds a noise-trained model, a checkbox offers a certified answer (huskyai.inference.certify):
+opted in, each photo's verdict and heatmap are followed by the answer in words, "Husky, certified within radius
+0.31 (...)". The page asks the server for it only when the box is ticked: the browser decides, by giving a hidden
+field a new value, and that field's change is the server's event. An event sent for every photo and skipped on
+the server would cost each person a place in the queue and a prediction of their per-minute budget.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import gradio as gr
 from huskyai.inference.predictor import Predictor
 from huskyai.serve import gradio_adapter
 from huskyai.serve.context import ServeContext
-from huskyai.serve.handlers import classifier, explainer
+from huskyai.serve.handlers import certifier, classifier, explainer
 from huskyai.serve.modelcard import confusion_matrix, model_card_markdown
 from huskyai.serve.photo_input import PhotoBox
 from huskyai.serve.rest import API_PATH
@@ -35,13 +41,23 @@ EXAMPLES_DIR = next((d for d in (_PACKAGE / "examples", _PACKAGE.parent / "examp
 CONCURRENCY_GROUP = "predict"  # every listener that predicts shares one limit (gradio's is per listener)
 # heatmaps cost 10-120 predictions: one at a time, in a group of their own, so verdicts never queue behind them
 EXPLAIN_GROUP, EXPLAIN_CONCURRENCY = "explain", 1
+# a certified answer keeps every core busy for seconds: one at a time, in a group of its own
+CERTIFY_GROUP, CERTIFY_CONCURRENCY = "certify", 1
+ROBUST_WAIT = 30.0  # seconds the page waits, while it is built, for the noise-trained model to load
 WAITING = "Waiting for a photo"
 # these run in the browser only; {} is gr.Label's empty value
 NO_ANSWER_JS = "() => [{}, 'No answer']"  # a refusal: no verdict and no confidences of an earlier photo
 NEW_PHOTO_JS = f"() => {{ {gradio_adapter.CLOSE_TOASTS_JS}; return [null, '']; }}"  # the previous heatmap goes
 REMOVED_JS = f"() => {{ {gradio_adapter.CLOSE_TOASTS_JS}; return [{{}}, {WAITING!r}, null, '']; }}"
 PAGE_JS = gradio_adapter.REPLACE_ON_DROP_JS  # a photo dropped on a filled box replaces its photo
+# the certified answer is asked for only when the box is ticked and a photo is there: then the hidden field gets
+# a new value (the time), whose change is the server's event; otherwise it keeps its value and nothing is sent
+CERTIFY_IF_ASKED_JS = "(asked, photo, last) => (asked && photo) ? String(Date.now()) : last"
+CERTIFY_TICKED_JS = "(asked, photo, last) => [(asked && photo) ? String(Date.now()) : last, '']"
+CLEAR_JS = "() => ''"
 CSS = "#verdict p { font-size: 2rem; font-weight: 700; margin: 0.4em 0; }"
+CERTIFY_INFO = ("A second model, trained under noise, answers again by randomized smoothing, with a radius: no change "
+                "of the photo within it (in L2, over the pixels the model sees) can flip that answer.")
 HEATMAP_LABEL = "Where it looked: red marks what raised P(husky) most, whatever the verdict"
 HEATMAP_INFO = ("occlusion: grey squares hide one part of the photo at a time, and red is where hiding it lowered "
                 "P(husky) most. Grad-CAM: the network's own gradients for 'husky'. Either way the map is "
@@ -74,18 +90,28 @@ def husky_page(ctx: ServeContext) -> None:
 
     Every trigger answers the verdict first; the heatmap follows as a chained event (``.success``), so the
     verdict never waits for it. The button's chain is the public API: /predict, then /explain."""
+    certifies = offers_certified_answers(ctx)
     with gr.Row(equal_height=False):
         with gr.Column(min_width=280):
             photo = PhotoBox(label="Photo", sources=["upload", "clipboard", "webcam"], height=360)
             button = gr.Button("Is it a husky?", variant="primary")
+            if certifies:
+                certify_box = gr.Checkbox(label=certify_label(ctx), value=False, info=CERTIFY_INFO,
+                                          elem_id="certify")
         with gr.Column(min_width=280):
             answer = gr.Markdown(WAITING, label="Verdict", elem_id="verdict")
             scores = gr.Label(label="Confidence", num_top_classes=len(ctx.model.classes))
+            if certifies:
+                certificate = gr.Markdown("", label="Certified answer", elem_id="certificate")
+                trigger = gr.Textbox("", visible="hidden", interactive=False, elem_id="certify-trigger")
             overlay = gr.Image(label=HEATMAP_LABEL, type="pil", format="png", interactive=False, height=360,
                                elem_id="heatmap")
             method = gr.Textbox(label="How the heatmap was made", info=HEATMAP_INFO, interactive=False,
                                 max_lines=3, elem_id="heatmap-method")
-    ask = _asker(classifier(ctx), explainer(ctx), photo, [scores, answer], [overlay, method, answer])
+    then = None
+    if certifies:
+        then = _certify_wiring(ctx, photo, certify_box, certificate, trigger)
+    ask = _asker(classifier(ctx), explainer(ctx), photo, [scores, answer], [overlay, method, answer], then)
     photo.change(None, None, [overlay, method], js=NEW_PHOTO_JS, api_visibility="private")
     photo.clear(None, None, [scores, answer, overlay, method], js=REMOVED_JS, api_visibility="private")
     examples = sorted(EXAMPLES_DIR.glob("*.jpg"))
@@ -113,17 +139,53 @@ def mood_page(ctx: ServeContext) -> None:
     build_mood_tab(mood, log=ctx.audit, client_of=ctx.client, metrics=ctx.metrics, concurrency_id=CONCURRENCY_GROUP)
 
 
+def offers_certified_answers(ctx: ServeContext) -> bool:
+    """Whether the page offers certified answers: the server holds a noise-trained model (waiting up to
+    ROBUST_WAIT seconds for it to load), or is still loading one."""
+    if ctx.robust is None:
+        return False
+    return ctx.robust.get(timeout=ROBUST_WAIT) is not None or ctx.robust.loading
+
+
+def certify_label(ctx: ServeContext) -> str:
+    """The opt-in's label, with the time one certified answer took here when the model was warmed up."""
+    seconds = ctx.estimated_certify_seconds()
+    return f"Certify (slower: ~{max(1, round(seconds))} s)" if seconds is not None else "Certify (slower)"
+
+
+def _certify_wiring(ctx: ServeContext, photo: gr.Image, certify_box: gr.Checkbox, certificate: gr.Markdown,
+                    trigger: gr.Textbox) -> Callable:
+    """The certified answer's events: the hidden field's change runs the handler (one at a time); ticking the box
+    certifies the photo there; a new photo clears the answer and cancels one still coming. Returns what follows
+    each heatmap: a step in the browser that changes the field only when the box is ticked."""
+    certifying = trigger.change(certifier(ctx), inputs=photo, outputs=certificate, concurrency_id=CERTIFY_GROUP,
+                                concurrency_limit=CERTIFY_CONCURRENCY, show_progress_on=[certificate],
+                                api_visibility="private")
+    certify_box.input(None, [certify_box, photo, trigger], [trigger, certificate], js=CERTIFY_TICKED_JS,
+                      api_visibility="private")
+    # a new photo drops the answer for the old one, even one still on its way
+    photo.change(None, None, certificate, js=CLEAR_JS, cancels=[certifying], api_visibility="private")
+
+    def then(explained) -> None:
+        explained.then(None, [certify_box, photo, trigger], trigger, js=CERTIFY_IF_ASKED_JS, api_visibility="private")
+
+    return then
+
+
 def _asker(classify: Callable, explain_photo: Callable, photo: gr.Image, outputs: list,
-           explained: list) -> Callable[..., None]:
-    """Wires a trigger to ``classify``, then (on success) to ``explain_photo``: on an error the verdict says
-    "No answer" and the confidences go (never the previous photo's answer under a new error)."""
+           explained: list, then: Callable | None = None) -> Callable[..., None]:
+    """Wires a trigger to ``classify``, then (on success) to ``explain_photo``, then to ``then`` (the certified
+    answer's step, when the page offers one): on an error the verdict says "No answer" and the confidences go
+    (never the previous photo's answer under a new error)."""
 
     def ask(listener: Callable, explain_api: str | None = None, **kwargs) -> None:
         asked = listener(classify, inputs=photo, outputs=outputs, concurrency_id=CONCURRENCY_GROUP, **kwargs)
         asked.failure(None, None, outputs, js=NO_ANSWER_JS)
         visibility = {"api_name": explain_api} if explain_api else {"api_visibility": "private"}
-        asked.success(explain_photo, inputs=photo, outputs=explained, concurrency_id=EXPLAIN_GROUP,
-                      concurrency_limit=EXPLAIN_CONCURRENCY, show_progress_on=explained[:1], **visibility)
+        heatmap = asked.success(explain_photo, inputs=photo, outputs=explained, concurrency_id=EXPLAIN_GROUP,
+                                concurrency_limit=EXPLAIN_CONCURRENCY, show_progress_on=explained[:1], **visibility)
+        if then is not None:
+            then(heatmap)
 
     return ask
 
