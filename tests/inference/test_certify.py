@@ -304,3 +304,11 @@ def test_robust_loads_by_name_under_its_own_pin_whatever_the_fast_models_pin_say
     monkeypatch.setenv("HUSKYAI_ROBUST_MODEL_SHA256", "0" * 64)
     with pytest.raises(IntegrityError, match="HUSKYAI_ROBUST_MODEL_SHA256"):
         huskyai.load("robust")
+
+
+@pytest.mark.skipif(not (exports.ROBUST_EXPORT / exports.CARD_NAME).is_file(), reason="export-robust/ is not shipped")
+def test_the_shipped_robust_model_is_pinned_in_the_package_and_trained_under_noise():
+    assert exports.ROBUST_CARD_SHA256 == exports.sha256((exports.ROBUST_EXPORT / exports.CARD_NAME).read_bytes())
+    model = huskyai.load("robust")
+    assert model.trust == "the shipped model: its card's sha256 is pinned in the huskyai package"
+    assert model.noise_sigma is not None and model.export_dir == exports.ROBUST_EXPORT

@@ -180,3 +180,25 @@ def test_the_context_loads_the_robust_model_in_the_background_and_times_it(shipp
     assert ctx.estimated_certify_seconds() == pytest.approx(1000 * ctx.robust.seconds_per_sample)
     robust_main = load(robust_export)
     assert context(robust_main, tmp_path, robust_model="robust").certifier() is robust_main  # no second load
+
+
+def test_the_settings_of_certified_answers(monkeypatch):
+    from huskyai.errors import SettingsError
+
+    for name in ("HUSKYAI_ROBUST_MODEL", "HUSKYAI_CERTIFY_N", "HUSKYAI_CERTIFY_RATE_LIMIT"):
+        monkeypatch.delenv(name, raising=False)
+    settings = Settings.from_env()
+    assert (settings.robust_model, settings.certify_n, settings.certify_rate_limit) == ("robust", 1000, 2)
+    assert Settings().robust_model is None  # a context built by hand loads nothing
+    monkeypatch.setenv("HUSKYAI_ROBUST_MODEL", "off")
+    assert Settings.from_env().robust_model is None
+    monkeypatch.setenv("HUSKYAI_ROBUST_MODEL", "/srv/models/robust")
+    monkeypatch.setenv("HUSKYAI_CERTIFY_RATE_LIMIT", "0")
+    assert (Settings.from_env().robust_model, Settings.from_env().certify_rate_limit) == ("/srv/models/robust", 0)
+    for n, fits in (("100", True), ("10000", True), ("99", False), ("1000000", False)):
+        monkeypatch.setenv("HUSKYAI_CERTIFY_N", n)
+        if fits:
+            assert Settings.from_env().certify_n == int(n)
+        else:
+            with pytest.raises(SettingsError, match="HUSKYAI_CERTIFY_N"):
+                Settings.from_env()
