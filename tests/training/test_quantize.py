@@ -3,6 +3,8 @@ described in the card, chosen with precision= or $HUSKYAI_PRECISION, and its par
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import shutil
 import subprocess
@@ -14,6 +16,7 @@ from PIL import Image
 
 import huskyai
 from conftest import EXPORT, ROOT, SHARED_HUSKIES, python_env, skimage_photo
+from huskyai.cli.main import main
 from huskyai.errors import EngineError
 from huskyai.training import quantize
 from huskyai.trust import exports
@@ -78,11 +81,12 @@ def int8_export(tmp_path_factory):
         pytest.skip("needs ../shared/data/huskies and huskies-web (training photos to calibrate on)")
     folder = tmp_path_factory.mktemp("int8") / "export"
     shutil.copytree(EXPORT, folder)
-    # through the command line, as a user adds it
-    done = subprocess.run([sys.executable, "-m", "huskyai", "sign", str(folder), "--int8", str(SHARED_HUSKIES),
-                           str(SHARED_HUSKIES.parent / "huskies-web"), "--int8-photos", "16"],
-                          capture_output=True, text=True, env=python_env(), timeout=600)
-    assert done.returncode == 0 and "added model.int8.onnx" in done.stdout, done.stderr
+    # through the command line, as a user adds it (huskyai.cli.main.main, in this process)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(["sign", str(folder), "--int8", str(SHARED_HUSKIES), str(SHARED_HUSKIES.parent / "huskies-web"),
+                     "--int8-photos", "16"])
+    assert code == 0 and "added model.int8.onnx" in out.getvalue(), out.getvalue()
     return folder
 
 
@@ -142,11 +146,10 @@ def test_a_changed_int8_graph_is_refused(int8_export, tmp_path):
         huskyai.load(copy)  # even the fp32 default refuses an export with any changed file
 
 
-def test_sign_with_a_missing_calibration_folder_is_one_line_and_changes_nothing(tmp_path):
+def test_sign_with_a_missing_calibration_folder_is_one_line_and_changes_nothing(tmp_path, cli):
     folder = tmp_path / "export"
     shutil.copytree(EXPORT, folder)
-    done = subprocess.run([sys.executable, "-m", "huskyai", "sign", str(folder), "--int8", str(tmp_path / "none")],
-                          capture_output=True, text=True, env=python_env(), timeout=120)
+    done = cli("sign", folder, "--int8", tmp_path / "none")
     assert done.returncode == 1 and "Traceback" not in done.stderr
     missing = tmp_path / "none"
     assert done.stderr.strip() == f"error: {missing}: no such photo folder (expected one sub-folder per label)"

@@ -7,8 +7,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +16,7 @@ import pytest
 from onnx import TensorProto, helper
 
 import huskyai
-from conftest import EXPORT, ROOT, python_env
+from conftest import EXPORT, ROOT
 from huskyai import mood
 from huskyai.errors import GraphPolicyError, IntegrityError
 from huskyai.trust import exports
@@ -122,7 +120,7 @@ def test_check_graph_refuses_external_data(location):
 
 
 def test_a_pinned_export_whose_graph_reads_a_file_is_refused_by_load_verify_and_sign(workdir, tmp_path,
-                                                                                     monkeypatch):
+                                                                                     monkeypatch, cli):
     folder = tmp_path / "third-party"
     digest = with_graph(EXPORT, folder, "model.onnx", leaking_graph("config/signing.key"))
     monkeypatch.setenv(exports.MODEL_SHA256_ENV, digest)  # the operator pinned it: trust is not the question
@@ -133,8 +131,7 @@ def test_a_pinned_export_whose_graph_reads_a_file_is_refused_by_load_verify_and_
     with pytest.raises(IntegrityError, match="graph policy"):
         huskyai.sign(folder)
     assert "signature" not in json.loads((folder / "model.json").read_text())
-    sign = subprocess.run([sys.executable, "-m", "huskyai", "sign", str(folder)], capture_output=True, text=True,
-                          env=python_env(), cwd=workdir, timeout=300)
+    sign = cli("sign", folder, cwd=workdir)
     assert sign.returncode == 1 and "Traceback" not in sign.stderr
     assert "graph policy: every tensor's data is embedded" in sign.stderr
 

@@ -29,20 +29,15 @@ def export_copy(tmp_path) -> Path:
     return copy
 
 
-def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "huskyai", *args], capture_output=True, text=True,
-                          env=python_env() | (env or {}), cwd=ROOT, timeout=600)
-
-
 def make_own(folder: Path) -> None:
     """Turn a copy of the shipped export into an export of one's own: a new card, so no longer pinned."""
     card = json.loads((folder / "model.json").read_text())
     writer.write_card(folder, card | {"name": "Husky AI, my own copy"})
 
 
-def sign(folder: Path) -> str:
-    """Sign with this test run's own key (conftest points the config folder at a temporary one)."""
-    proc = cli("sign", str(folder))
+def sign(cli, folder: Path) -> str:
+    """``huskyai sign FOLDER`` with this test run's own key (conftest points the config folder at a temporary one)."""
+    proc = cli("sign", folder)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
 
@@ -90,7 +85,7 @@ def test_a_copy_of_the_shipped_export_elsewhere_is_still_the_shipped_model(expor
 
 
 @pytest.mark.slow
-def test_unsigned_export_is_refused_unless_pinned_or_trusted(export_copy):
+def test_unsigned_export_is_refused_unless_pinned_or_trusted(export_copy, cli):
     make_own(export_copy)
     digest = exports.sha256((export_copy / "model.json").read_bytes())
     with pytest.raises(huskyai.IntegrityError, match="not signed and not pinned"):
@@ -108,29 +103,28 @@ def test_unsigned_export_is_refused_unless_pinned_or_trusted(export_copy):
                ).returncode == 0
 
 
-@pytest.mark.slow
-def test_signing_key_is_made_once_private_and_a_signed_export_loads(export_copy, tmp_path):
+def test_signing_key_is_made_once_private_and_a_signed_export_loads(export_copy, tmp_path, cli, monkeypatch):
     make_own(export_copy)
     config = tmp_path / "config"
-    out = cli("sign", str(export_copy), env={"XDG_CONFIG_HOME": str(config)})
+    out = cli("sign", export_copy, env={"XDG_CONFIG_HOME": str(config)})
     assert out.returncode == 0, out.stderr
     key = config / "huskyai" / "signing.key"
     assert key.is_file() and (key.stat().st_mode & 0o777) == 0o600
-    load = [sys.executable, "-c", "import sys, huskyai; print(huskyai.load(sys.argv[1]).trust)", str(export_copy)]
-    ok = subprocess.run(load, capture_output=True, text=True, env=python_env() | {"XDG_CONFIG_HOME": str(config)})
-    assert ok.returncode == 0 and "signed" in ok.stdout
-    other = subprocess.run(load, capture_output=True, text=True,  # another machine, another key
-                           env=python_env() | {"HUSKYAI_SIGNING_KEY": "someone else's key"})
-    assert other.returncode == 1 and "signature is wrong" in other.stderr
-    nokey = subprocess.run(load, capture_output=True, text=True,
-                           env=python_env() | {"XDG_CONFIG_HOME": str(tmp_path / "empty")})
-    assert nokey.returncode == 1 and "no signing key here" in nokey.stderr
+    with monkeypatch.context() as env:
+        env.setenv("XDG_CONFIG_HOME", str(config))
+        assert "signed" in huskyai.load(export_copy).trust
+    with monkeypatch.context() as env, pytest.raises(huskyai.IntegrityError, match="signature is wrong"):
+        env.setenv("HUSKYAI_SIGNING_KEY", "someone else's key")  # another machine, another key
+        huskyai.load(export_copy)
+    with monkeypatch.context() as env, pytest.raises(huskyai.IntegrityError, match="no signing key here"):
+        env.setenv("XDG_CONFIG_HOME", str(tmp_path / "empty"))
+        huskyai.load(export_copy)
 
 
 @pytest.mark.slow
-def test_a_consistent_forgery_of_a_signed_export_is_refused(export_copy):
+def test_a_consistent_forgery_of_a_signed_export_is_refused(export_copy, cli):
     make_own(export_copy)
-    sign(export_copy)
+    sign(cli, export_copy)
     assert huskyai.load(export_copy).predict(COFFEE).label == "not_husky"
     card = json.loads((export_copy / "model.json").read_text())
     edit_bias(export_copy, positive_index=1, shift=8.0)
@@ -146,7 +140,7 @@ def test_a_consistent_forgery_of_a_signed_export_is_refused(export_copy):
 # ---- the card names only the export's own files ------------------------------------------------
 
 @pytest.mark.parametrize("name", ["../model.safetensors", "/etc/passwd", "sub/model.onnx", "notes.txt"])
-def test_a_card_naming_a_path_or_a_foreign_file_is_refused(export_copy, name):
+def test_a_card_naming_a_path_or_a_foreign_file_is_refused(export_copy, name, cli):
     card = json.loads((export_copy / "model.json").read_text())
     card["files"][name] = "0" * 64
     (export_copy / "model.json").write_text(json.dumps(card))
@@ -158,7 +152,7 @@ def test_a_card_naming_a_path_or_a_foreign_file_is_refused(export_copy, name):
     assert "0000000000" not in proc.stdout + proc.stderr
 
 
-def test_a_symlinked_model_file_is_refused(export_copy, tmp_path):
+def test_a_symlinked_model_file_is_refused(export_copy, tmp_path, cli):
     elsewhere = tmp_path / "elsewhere.onnx"
     (export_copy / "model.onnx").rename(elsewhere)
     (export_copy / "model.onnx").symlink_to(elsewhere)  # same bytes: only the link is wrong
@@ -171,12 +165,12 @@ def test_a_symlinked_model_file_is_refused(export_copy, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("engine,target", [("onnx", "model.onnx"), ("torch", "model.safetensors")])
-def test_a_file_swapped_during_loading_is_never_served(export_copy, tmp_path, engine, target):
+def test_a_file_swapped_during_loading_is_never_served(export_copy, tmp_path, engine, target, cli):
     """The race that beat the signature: swap the genuine file and a backdoored one while loading."""
     sign_dir = tmp_path / "signed"
     shutil.copytree(export_copy, sign_dir)
     make_own(sign_dir)
-    sign(sign_dir)
+    sign(cli, sign_dir)
     genuine = (sign_dir / target).read_bytes()
     evil_dir = tmp_path / "evil"
     shutil.copytree(sign_dir, evil_dir)
@@ -232,7 +226,7 @@ class _CloudpickledPayload:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("route", ["fickling", "cloudpickle"])
-def test_a_crafted_pickle_never_runs_through_any_entry_point(export_copy, tmp_path, route):
+def test_a_crafted_pickle_never_runs_through_any_entry_point(export_copy, tmp_path, route, cli):
     import cloudpickle
 
     marker = tmp_path / "payload_ran"
@@ -248,7 +242,7 @@ def test_a_crafted_pickle_never_runs_through_any_entry_point(export_copy, tmp_pa
         marker.unlink()
     rehash_card(export_copy)
     if route == "cloudpickle":
-        sign(export_copy)  # its imports pass the policy, so sign blesses it: only never unpickling protects
+        sign(cli, export_copy)  # its imports pass the policy, so sign blesses it: only never unpickling protects
     digest = exports.sha256((export_copy / "model.json").read_bytes())
 
     assert huskyai.load(export_copy, sha256=digest).predict(COFFEE).label == "not_husky"
@@ -265,14 +259,14 @@ def test_a_crafted_pickle_never_runs_through_any_entry_point(export_copy, tmp_pa
         assert cli("sign", str(export_copy)).returncode == 1
 
 
-def test_verify_reports_the_shipped_export_as_pinned():
+def test_verify_reports_the_shipped_export_as_pinned(cli):
     proc = cli("verify")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "pinned in the huskyai package" in proc.stdout
 
 
 @pytest.mark.slow
-def test_sign_upgrades_an_export_made_before_the_onnx_graph_shipped(export_copy):
+def test_sign_upgrades_an_export_made_before_the_onnx_graph_shipped(export_copy, cli):
     card = json.loads((export_copy / "model.json").read_text())
     (export_copy / "model.onnx").unlink()
     del card["files"]["model.onnx"]
@@ -281,7 +275,7 @@ def test_sign_upgrades_an_export_made_before_the_onnx_graph_shipped(export_copy)
     with pytest.warns(UserWarning, match="no model.onnx"):
         old = huskyai.load(export_copy, trust_unsigned=True)
     assert old.engine.name == "torch"
-    out = sign(export_copy)
+    out = sign(cli, export_copy)
     assert "added model.onnx" in out
     upgraded = huskyai.load(export_copy)
     assert upgraded.engine.name == "onnx" and "signed" in upgraded.trust

@@ -15,17 +15,12 @@ from cryptography.hazmat.primitives import serialization
 from trust.helpers import new_key_pair, own_copy, tiny_export
 
 import huskyai
-from conftest import ROOT, python_env
+from conftest import ROOT
 from huskyai.errors import IntegrityError, UnsignedError
 from huskyai.trust import exports, oms, writer
 from huskyai.trust.signing import sign_with_key, verify
 
 COFFEE = ROOT / "examples" / "coffee.jpg"
-
-
-def cli(*args: str, env: dict | None = None, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "huskyai", *args], capture_output=True, text=True,
-                          env=python_env() | (env or {}), cwd=cwd, timeout=600)
 
 
 def der_fingerprint(public: Path) -> str:
@@ -46,7 +41,7 @@ def keys(tmp_path) -> dict[str, Path]:
 # ---- one machine signs, another verifies with the public key alone --------------------------------------------
 
 @pytest.mark.slow
-def test_signed_on_one_machine_loads_on_another_with_only_the_public_key(tmp_path, keys):
+def test_signed_on_one_machine_loads_on_another_with_only_the_public_key(tmp_path, keys, cli):
     export = own_copy(tmp_path)
     signer = {"XDG_CONFIG_HOME": str(tmp_path / "signer-config")}
     done = cli("sign", str(export), "--key", str(keys["team"]), env=signer)
@@ -253,7 +248,7 @@ def test_signing_with_this_machines_key_keeps_an_oms_signature_true(tmp_path, ke
 
 
 @pytest.mark.slow
-def test_sign_with_a_key_and_a_card_change_signs_with_both(tmp_path, keys):
+def test_sign_with_a_key_and_a_card_change_signs_with_both(tmp_path, keys, cli):
     export = own_copy(tmp_path)
     card = json.loads((export / "model.json").read_text())
     summary = tmp_path / "summary.json"
@@ -300,7 +295,7 @@ def test_a_new_training_run_removes_the_old_models_signature(tmp_path, keys):
 
 
 @pytest.mark.slow
-def test_score_and_evaluate_take_the_public_key_too(tmp_path, keys):
+def test_score_and_evaluate_take_the_public_key_too(tmp_path, keys, cli):
     export = own_copy(tmp_path)
     sign_with_key(export, keys["team"])
     out = tmp_path / "scores.csv"

@@ -11,7 +11,7 @@ import sys
 import pytest
 from trust.helpers import fill_cache, new_key_pair, offline_hub, tiny_export
 
-from conftest import ROOT, python_env
+from conftest import python_env
 from huskyai.api import push
 from huskyai.errors import IntegrityError
 from huskyai.trust import exports, writer
@@ -90,10 +90,8 @@ def test_an_upload_that_cannot_reach_the_hub_is_one_line(tmp_path, team, signed,
     assert "\n" not in str(err.value)
 
 
-def test_the_push_command_lists_what_it_would_upload(tmp_path, team, signed):
-    proc = subprocess.run([sys.executable, "-m", "huskyai", "push", str(signed), "team/husky", "--public-key",
-                           str(team[1]), "--dry-run"], capture_output=True, text=True, env=python_env(), cwd=ROOT,
-                          timeout=300)
+def test_the_push_command_lists_what_it_would_upload(tmp_path, team, signed, cli):
+    proc = cli("push", signed, "team/husky", "--public-key", team[1], "--dry-run")
     assert proc.returncode == 0, proc.stderr
     listed = [line.split("\t")[1] for line in proc.stdout.splitlines() if line.startswith("would upload")]
     assert listed == ["model.json", "confusion_matrix.png", "redteam.json", "model.sig", "README.md"]
@@ -102,7 +100,8 @@ def test_the_push_command_lists_what_it_would_upload(tmp_path, team, signed):
 
 def test_an_upload_to_a_hub_that_does_not_answer_is_one_line_from_the_command(tmp_path, team, signed):
     """Online but nobody answering (here: a closed loopback port as the Hub): huggingface_hub's own HTTP client
-    raises errors that are not OSError; the command still says so in one line, exit 1, no traceback."""
+    raises errors that are not OSError; the command still says so in one line, exit 1, no traceback. A process of
+    its own: huggingface_hub reads HF_ENDPOINT as it imports."""
     from conftest import free_port
 
     env = python_env() | {"HF_ENDPOINT": f"http://127.0.0.1:{free_port()}", "HF_HUB_OFFLINE": "0",

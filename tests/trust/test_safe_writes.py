@@ -45,11 +45,6 @@ def own_export(tmp_path, key_file) -> Path:
     return folder
 
 
-def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "huskyai", *args], capture_output=True, text=True,
-                          env=python_env(), cwd=ROOT, timeout=600)
-
-
 def listing(folder: Path) -> dict[str, bytes | str]:
     """Every entry in ``folder``: a file's bytes, or where a link points."""
     return {p.name: os.readlink(p) if p.is_symlink() else p.read_bytes() for p in sorted(folder.iterdir())}
@@ -58,7 +53,7 @@ def listing(folder: Path) -> dict[str, bytes | str]:
 # ---- sign: the red-team report, the upgrade's ONNX graph, the INT8 graph --------------------------------
 
 @pytest.mark.parametrize("route", ["report", "onnx", "int8"])
-def test_sign_never_writes_through_a_link_to_the_signing_key(route, own_export, key_file, tmp_path):
+def test_sign_never_writes_through_a_link_to_the_signing_key(route, own_export, key_file, tmp_path, cli):
     key = key_file.read_bytes()
     card = json.loads((own_export / "model.json").read_text())
     if route == "report":  # a summary made for these weights, as `huskyai attack all` writes it
