@@ -86,7 +86,7 @@ def test_clopper_pearson_closed_forms_and_bounds():
 
 def test_the_bound_covers_the_true_probability_at_least_1_minus_alpha_of_the_time():
     rng = np.random.default_rng(1)
-    alpha, trials = 0.05, 1000
+    alpha, trials = 0.05, 600
     for p, n in ((0.7, 100), (0.95, 500), (0.5, 30)):
         above = sum(clopper_pearson_lower(int(k), n, alpha) > p for k in rng.binomial(n, p, trials))
         assert above / trials <= alpha + 3 * math.sqrt(alpha * (1 - alpha) / trials), (p, n, above)
