@@ -11,6 +11,7 @@ from PIL import Image
 from conftest import EXPORT, SHARED_HUSKIES, skimage_photo
 
 
+@pytest.mark.slow  # imports torch and timm: seconds
 def test_backbone_weights_are_really_imagenet_pretrained():
     import torch
 
@@ -24,6 +25,7 @@ def test_backbone_weights_are_really_imagenet_pretrained():
     assert set(top5) & {281, 282, 283, 284, 285}, top5  # ImageNet's domestic cat classes
 
 
+@pytest.mark.slow  # imports torch and timm: seconds
 def test_resnet_offline_fails_with_one_clear_line(tmp_path, monkeypatch):
     from huskyai.errors import BackboneError
     from huskyai.network.backbones import load_pretrained
@@ -33,6 +35,7 @@ def test_resnet_offline_fails_with_one_clear_line(tmp_path, monkeypatch):
         load_pretrained("resnet34")
 
 
+@pytest.mark.slow  # imports torch and timm: seconds
 def test_resnet_from_a_weights_file(tmp_path):
     import torch
 
