@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from huskyai.boundedread import read_at_most
 from huskyai.errors import InvalidImageError, NotFollowedError
 from huskyai.images.convert import from_array, to_rgb, to_rgb_reduced
 from huskyai.images.exif import apply_orientation, exif_orientation, orientation
@@ -83,7 +84,7 @@ def read_limited(path: str | os.PathLike, max_bytes: int = MAX_FILE_BYTES, ident
     results file. O_NOFOLLOW refuses a link in the last component; the identity check refuses a file reached
     through a folder swapped for a link since the scan; O_NONBLOCK keeps a FIFO in a photo's place from
     blocking the open (it is then refused as not a regular file). Never reads more than ``max_bytes`` + 1:
-    a file may grow after its size was checked."""
+    a file may grow after its size was checked (huskyai.boundedread)."""
     path = Path(path)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
@@ -100,13 +101,9 @@ def read_limited(path: str | os.PathLike, max_bytes: int = MAX_FILE_BYTES, ident
             raise InvalidImageError(f"{path.name}: replaced since the folder was scanned; not read")
         if info.st_size > max_bytes:
             raise _over_the_limit(path.name, info.st_size, max_bytes)
-        try:
-            data = f.read(max_bytes + 1)
-        except OSError as err:
-            raise InvalidImageError(f"{path}: cannot read file ({err.strerror or err})") from None
-    if len(data) > max_bytes:
-        raise InvalidImageError(f"{path.name}: file is over the limit of {max_bytes / 1e6:.0f} MB")
-    return data
+        return read_at_most(
+            f, max_bytes, lambda err: InvalidImageError(f"{path}: cannot read file ({err.strerror or err})"),
+            lambda: InvalidImageError(f"{path.name}: file is over the limit of {max_bytes / 1e6:.0f} MB"))
 
 
 def decode_bytes(data: bytes, name: str = "image", max_pixels: int = MAX_PIXELS) -> Image.Image:

@@ -25,6 +25,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from huskyai.boundedread import read_at_most
 from huskyai.errors import IntegrityError
 
 SIGNATURE_FORMAT = "OMS v1.0 (OpenSSF model signing: in-toto statement in a Sigstore bundle)"
@@ -58,14 +59,17 @@ def read_key(key: str | Path | bytes, what: str = "public key") -> bytes:
     if isinstance(key, bytes):
         return key
     path = Path(key)
+
+    def unreadable(err: OSError) -> IntegrityError:
+        return IntegrityError(f"{path}: cannot read the {what} ({err.strerror or err})")
+
     try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_KEY_BYTES + 1)
+        f = open(path, "rb")
     except OSError as err:
-        raise IntegrityError(f"{path}: cannot read the {what} ({err.strerror or err})") from None
-    if len(data) > MAX_KEY_BYTES:
-        raise IntegrityError(f"{path}: larger than any PEM {what}; is it the key file?")
-    return data
+        raise unreadable(err) from None
+    with f:
+        return read_at_most(f, MAX_KEY_BYTES, unreadable,
+                            lambda: IntegrityError(f"{path}: larger than any PEM {what}; is it the key file?"))
 
 
 def _public_key(pem: bytes, where: str):
