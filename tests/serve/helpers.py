@@ -10,6 +10,7 @@ browser tests' serving install) still starts ``python app.py`` (conftest.running
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import time
@@ -91,3 +92,27 @@ def upload_cache() -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     os.environ["GRADIO_TEMP_DIR"] = str(folder)
     return folder
+
+
+def lean_app(ctx):
+    """The lean route and its description behind the fairness middleware, as the app mounts them, served
+    in-process (:func:`ask`)."""
+    from starlette.applications import Starlette
+
+    from huskyai.serve.openapi import openapi_route
+    from huskyai.serve.rest import predict_route
+    from huskyai.serve.server import fair_serving
+
+    return Starlette(routes=[predict_route(ctx), openapi_route(ctx.settings, ctx.model.classes, ctx.model.positive)],
+                     middleware=[fair_serving(ctx, None)])
+
+
+def ask(app, requests: list[dict]) -> list:
+    """Each request (httpx.AsyncClient.request's arguments) to the ASGI ``app`` in turn, in this process
+    (httpx.ASGITransport): the httpx.Response of each."""
+    import httpx
+
+    async def run() -> list[httpx.Response]:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
+            return [await c.request(**r) for r in requests]
+    return asyncio.run(run())

@@ -5,7 +5,6 @@ the start-up listener's 503, and a stalled body on the served app."""
 
 from __future__ import annotations
 
-import asyncio
 import io
 import socket
 import time
@@ -13,34 +12,23 @@ import time
 import httpx
 import jsonschema
 import pytest
-from serve.helpers import served
-from starlette.applications import Starlette
+from serve.helpers import ask, lean_app, served
 
 from conftest import bad_files, jpeg_bytes, skimage_photo
 from huskyai.audit import AuditLog
 from huskyai.serve.context import ServeContext
 from huskyai.serve.health import LOADING, Readiness
-from huskyai.serve.openapi import ANSWER_SCHEMAS, OPENAPI_PATH, openapi_route
-from huskyai.serve.rest import API_PATH, predict_route
-from huskyai.serve.server import fair_serving
+from huskyai.serve.openapi import ANSWER_SCHEMAS, OPENAPI_PATH
+from huskyai.serve.rest import API_PATH
 from huskyai.serve.startup import starting_app
 from huskyai.settings import API_DETAILS, Settings
 
 STATUSES = {"200", "400", "408", "413", "422", "429", "503"}
 
 
-def lean_app(model, tmp_path, **settings) -> Starlette:
-    """The lean route and its description, behind the fairness middleware, as the app mounts them."""
-    ctx = ServeContext(model, Settings(**settings), AuditLog(tmp_path / "audit.jsonl"))
-    return Starlette(routes=[predict_route(ctx), openapi_route(ctx.settings, model.classes, model.positive)],
-                     middleware=[fair_serving(ctx, None)])
-
-
-def ask(app, requests: list[dict]) -> list[httpx.Response]:
-    async def run() -> list[httpx.Response]:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
-            return [await c.request(**r) for r in requests]
-    return asyncio.run(run())
+def app_for(model, tmp_path, **settings):
+    """The lean route and its description around ``model`` with ``Settings(**settings)``."""
+    return lean_app(ServeContext(model, Settings(**settings), AuditLog(tmp_path / "audit.jsonl")))
 
 
 def schema_for(document: dict, status: str, content_type: str = "application/json") -> dict:
@@ -64,7 +52,7 @@ def check(document: dict, response: httpx.Response) -> None:
 
 @pytest.mark.parametrize("detail", API_DETAILS)
 def test_each_api_detail_answers_as_its_schema_says_and_as_no_other(shipped, tmp_path, detail):
-    app = lean_app(shipped, tmp_path, api_detail=detail, rate_limit=0)
+    app = app_for(shipped, tmp_path, api_detail=detail, rate_limit=0)
     (served_doc,) = ask(app, [{"method": "GET", "url": OPENAPI_PATH}])
     document = served_doc.json()
     assert document["openapi"] == "3.1.0" and document["paths"][API_PATH]["post"]["x-huskyai-api-detail"] == detail
@@ -90,7 +78,7 @@ def test_each_api_detail_answers_as_its_schema_says_and_as_no_other(shipped, tmp
 
 
 def test_every_refusal_is_described(shipped, tmp_path):
-    app = lean_app(shipped, tmp_path, rate_limit=3, upload_limit=1024 * 1024)
+    app = app_for(shipped, tmp_path, rate_limit=3, upload_limit=1024 * 1024)
     document = ask(app, [{"method": "GET", "url": OPENAPI_PATH}])[0].json()
     photo = jpeg_bytes(skimage_photo("coffee"))
     refusals = ask(app, [
