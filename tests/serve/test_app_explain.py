@@ -109,6 +109,7 @@ def test_api_detail_holds_for_every_answer(tmp_path, shipped, detail):
     assert np.abs(got - full).max() > 50  # what was sent is not that
 
 
+@pytest.mark.slow  # shares the app of the first test
 def test_full_detail_tells_the_probabilities(full_app, shipped):
     """The app runs with the default: the exact probabilities, "Husky, 97%"."""
     photo = husky_photo(shipped)

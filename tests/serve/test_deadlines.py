@@ -53,13 +53,17 @@ def test_rotating_addresses_inside_one_64_does_not_escape_the_rate_limit():
 
 # --- the protocol around a tiny app: time the server holds a body back is not the client's ---
 
+GUARD_DEADLINE = 0.5  # the tiny app's header and body deadlines (seconds)
+LATE = 2.4 * GUARD_DEADLINE  # how long it holds a body back: well past either deadline
+
+
 async def _late_reader(scope, receive, send) -> None:
-    """Reads the body only after two seconds (as the app does when a prediction waits its turn), unless the
+    """Reads the body only after LATE seconds (as the app does when a prediction waits its turn), unless the
     path is /now; answers with the body's length."""
     if scope["type"] != "http":
         return
     if scope["path"] != "/now":
-        await asyncio.sleep(2.0)
+        await asyncio.sleep(LATE)
     size, more = 0, True
     while more:
         message = await receive()
@@ -71,10 +75,11 @@ async def _late_reader(scope, receive, send) -> None:
 
 
 @contextmanager
-def guarded_server(app, **limits):
+def guarded_server(app, max_per_client: int):
+    """``app`` served by uvicorn in a thread, behind a ConnectionGuard with GUARD_DEADLINE for headers and body."""
     import uvicorn
 
-    guard = ConnectionGuard(**limits)
+    guard = ConnectionGuard(header_timeout=GUARD_DEADLINE, body_timeout=GUARD_DEADLINE, max_per_client=max_per_client)
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, http=guard.protocol(), ws="none",
                                           lifespan="off", log_level="warning"))
@@ -91,7 +96,7 @@ def guarded_server(app, **limits):
 
 
 def test_a_body_the_app_reads_late_is_not_cut():
-    with guarded_server(_late_reader, header_timeout=1, body_timeout=1, max_per_client=4) as (port, _):
+    with guarded_server(_late_reader, max_per_client=4) as (port, _):
         body = b"x" * 400_000  # more than the server buffers before it stops reading
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         conn.request("POST", "/", body=body)
@@ -100,16 +105,16 @@ def test_a_body_the_app_reads_late_is_not_cut():
 
 
 def test_a_client_waiting_for_100_continue_is_not_cut():
-    with guarded_server(_late_reader, header_timeout=1, body_timeout=1, max_per_client=4) as (port, _):
+    with guarded_server(_late_reader, max_per_client=4) as (port, _):
         with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
             s.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
-            assert s.recv(100).startswith(b"HTTP/1.1 100")  # asked only when the app reads, 2 s later
+            assert s.recv(100).startswith(b"HTTP/1.1 100")  # asked only when the app reads, LATE s later
             s.sendall(b"hello")
             assert b"200 OK" in _read_until_closed_or(s, b"\r\n\r\n5")
 
 
 def test_the_connection_count_is_given_back_when_connections_close():
-    with guarded_server(_late_reader, header_timeout=1, body_timeout=1, max_per_client=2) as (port, guard):
+    with guarded_server(_late_reader, max_per_client=2) as (port, guard):
         for _ in range(5):  # more connections one after another than the cap: each frees its place
             with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
                 s.sendall(b"POST /now HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
