@@ -141,7 +141,9 @@ def test_features_use_only_the_past():
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """Ridge alone on a generated year (seconds); the comparison with HGB and fastai is the slow test."""
+    """Ridge alone on a generated year (seconds, most of them importing scikit-learn, skl2onnx and matplotlib);
+    the comparison with HGB and fastai is another test. What needs only a mood model uses the shipped one (ridge
+    on the same generated year), so the fast loop trains nothing."""
     folder = tmp_path_factory.mktemp("mood")
     csv, _ = write_sample(folder / "diary.csv", days=365, seed=0)
     card = train_export(csv, folder / "export", models=("ridge",), folds=4, sign=True)
@@ -153,6 +155,7 @@ def beats_the_baselines(card: dict, model: str, by: float = 0.85) -> bool:
     return metrics[model]["mae"] < by * min(metrics[b]["mae"] for b in ("yesterday", "overall_mean", "mean_7_days"))
 
 
+@pytest.mark.slow  # trains
 def test_model_beats_the_baselines_and_ships_with_its_plots(trained):
     folder, card = trained
     assert card["model"] == card["validation"]["winner"] == "ridge" and beats_the_baselines(card, "ridge")
@@ -162,8 +165,10 @@ def test_model_beats_the_baselines_and_ships_with_its_plots(trained):
     assert sorted(card["files"]) == sorted(exports.MOOD_NAMES)
     for png in ("importance.png", "validation.png"):
         assert (folder / "export" / png).read_bytes().startswith(b"\x89PNG")
+    assert "signed" in load(folder / "export").trust  # signed with this run's key, so it loads
 
 
+@pytest.mark.slow  # trains
 def test_importance_recovers_the_true_effects(trained):
     _, card = trained
     rank = {row["feature"]: i for i, row in enumerate(card["importance"])}
@@ -174,25 +179,22 @@ def test_importance_recovers_the_true_effects(trained):
     assert card["importance"][0]["feature"] == "sleep_hours"
 
 
-def test_loaded_model_predicts_a_day_with_reasons_without_torch_or_sklearn(trained):
-    folder, card = trained
-    model = load(folder / "export")
-    assert "signed" in model.trust and model.synthetic
+def test_loaded_model_predicts_a_day_with_reasons_without_torch_or_sklearn():
+    model = load()
+    assert model.synthetic
     good = model.predict({"sleep_hours": 9, "run_km": 10, "alcohol_units": 0, "date": "2026-12-05"})
     bad = model.predict({"sleep_hours": 4.5, "run_km": 0, "alcohol_units": 0, "date": "2026-12-05"})
     assert good.mood > bad.mood + 1 and 1 <= bad.score <= good.score <= 5
     assert good.reasons[0]["feature"] == "sleep_hours" and good.reasons[0]["push"] > 0
     # in a fresh interpreter: this one may hold torch from other tests
-    code = ("import sys; from huskyai.mood import load; load(sys.argv[1]).predict({'sleep_hours': 9}); "
+    code = ("from huskyai.mood import load; import sys; load().predict({'sleep_hours': 9}); "
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'fastai', 'sklearn', 'timm'}))")
-    out = subprocess.run([sys.executable, "-c", code, str(folder / "export")], capture_output=True, text=True,
-                         timeout=300)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and out.stdout.strip() == "[]", out.stderr
 
 
-def test_a_frame_of_days_gets_its_own_history(trained):
-    folder, _ = trained
-    model = load(folder / "export")
+def test_a_frame_of_days_gets_its_own_history():
+    model = load()
     frame = generate(20, seed=9, missing_days=0, missing_cells=0)
     with_moods = [p.mood for p in model.predict(frame, explain=False)]
     low_past = [p.mood for p in model.predict(frame.assign(mood=1), explain=False)]
@@ -203,6 +205,7 @@ def test_a_frame_of_days_gets_its_own_history(trained):
         model.predict({"happiness": 3})
 
 
+@pytest.mark.slow  # trains
 def test_loading_refuses_a_changed_or_unsigned_export(trained, tmp_path):
     folder, _ = trained
     export = folder / "export"
@@ -222,18 +225,17 @@ def test_loading_refuses_a_changed_or_unsigned_export(trained, tmp_path):
         load(copy)
 
 
-def test_cli_predict_and_evaluate(trained):
-    folder, _ = trained
-    csv, _ = write_sample(folder / "new.csv", days=40, seed=7)
-    predicted = mood_cli("predict", "--csv", str(csv), "--model", str(folder / "export"), "--json")
+def test_cli_predict_and_evaluate(tmp_path):
+    csv, _ = write_sample(tmp_path / "new.csv", days=40, seed=7)
+    predicted = mood_cli("predict", "--csv", str(csv), "--model", str(shipped_folder()), "--json")
     rows = json.loads(predicted)
     assert len(rows) == len(pd.read_csv(csv)) and rows[0]["date"] == "2026-01-01"
-    pd.read_csv(csv).drop(columns=["sleep_hours", "steps"]).to_csv(folder / "fewer.csv", index=False)
+    pd.read_csv(csv).drop(columns=["sleep_hours", "steps"]).to_csv(tmp_path / "fewer.csv", index=False)
     err = io.StringIO()
     with contextlib.redirect_stderr(err):
-        mood_cli("predict", "--csv", str(folder / "fewer.csv"), "--model", str(folder / "export"), "--json")
+        mood_cli("predict", "--csv", str(tmp_path / "fewer.csv"), "--model", str(shipped_folder()), "--json")
     assert "has no column sleep_hours, steps; treated as unknown on every day" in err.getvalue()
-    scored = json.loads(mood_cli("evaluate", "--csv", str(csv), "--model", str(folder / "export"), "--json"))
+    scored = json.loads(mood_cli("evaluate", "--csv", str(csv), "--model", str(shipped_folder()), "--json"))
     assert scored["metrics"]["model"]["mae"] < scored["metrics"]["overall_mean"]["mae"]
 
 
@@ -276,11 +278,10 @@ def test_hgb_and_fastai_export_to_the_same_onnx_contract(tmp_path, name):
 
 # ---- attacks and refusals (the Mood tab's own tests live in tests/serve/test_mood_tab.py) ----------------------
 
-def test_mood_evasion_moves_a_day_by_one_point_changing_only_what_a_person_controls(trained, tmp_path):
+def test_mood_evasion_moves_a_day_by_one_point_changing_only_what_a_person_controls(tmp_path):
     from huskyai.mood.evasion import mood_evasion
 
-    folder, _ = trained
-    model = load(folder / "export")
+    model = load()
     result = mood_evasion(model, tmp_path, limit=6)
     assert result["n"] == 6 and result["success_rate"] >= 0.5
     for run in result["runs"]:

@@ -20,10 +20,11 @@ def lines(path) -> list[str]:
 
 
 def test_a_huge_name_is_cut_to_the_limit_with_a_visible_ellipsis_in_bounded_time():
-    started = time.perf_counter()
+    huge = HUGE * 13
+    started = time.thread_time()  # this thread's work, whatever else the machine runs
     for _ in range(100):
-        name = client_text(HUGE * 13)
-    assert time.perf_counter() - started < 0.5  # the work depends on the limit, not on the name's length
+        name = client_text(huge)
+    assert time.thread_time() - started < 0.5  # the work depends on the limit, not on the name's length
     assert len(name) == 120 and name.endswith(ELLIPSIS) and name.startswith("AAAA")
     assert client_text("cat.jpg") == "cat.jpg" and client_text("x" * 120) == "x" * 120  # short names as sent
     assert client_text("x" * 121) == "x" * 119 + ELLIPSIS
