@@ -1,29 +1,18 @@
-"""The commands as a newcomer meets them (huskyai ...): what they print, where they write, and one line naming
-the extra to install wherever a package is missing (on a serving install: one process without the extras runs
-those commands)."""
+"""The commands as a newcomer meets them (huskyai ...): what they print and where they write. On a serving install
+(one line naming the missing extra, training refused on the shipped folder): tests/test_packaging.py."""
 
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from PIL import Image
 
-from conftest import (
-    EXPORT,
-    ROOT,
-    SHARED_HUSKIES,
-    commands_in_a_process,
-    huskyai_process,
-    make_toy_dataset,
-    serving_only_environment,
-    skimage_photo,
-)
+from conftest import SHARED_HUSKIES, huskyai_process, make_toy_dataset, skimage_photo
 from huskyai.mood.model import shipped_folder as shipped_mood_folder
-from huskyai.mood.sample import generate, write_sample
+from huskyai.mood.sample import generate
 from huskyai.trust import exports
 
 
@@ -32,68 +21,10 @@ def files(tmp_path_factory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("newcomer")
     cat = folder / "cat.jpg"
     skimage_photo("chelsea").save(cat)
-    diary, _ = write_sample(folder / "diary.csv", days=60, seed=1)
-    export = folder / "export"
-    shutil.copytree(EXPORT, export)
-    return {"folder": folder, "cat": cat, "diary": diary, "toy": make_toy_dataset(folder / "toy", 2, 64),
-            "export": export}
+    return {"folder": folder, "cat": cat, "toy": make_toy_dataset(folder / "toy", 2, 64)}
 
 
-# every command that needs an extra, and the extra it must name
-NEEDS_AN_EXTRA = {
-    "train": (["train", "--data", "{toy}", "--out", "{folder}/run"], "train"),
-    "doctor": (["doctor", "{toy}", "--sheet", ""], "train"),
-    "attack": (["attack", "junk", "--out", "{folder}/report"], "redteam"),
-    "mood train": (["mood", "train", "--csv", "{diary}", "--out", "{folder}/mood"], "mood"),
-    "mood train --models ridge": (["mood", "train", "--csv", "{diary}", "--models", "ridge",
-                                   "--out", "{folder}/mood"], "mood"),
-    "score --out *.parquet": (["score", "{cat}", "--out", "{folder}/results.parquet", "--no-progress"], "score"),
-    "predict --explain (grad-cam)": (["predict", "{cat}", "--explain", "{folder}/why.png", "--explain-method",
-                                      "grad-cam"], "explain"),
-    "explain (grad-cam)": (["explain", "{cat}", "--out", "{folder}/why.png", "--explain-method", "grad-cam"],
-                           "explain"),
-    "evaluate --explain (grad-cam)": (["evaluate", "{toy}", "--sheet", "{folder}/sheet.png", "--explain",
-                                       "--explain-method", "grad-cam"], "explain"),
-    "sign --int8": (["sign", "{export}", "--int8", "{toy}"], "train"),
-}
-# the shipped model's folder, as a newcomer may name it
-SHIPPED_FOLDER_NAMES = ("export", "./export/", str(EXPORT))
-
-
-@pytest.fixture(scope="module")
-def serving_install(tmp_path_factory, files) -> dict:
-    """Every command of this module that a serving install runs, in one process whose python cannot import the
-    extras' packages: each command's exit code and output, by name; and the shipped card's bytes before them."""
-    commands = {name: ([a.format(**files) for a in argv], files["folder"])
-                for name, (argv, _) in NEEDS_AN_EXTRA.items()}
-    for out in SHIPPED_FOLDER_NAMES:
-        commands[f"train --out {out}"] = (["train", "--data", str(files["toy"]), "--out", out], ROOT)
-    commands["score --out *.csv"] = (["score", str(files["cat"]), "--out", str(files["folder"] / "results.csv"),
-                                      "--workers", "0", "--no-progress"], ROOT)
-    card = (EXPORT / exports.CARD_NAME).read_bytes()
-    ran = commands_in_a_process(list(commands.values()),
-                                serving_only_environment(tmp_path_factory.mktemp("serving")))
-    return {"card before": card} | dict(zip(commands, ran))
-
-
-@pytest.mark.parametrize("name", NEEDS_AN_EXTRA)
-def test_a_missing_extra_is_one_line_naming_it(name, serving_install):
-    proc, extra = serving_install[name], NEEDS_AN_EXTRA[name][1]
-    lines = proc.stderr.strip().splitlines()
-    assert proc.returncode == 1 and len(lines) == 1, proc.stderr
-    assert lines[0].startswith("error: ") and f"pip install 'huskyai[{extra}]'" in lines[0], lines[0]
-
-
-# ---- training never lands on the shipped model ----------------------------------------------------
-
-def test_train_refuses_the_shipped_export_folder(serving_install):
-    """Refused before anything runs (even before the missing training extra), and export/ is untouched."""
-    for out in SHIPPED_FOLDER_NAMES:
-        proc = serving_install[f"train --out {out}"]
-        assert proc.returncode == 1 and "the shipped model's folder" in proc.stderr, proc.stderr
-        assert "--replace-shipped" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
-    assert (EXPORT / exports.CARD_NAME).read_bytes() == serving_install["card before"]
-
+# ---- training never lands on the shipped model (on a serving install: tests/test_packaging.py) --------
 
 def test_the_default_training_folder_is_a_new_run_folder(cli):
     from huskyai.api import default_out
@@ -196,10 +127,3 @@ def test_score_says_it_writes_csv_or_parquet(cli):
     listed = cli("--help").stdout
     assert "*.csv" in listed[listed.index("    score"):listed.index("    doctor")]
     assert "*.csv (needs nothing more)" in " ".join(cli("score", "--help").stdout.split())
-
-
-def test_score_to_csv_on_a_serving_install(serving_install, files):
-    proc = serving_install["score --out *.csv"]
-    assert proc.returncode == 0, proc.stderr
-    (row,) = pd.read_csv(files["folder"] / "results.csv").to_dict("records")
-    assert row["label"] == "not_husky" and row["path"] == str(files["cat"])
