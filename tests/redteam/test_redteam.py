@@ -137,9 +137,8 @@ def test_attack_cli_writes_json_markdown_and_pictures(tmp_path, toy_export, toy_
 
 
 @pytest.mark.parametrize("kind", ["perturb", "query"])
-def test_attacks_needing_data_say_so(kind, tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "huskyai", "attack", kind, "--out", str(tmp_path)],
-                          capture_output=True, text=True, env=python_env(), cwd=ROOT, timeout=300)
+def test_attacks_needing_data_say_so(kind, tmp_path, cli):
+    proc = cli("attack", kind, "--out", tmp_path)
     assert proc.returncode == 2 and "needs --data" in proc.stderr
 
 
