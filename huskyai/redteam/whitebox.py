@@ -1,7 +1,9 @@
-"""White-box perturbations: FGSM and PGD under L-infinity, on the real network.
+"""White-box perturbations: FGSM and PGD under L-infinity, and PGD under L2, on the real network.
 
 The attacked function takes pixels in [0, 1] and normalises inside, so eps is in pixel units
-(8/255 = eight grey levels), as an attacker who sends images would count it.
+(8/255 = eight grey levels), as an attacker who sends images would count it; an L2 radius is the
+Euclidean norm of the change over every value of the model's input (3 x size x size, each in [0, 1]),
+the space randomized smoothing certifies in.
 
 Written plainly rather than with torchattacks: torchattacks 3.5.1 runs on this torch (its FGSM gave
 the same images to the bit in a check here), but it pins requests~=2.25.1, which would downgrade a
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
     import torch
 
 EPSILONS = (1 / 255, 2 / 255, 4 / 255, 8 / 255)
+NORMS = ("linf", "l2")
 
 
 class PixelModel:
@@ -82,15 +85,59 @@ def step_sizes(eps: float, steps: int, alpha: float | None = None) -> list[float
     return [first * w for w in weights]
 
 
-def pgd(model: PixelModel, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int = 10,
-        alpha: float | None = None, seed: int = 0) -> torch.Tensor:
-    """Projected gradient ascent on the margin from a random start inside the eps-ball, with the step sizes of
-    :func:`step_sizes` (``alpha``: the first); for each image, the iterate with the largest margin (a step can
-    go past the best point: the margin is far from smooth)."""
+def _per_image(v: torch.Tensor) -> torch.Tensor:
+    """Each image's L2 norm, shaped to broadcast over its pixels."""
+    return v.flatten(1).norm(dim=1).reshape(-1, *[1] * (v.dim() - 1))
+
+
+def project(adv: torch.Tensor, x: torch.Tensor, eps: float, norm: str = "linf") -> torch.Tensor:
+    """``adv`` moved into the ``norm`` ball of radius ``eps`` around ``x`` (L-infinity: clipped per pixel; L2:
+    scaled back towards ``x`` when longer than ``eps``), then into [0, 1]. Clipping to [0, 1] never takes a point
+    out of the ball: ``x`` is inside [0, 1], so each pixel only moves closer to it."""
     import torch
 
+    if norm == "linf":
+        adv = torch.min(torch.max(adv, x - eps), x + eps)
+    elif norm == "l2":
+        delta = adv - x
+        adv = x + delta * (eps / _per_image(delta).clamp_min(1e-12)).clamp(max=1.0)
+    else:
+        raise ValueError(f"unknown norm {norm!r}: use one of {', '.join(NORMS)}")
+    return adv.clamp(0, 1)
+
+
+def _random_start(x: torch.Tensor, eps: float, norm: str, gen: torch.Generator) -> torch.Tensor:
+    """A random point of the ball: uniform per pixel for L-infinity; for L2 a random direction at a uniformly
+    drawn fraction of the radius (a uniform draw in the ball would sit on its surface in this many dimensions)."""
+    import torch
+
+    if norm == "linf":
+        return project(x + (torch.rand(x.shape, generator=gen) * 2 - 1) * eps, x, eps, norm)
+    direction = torch.randn(x.shape, generator=gen)
+    fraction = torch.rand((len(x),) + (1,) * (x.dim() - 1), generator=gen)
+    return project(x + eps * fraction * direction / _per_image(direction).clamp_min(1e-12), x, eps, norm)
+
+
+def _ascent(grad: torch.Tensor, norm: str) -> torch.Tensor:
+    """The steepest-ascent direction of unit ``norm`` for a gradient: its sign (L-infinity), or the gradient
+    scaled to unit L2 length per image."""
+    return grad.sign() if norm == "linf" else grad / _per_image(grad).clamp_min(1e-12)
+
+
+def pgd(model: PixelModel, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int = 10,
+        alpha: float | None = None, seed: int = 0, norm: str = "linf") -> torch.Tensor:
+    """Projected gradient ascent on the margin from a random start inside the ``norm`` ball of radius ``eps``
+    ("linf": every pixel within eps; "l2": the change's Euclidean norm within eps), with the step sizes of
+    :func:`step_sizes` (``alpha``: the first), each step along the steepest direction for that norm; for each
+    image, the iterate with the largest margin (a step can go past the best point: the margin is far from
+    smooth). ``model`` is anything with ``logits(pixels)``: the network (PixelModel), a surrogate, or the
+    smoothed classifier's expectation over noise (huskyai.redteam.smoothing.SmoothedLogits)."""
+    import torch
+
+    if norm not in NORMS:
+        raise ValueError(f"unknown norm {norm!r}: use one of {', '.join(NORMS)}")
     gen = torch.Generator().manual_seed(seed)
-    adv = (x + (torch.rand(x.shape, generator=gen) * 2 - 1) * eps).clamp(0, 1)
+    adv = _random_start(x, eps, norm, gen)
     best, best_margin = adv.clone(), torch.full((len(x),), float("-inf"))
     sizes = step_sizes(eps, steps, alpha)
     for step in range(steps + 1):  # the last pass only scores the last step
@@ -102,8 +149,7 @@ def pgd(model: PixelModel, x: torch.Tensor, y: torch.Tensor, eps: float, steps: 
         if step == steps:
             break
         (grad,) = torch.autograd.grad(m.sum(), adv)
-        adv = adv.detach() + sizes[step] * grad.sign()
-        adv = torch.min(torch.max(adv, x - eps), x + eps).clamp(0, 1)
+        adv = project(adv.detach() + sizes[step] * _ascent(grad, norm), x, eps, norm)
     return best
 
 
