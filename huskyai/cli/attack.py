@@ -15,7 +15,8 @@ from huskyai.cli.common import model_options
 KINDS = ("junk", "perturb", "query", "scaling", "tamper", "shortcut", "steal", "membership", "poison",
          "hopskipjump", "mood-evasion", "all")
 NEEDS_DATA = ("perturb", "query", "shortcut", "steal", "membership", "poison", "hopskipjump", "all")
-MANY_FOLDERS = ("steal", "membership", "poison", "hopskipjump")  # the others take one --data folder
+MANY_FOLDERS = ("perturb", "steal", "membership", "poison", "hopskipjump")  # the others take one --data folder
+NO_ROBUST = "none"  # --robust none: perturb measures no noise-trained model
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -24,9 +25,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    + "; several for " + ", ".join(MANY_FOLDERS) + " (steal ignores the labels)")
     p.add_argument("--out", default="report", help="output folder (default: report)")
     given = argparse.SUPPRESS  # absent unless given: the attack function's own default applies
-    p.add_argument("--n", type=int, default=given, help="junk: number of images")
+    p.add_argument("--n", type=int, default=given, help="junk: number of images; perturb: CERTIFY's noise samples "
+                   "per photo for the noise-trained model's certificates (default 1000)")
     p.add_argument("--limit", type=int, default=given, help="perturb, query, shortcut, hopskipjump: photos to attack "
                    "(or to mask)")
+    p.add_argument("--robust", metavar="PATH_OR_NAME", help="perturb: a noise-trained model (export folder or "
+                   "shipped name) whose certified accuracy and smoothed classifier under attack join the report "
+                   f"(default: the shipped \"robust\" model when it is installed; {NO_ROBUST}: skip); trusted by "
+                   "--trust-unsigned and --public-key as --model is, or pinned by $HUSKYAI_ROBUST_MODEL_SHA256")
+    p.add_argument("--certify-limit", type=int, default=given, help="perturb: photos to certify (default: --limit; "
+                   "the noise-trained model's held-out photos where its card lists them)")
+    p.add_argument("--draws", type=int, default=given, help="perturb: noise draws per PGD step against the smoothed "
+                   "classifier (expectation over transformation; default 8)")
+    p.add_argument("--judge-n", type=int, default=given, help="perturb: CERTIFY's samples when judging an attacked "
+                   "photo (default 100)")
     p.add_argument("--max-iter", type=int, default=given, help="hopskipjump: iterations per photo")
     p.add_argument("--steps", type=int, default=given, help="perturb: PGD steps")
     p.add_argument("--budget", type=int, default=given, help="query, hopskipjump: queries per photo")
@@ -81,7 +93,8 @@ def run(args: argparse.Namespace) -> int:
     folders = [Path(d) for d in args.data or []]
     attacks = {
         "junk": lambda: report.run_junk(model, out, **_pick(options, "n")),
-        "perturb": lambda: report.run_perturb(model, data, out, **_pick(options, "limit", "steps")),
+        "perturb": lambda: report.run_perturb(model, folders, out, robust=_robust(args), **_pick(
+            options, "limit", "steps", "n", "certify_limit", "draws", "judge_n")),
         "query": lambda: report.run_query(model, data, out, **_pick(options, "limit", "budget", "rate_limit")),
         "scaling": lambda: report.run_scaling(model, out, *_scaling_images(args)),
         "tamper": lambda: report.run_tamper(model.export_dir, out),
@@ -98,6 +111,23 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, FileNotFoundError) as err:  # photos that cannot serve this attack: say why
         print(f"error: attack {args.attack}: {err}", file=sys.stderr)
         return 2
+
+
+def _robust(args: argparse.Namespace):
+    """The noise-trained model --robust names (default: the shipped one, when installed), or None; one line and
+    exit 1 (NotCertifiableError) for a model that was not trained under noise."""
+    from huskyai import load
+    from huskyai.inference.certify import card_sigma
+    from huskyai.trust.exports import CARD_NAME, ROBUST_EXPORT, ROBUST_NAME
+
+    name = args.robust
+    if name == NO_ROBUST or (name is None and not (ROBUST_EXPORT / CARD_NAME).is_file()):
+        return None
+    options = model_options(args)
+    options.pop("sha256")  # --sha256 pins --model; the robust model's pin is its own variable
+    robust = load(name or ROBUST_NAME, **options)
+    card_sigma(robust.card)
+    return robust
 
 
 def _out(args: argparse.Namespace) -> Path:
