@@ -75,8 +75,8 @@ def test_when_redis_goes_away_each_store_falls_back_to_its_own_memory_and_comes_
     says so once. With Redis back, the shared budget holds again after the retry interval."""
     with running_redis() as redis:
         changes: list[bool] = []
-        store = LimitsStore(redis.url, retry_seconds=1.0, on_change=changes.append)
-        other = LimitsStore(redis.url, retry_seconds=1.0)
+        store = LimitsStore(redis.url, retry_seconds=0.5, on_change=changes.append)
+        other = LimitsStore(redis.url, retry_seconds=0.5)
         limiter, elsewhere = RateLimiter(2, store, name="predictions"), RateLimiter(2, other, name="predictions")
         assert limiter.check("a") is None and elsewhere.check("a") is None  # the shared budget is spent
         assert limiter.check("a") is not None
@@ -90,6 +90,6 @@ def test_when_redis_goes_away_each_store_falls_back_to_its_own_memory_and_comes_
         assert not store.up and changes == [False] and not store.check()
 
         redis.start()
-        time.sleep(1.1)  # the retry interval
+        time.sleep(0.6)  # the retry interval
         assert [limiter.check("b"), elsewhere.check("b")] == [None, None]  # Redis is empty: counted afresh
         assert limiter.check("b") is not None and store.up and changes == [False, True]

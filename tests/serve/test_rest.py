@@ -15,8 +15,6 @@ from serve.helpers import served
 from conftest import bad_files, jpeg_bytes, skimage_photo
 from huskyai.redteam.client import client_from
 
-pytestmark = pytest.mark.slow  # every test here serves the app
-
 PATH = "api/v1/predict"
 
 
@@ -45,6 +43,7 @@ def audit_lines(server) -> list[dict]:
     return _lines(server["audit_log"])
 
 
+@pytest.mark.slow  # serves the app
 def test_photos_get_the_models_own_answer_through_the_engine_queue(queued_app, shipped):
     photos = [jpeg_bytes(skimage_photo(name)) for name in ("chelsea", "coffee", "astronaut", "rocket")] * 2
     with ThreadPoolExecutor(len(photos)) as pool:  # concurrent, from 8 addresses: the queue batches them
@@ -62,6 +61,7 @@ def test_photos_get_the_models_own_answer_through_the_engine_queue(queued_app, s
     assert "127.0.0" not in queued_app["audit_log"].read_text()  # pseudonyms only
 
 
+@pytest.mark.slow  # serves the app
 @pytest.mark.parametrize("name", sorted(bad_files()))
 def test_a_bad_file_gets_a_4xx_with_a_message_and_the_next_request_works(queued_app, name):
     response = post(queued_app, bad_files()[name], name=name)
@@ -77,6 +77,7 @@ def test_a_bad_file_gets_a_4xx_with_a_message_and_the_next_request_works(queued_
     assert after.status_code == 200 and after.json()["label"] == "not_husky"
 
 
+@pytest.mark.slow  # serves the app
 def test_a_body_over_the_upload_limit_is_refused_announced_or_streamed(queued_app):
     big = b"\xff\xd8\xff" + bytes(11 * 1024 * 1024)
     announced = post(queued_app, big, "127.0.0.60")
@@ -102,12 +103,14 @@ def test_a_body_over_the_upload_limit_is_refused_announced_or_streamed(queued_ap
     assert post(queued_app, jpeg_bytes(skimage_photo("coffee")), "127.0.0.60").status_code == 200
 
 
+@pytest.mark.slow  # serves the app
 def test_answers_tell_the_label_only_when_the_app_says_so(strict_app):
     response = post(strict_app, jpeg_bytes(skimage_photo("chelsea")), "127.0.0.70")
     assert response.status_code == 200
     assert response.json() == {"label": "not_husky", "verdict": "Not a husky"}  # no probability anywhere
 
 
+@pytest.mark.slow  # serves the app
 def test_the_rate_limit_applies_per_address(strict_app):
     photo = jpeg_bytes(skimage_photo("coffee"))
     statuses = [post(strict_app, photo, "127.0.0.71").status_code for _ in range(4)]
@@ -118,6 +121,7 @@ def test_the_rate_limit_applies_per_address(strict_app):
     assert any(e["refused"] == "rate limit (predictions)" for e in audit_lines(strict_app))
 
 
+@pytest.mark.slow  # serves the app
 def test_one_request_at_a_time_per_address(strict_app):
     """A request whose body is still arriving holds the address's one slot: a second one is refused at once."""
     port = int(strict_app["url"].rstrip("/").rsplit(":", 1)[1])

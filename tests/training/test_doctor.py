@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import ROOT, bad_files, make_toy_dataset, python_env
+from conftest import bad_files, make_toy_dataset
 from huskyai.errors import DataError
 from huskyai.training.doctor import (
     Suspect,
@@ -20,8 +18,6 @@ from huskyai.training.doctor import (
     save_suspect_sheet,
     suspects_to_drop,
 )
-
-pytestmark = pytest.mark.slow  # trains, serves or attacks: the full run only
 
 SIZE = 96  # at 64 px confident learning flags only the worst of the three on so few photos
 PLANTED = ("husky_00.jpg", "husky_05.jpg", "husky_10.jpg")  # cat crops filed under not_husky/
@@ -48,6 +44,7 @@ def suspects(noisy):
     return found
 
 
+@pytest.mark.slow  # reads features with the network (fastai, torch)
 def test_planted_label_errors_rank_first(suspects, noisy):
     top = suspects[: len(PLANTED)]
     assert {s.path.name for s in top} == set(PLANTED), [(s.name, s.self_confidence) for s in suspects]
@@ -61,6 +58,7 @@ def test_planted_label_errors_rank_first(suspects, noisy):
     assert len(suspects) <= 6  # the clean cats and cups are not all flagged
 
 
+@pytest.mark.slow  # reads features with the network (fastai, torch)
 def test_suspects_to_drop_is_capped_and_keeps_the_ranking(suspects):
     assert suspects_to_drop(suspects, n_photos=28, max_fraction=0.0) == []
     dropped = suspects_to_drop(suspects, n_photos=28, max_fraction=0.1)  # 2 of 28 at most
@@ -70,6 +68,7 @@ def test_suspects_to_drop_is_capped_and_keeps_the_ranking(suspects):
         suspects_to_drop(suspects, 28, max_fraction=1.5)
 
 
+@pytest.mark.slow  # imports training's head: torch and timm, seconds
 def test_out_of_fold_probabilities_never_see_their_own_photo():
     """A class-0 point among class 1 gets a low p(class 0): its own label never took part in its fit."""
     rng = np.random.default_rng(0)
@@ -89,6 +88,7 @@ def test_out_of_fold_probabilities_never_see_their_own_photo():
         out_of_fold_probabilities(x[None, :21], y[:21], 2)
 
 
+@pytest.mark.slow  # reads features with the network (fastai, torch)
 def test_several_folders_and_bad_files(tmp_path):
     """Two folders, one with unreadable files and a manifest: bad files are reported and skipped, names
     carry their folder, and a manifest's fine_class reaches the suspect."""
@@ -111,10 +111,10 @@ def test_several_folders_and_bad_files(tmp_path):
     assert all(s.fine_class is None for s in found if s not in planted)
 
 
-def test_cli_writes_the_sheet_and_prints_json(noisy, tmp_path):
+@pytest.mark.slow  # reads features with the network (fastai, torch)
+def test_cli_writes_the_sheet_and_prints_json(noisy, tmp_path, cli):
     sheet = tmp_path / "suspects.png"
-    cmd = [sys.executable, "-m", "huskyai", "doctor", str(noisy), "--size", str(SIZE), "--sheet", str(sheet), "--json"]
-    run = subprocess.run(cmd, cwd=ROOT, env=python_env(), capture_output=True, text=True, timeout=600)
+    run = cli("doctor", noisy, "--size", SIZE, "--sheet", sheet, "--json")
     assert run.returncode == 0, run.stderr
     rows = json.loads(run.stdout)  # stdout is only the JSON: progress went to stderr
     assert {r["path"].rsplit("/", 1)[-1] for r in rows[: len(PLANTED)]} == set(PLANTED)
@@ -128,6 +128,7 @@ def test_cli_writes_the_sheet_and_prints_json(noisy, tmp_path):
         assert np.asarray(img.convert("L"))[40:180, 10:170].std() > 10
 
 
+@pytest.mark.slow  # reads features with the network (fastai, torch)
 def test_table_lists_the_suspects_in_rank_order(suspects):
     lines = format_table(suspects).splitlines()  # what the CLI prints without --json
     assert lines[0].split()[:6] == ["rank", "photo", "given", "suggested", "p(given)", "poison"]
@@ -136,9 +137,8 @@ def test_table_lists_the_suspects_in_rank_order(suspects):
     assert format_table([]) == "no label issues found"
 
 
-def test_cli_refuses_a_bad_folder(tmp_path):
-    run = subprocess.run([sys.executable, "-m", "huskyai", "doctor", str(tmp_path / "missing")], cwd=ROOT,
-                         env=python_env(), capture_output=True, text=True, timeout=300)
+def test_cli_refuses_a_bad_folder(tmp_path, cli):
+    run = cli("doctor", tmp_path / "missing")
     assert run.returncode == 1 and "no such folder" in run.stderr
     assert "Traceback" not in run.stderr
 
@@ -150,6 +150,7 @@ def test_suspect_json_round_trip(tmp_path):
     assert json.loads(json.dumps(d)) == d
 
 
+@pytest.mark.slow  # poisons a set and reads its features with the network
 def test_poison_check_flags_dot_triggered_relabelled_photos(tmp_path):
     """A quarter of the not_husky photos get the red-team kit's purple dot and move to husky/: the doctor's
     spectral-signature check flags them far above chance, in the JSON, the table and the sheet."""

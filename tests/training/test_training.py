@@ -13,9 +13,8 @@ from huskyai.errors import DataError
 from huskyai.images.folders import scan
 from huskyai.trust import exports, keys
 
-pytestmark = pytest.mark.slow  # trains, serves or attacks: the full run only
 
-
+@pytest.mark.slow  # trains
 def test_export_holds_every_artifact_hashed_in_the_card(toy_export):
     card = json.loads((toy_export / "model.json").read_text())
     assert set(card["files"]) == {"model.onnx", "model.safetensors", "confusion_matrix.png", "top_losses.png"}
@@ -35,6 +34,7 @@ def test_export_holds_every_artifact_hashed_in_the_card(toy_export):
     assert (toy_export / "confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow  # trains
 def test_toy_model_learned_its_two_classes(toy_export, toy_data, tmp_path):
     """Scored on fresh crops it never saw (the same generator, another seed), not on its training photos."""
     import huskyai
@@ -55,6 +55,7 @@ def test_toy_model_learned_its_two_classes(toy_export, toy_data, tmp_path):
     assert model.predict(skimage_photo("coffee")).label == "not_husky"
 
 
+@pytest.mark.slow  # trains
 def test_fastai_feeds_the_network_exactly_what_the_predictor_does(toy_export, toy_data):
     """Validation batches (the metrics), test_dl with labels (the head's features, the doctor) and
     learn.predict's test_dl all go through huskyai.inference.preprocess: the same arrays, to the bit."""
@@ -75,6 +76,7 @@ def test_fastai_feeds_the_network_exactly_what_the_predictor_does(toy_export, to
         assert np.array_equal(xb, np.stack([model.preprocess(s) for s in sources])), dl
 
 
+@pytest.mark.slow  # trains
 def test_predictor_matches_the_fastai_learner(toy_export, toy_data):
     """Same probabilities as fastai's own learn.predict on the Learner rebuilt without a pickle."""
     import huskyai
@@ -142,6 +144,7 @@ def test_holdout_split_is_deterministic_and_per_class(toy_data):
     assert not {s.path for s in kept} & {s.path for s in held}
 
 
+@pytest.mark.slow  # trains
 def test_training_into_a_used_folder_touches_only_its_own_files(tmp_path):
     from huskyai.training.run import train
 
@@ -156,6 +159,7 @@ def test_training_into_a_used_folder_touches_only_its_own_files(tmp_path):
     assert "notes.txt" not in card["files"] and exports.check_files(out)[1] == []
 
 
+@pytest.mark.slow  # trains
 def test_the_rebuilt_learner_fine_tunes_on_new_photos_and_exports_a_pickle_on_request(toy_export, tmp_path):
     import huskyai
     from huskyai.images.folders import scan
@@ -184,6 +188,7 @@ def torch_equal(a, b) -> bool:
     return torch.equal(a, b)
 
 
+@pytest.mark.slow  # trains
 def test_train_writes_a_pickle_only_when_asked(tmp_path):
     from huskyai.training.run import train
 
@@ -194,6 +199,7 @@ def test_train_writes_a_pickle_only_when_asked(tmp_path):
     assert any("runs whatever it holds" in m for m in messages)
 
 
+@pytest.mark.slow  # trains
 def test_several_data_folders_are_combined_and_scored_by_source(tmp_path, toy_export):
     import huskyai
     from huskyai.evaluation.evaluate import evaluate
@@ -215,6 +221,7 @@ def test_several_data_folders_are_combined_and_scored_by_source(tmp_path, toy_ex
         scan_many([crops, tmp_path / "crops"], report=lambda m: None)
 
 
+@pytest.mark.slow  # trains
 def test_the_zero_shot_stage_is_trained_and_exported_identically(toy_export):
     """The second stage lives inside the network: torch, ONNX and fastai give one answer."""
     import huskyai
@@ -232,6 +239,7 @@ def test_the_zero_shot_stage_is_trained_and_exported_identically(toy_export):
         assert abs(fast.predict(photo).positive_probability - slow.predict(photo).positive_probability) < 1e-4
 
 
+@pytest.mark.slow  # imports torch and timm: seconds
 def test_zero_shot_margins_read_imagenets_husky_classes():
     import torch
 
@@ -245,6 +253,7 @@ def test_zero_shot_margins_read_imagenets_husky_classes():
     assert abs(scores[3] - torch.logaddexp(lp[0, SIBERIAN_HUSKY], lp[0, ESKIMO_DOG])) < 1e-5
 
 
+@pytest.mark.slow  # trains
 def test_the_card_carries_repeated_cross_validation_with_intervals(toy_export):
     card = json.loads((toy_export / "model.json").read_text())
     cv = card["metrics"]["cv"]
@@ -254,6 +263,7 @@ def test_the_card_carries_repeated_cross_validation_with_intervals(toy_export):
         assert 0 <= lo <= cv["all"][metric]["mean"] <= hi <= 1
 
 
+@pytest.mark.slow  # imports training's validation: torch and timm, seconds
 def test_bootstrap_intervals_narrow_with_more_photos():
     from huskyai.training.validation import summarise
 
