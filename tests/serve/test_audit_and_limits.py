@@ -5,8 +5,6 @@ and spoken to over loopback HTTP from several 127.x addresses; upload expiry is 
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,7 +12,7 @@ import pytest
 from serve.helpers import audit_lines as lines
 from serve.helpers import served, wait_until
 
-from conftest import ROOT, bad_files, jpeg_bytes, python_env, skimage_photo
+from conftest import bad_files, jpeg_bytes, skimage_photo
 from huskyai.audit import LINE_CAP, REFUSALS_PER_MINUTE, SUMMARY_SOURCE, AuditLog, audited_predict
 from huskyai.errors import InvalidImageError
 from huskyai.redteam.client import (
@@ -84,13 +82,11 @@ def test_log_rotates_by_size(tmp_path, shipped):
     assert (tmp_path / "audit.jsonl").stat().st_size <= 2000
 
 
-@pytest.mark.slow  # a subprocess: the CLI as a user runs it
-def test_cli_predict_writes_the_audit_log(tmp_path):
+def test_cli_predict_writes_the_audit_log(tmp_path, cli):
     photo = tmp_path / "cat.jpg"
     photo.write_bytes(jpeg_bytes(skimage_photo("chelsea")))
     log = tmp_path / "log" / "audit.jsonl"
-    subprocess.run([sys.executable, "-m", "huskyai", "predict", str(photo)], env=python_env() | {
-        "HUSKYAI_AUDIT_LOG": str(log)}, cwd=ROOT, check=True, capture_output=True, timeout=300)
+    assert cli("predict", photo, env={"HUSKYAI_AUDIT_LOG": str(log)}).returncode == 0
     (entry,) = lines(log)
     assert entry["source"] == "cli" and entry["client"].startswith("cli:") and entry["label"] == "not_husky"
 

@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from trust.helpers import export_files, fill_cache, new_key_pair, offline_hub, own_copy, tiny_export
 
 import huskyai
-from conftest import ROOT, python_env
+from conftest import ROOT, commands_in_a_process, python_env
 from huskyai.errors import IntegrityError, UnsignedError
 from huskyai.redteam.hubcache import repo_path
 from huskyai.trust import exports
@@ -178,20 +176,18 @@ def test_predict_and_verify_a_hub_model_in_a_fresh_process_with_only_the_environ
     fill_cache(cache, "team/husky", export_files(export), COMMIT)
     env = python_env() | {"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(cache), "HF_HOME": str(tmp_path / "hf"),
                           "HUSKYAI_AUDIT_LOG": str(tmp_path / "audit.jsonl")}
-    run = [sys.executable, "-m", "huskyai"]
-    proc = subprocess.run([*run, "predict", str(COFFEE), "--model", "hf://team/husky", "--public-key",
-                           str(team[1])], capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    hub = ["--model", "hf://team/husky"]
+    proc, refused = commands_in_a_process([(["predict", COFFEE, *hub, "--public-key", team[1]], ROOT),
+                                           (["predict", COFFEE, *hub], ROOT)], env)
     assert proc.returncode == 0, proc.stderr
     assert "not_husky" in proc.stdout
-    line = json.loads((tmp_path / "audit.jsonl").read_text().splitlines()[-1])
+    line = json.loads((tmp_path / "audit.jsonl").read_text().splitlines()[0])
     assert line["trust"].endswith(f"from hf://team/husky@{COMMIT}") and line["trust"].startswith("signed by key")
     assert line["model_sha256"] == exports.sha256((export / "model.json").read_bytes())
-    served = subprocess.run([*run, "verify", "hf://team/husky"], capture_output=True, text=True, cwd=ROOT,
-                            env=env | {"HUSKYAI_MODEL_PUBLIC_KEY": str(team[1])}, timeout=300)
-    assert served.returncode == 0 and "trusted: signed by key" in served.stdout
-    refused = subprocess.run([*run, "predict", str(COFFEE), "--model", "hf://team/husky"], capture_output=True,
-                             text=True, env=env, cwd=ROOT, timeout=300)
     assert refused.returncode == 1 and "public key" in refused.stderr and "Traceback" not in refused.stderr
+    (served,) = commands_in_a_process([(["verify", "hf://team/husky"], ROOT)],
+                                      env | {"HUSKYAI_MODEL_PUBLIC_KEY": str(team[1])})
+    assert served.returncode == 0 and "trusted: signed by key" in served.stdout
 
 
 @pytest.mark.slow
