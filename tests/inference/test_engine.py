@@ -37,8 +37,11 @@ def test_onnx_matches_torch_on_varied_photos():
 
 
 def test_warm_serving_path_imports_no_torch_and_no_fastai():
-    code = ("import sys, huskyai; m = huskyai.load(); m.predict(sys.argv[1]); "
-            "print(sorted({k.split('.')[0] for k in sys.modules} & {'torch', 'fastai', 'timm'}))")
+    """The app's two models answering in a fresh process: the husky model and the mood model (its reasons
+    included) import neither torch, fastai and timm nor scikit-learn."""
+    code = ("import sys, huskyai; from huskyai.mood import load; m = huskyai.load(); m.predict(sys.argv[1]); "
+            "load().predict({'sleep_hours': 9}); "
+            "print(sorted({k.split('.')[0] for k in sys.modules} & {'torch', 'fastai', 'timm', 'sklearn'}))")
     out = subprocess.run([sys.executable, "-c", code, str(EXPORT / "confusion_matrix.png")], capture_output=True,
                          text=True, env=python_env(), timeout=300, check=True).stdout
     assert out.strip() == "[]"
