@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import huskyai
-from conftest import EXPORT, ROOT, python_env
+from conftest import EXPORT, ROOT, free_port, python_env
 from huskyai.redteam.tamper import edit_bias, inject_pickle_payload, rehash_card
 from huskyai.trust import exports, writer
 
@@ -316,14 +316,18 @@ def test_only_settings_reads_the_environment():
     assert offenders == []
 
 
-@pytest.mark.slow
-def test_the_app_refuses_an_unsigned_export_and_shows_it_when_trusted(export_copy):
+def test_the_app_refuses_an_unsigned_export_and_shows_it_when_trusted(export_copy, monkeypatch, capfd):
+    """The app's start-up (huskyai.serve.app.serve, which python app.py runs; its exit codes from a process of
+    their own: tests/serve/test_app.py)."""
+    from huskyai.serve.app import serve
     from huskyai.serve.page import model_card_markdown
 
     make_own(export_copy)
-    proc = subprocess.run([sys.executable, "app.py"], capture_output=True, text=True, cwd=ROOT, timeout=300,
-                          env=python_env() | {"HUSKYAI_MODEL": str(export_copy), "GRADIO_SERVER_PORT": "1"})
-    assert proc.returncode == 1 and "not signed and not pinned" in proc.stderr and "Traceback" not in proc.stderr
+    monkeypatch.setenv("HUSKYAI_MODEL", str(export_copy))
+    monkeypatch.setenv("GRADIO_SERVER_PORT", str(free_port()))
+    assert serve() == 1
+    stderr = capfd.readouterr().err
+    assert "not signed and not pinned" in stderr and "Traceback" not in stderr
     with pytest.warns(UserWarning):
         trusted = huskyai.load(export_copy, trust_unsigned=True)
     card = model_card_markdown(trusted)
