@@ -33,8 +33,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "shipped name) whose certified accuracy and smoothed classifier under attack join the report "
                    f"(default: the shipped \"robust\" model when it is installed; {NO_ROBUST}: skip); trusted by "
                    "--trust-unsigned and --public-key as --model is, or pinned by $HUSKYAI_ROBUST_MODEL_SHA256")
-    p.add_argument("--certify-limit", type=int, default=given, help="perturb: photos to certify (default: --limit; "
-                   "the noise-trained model's held-out photos where its card lists them)")
+    p.add_argument("--certify-limit", type=int, default=given, help="perturb: photos to certify (at least --limit, "
+                   "the default; the noise-trained model's held-out photos where its card lists them)")
     p.add_argument("--draws", type=int, default=given, help="perturb: noise draws per PGD step against the smoothed "
                    "classifier (expectation over transformation; default 8)")
     p.add_argument("--judge-n", type=int, default=given, help="perturb: CERTIFY's samples when judging an attacked "

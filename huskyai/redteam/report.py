@@ -133,27 +133,29 @@ def run_perturb(model: Predictor, data: Path | Sequence[Path], out: Path, limit:
 def run_smoothing(robust: Predictor, fast: Predictor, data: Path | Sequence[Path], out: Path, limit: int = 16,
                   certify_limit: int | None = None, n: int | None = None, steps: int = 10,
                   draws: int | None = None, judge_n: int | None = None) -> tuple[dict, str]:
-    """Randomized smoothing measured: CERTIFY on ``certify_limit`` photos (default ``limit``) with ``n`` samples,
+    """Randomized smoothing measured: CERTIFY on ``certify_limit`` photos (at least ``limit``) with ``n`` samples,
     and EOT-PGD against the smoothed ``robust`` model and plain PGD against ``fast`` on ``limit`` of them (L2
     radii and L-infinity eps of huskyai.redteam.smoothing and whitebox). Photos are ``robust``'s held-out ones
     where its card lists them, half huskies where there are enough. Writes smoothing_curve.png; returns the
     result and its Markdown section."""
     from huskyai.redteam import smoothing as sm
 
-    certify_limit = limit if certify_limit is None else certify_limit
-    photos, labels, held = _held_out_sample(data, robust, max(limit, certify_limit))
-    cert_photos, cert_labels = _balanced_subset(photos, labels, robust.positive, certify_limit)
-    attack_photos, attack_labels = _balanced_subset(photos, labels, robust.positive, limit)
+    certify_limit = max(limit, certify_limit or 0)  # every attacked photo is certified too
+    cert_photos, cert_labels, held = _held_out_sample(data, robust, certify_limit)
+    attack_photos, attack_labels = _balanced_subset(cert_photos, cert_labels, robust.positive, limit)
     started = time.time()
     certified = sm.certified_accuracy(robust, cert_photos, cert_labels, **({"n": n} if n else {}))
     attack_options = {"steps": steps} | ({"draws": draws} if draws else {}) | ({"judge_n": judge_n} if judge_n else {})
     smoothed = sm.smoothed_under_attack(robust, attack_photos, attack_labels, **attack_options)
     fast_r = sm.fast_under_attack(fast, attack_photos, attack_labels, steps=steps)
+    certificates = [certified["rows"][cert_photos.index(p)] for p in attack_photos]
     fast_clean = [p.label == t for p, t in zip(fast.predict_batch(cert_photos), cert_labels)]
     r = {"robust_model": str(robust.export_dir), "robust_model_sha256": robust.model_sha256,
          "fast_model": str(fast.export_dir), "photos": "held out of the noise-trained model's training" if held
          else "sampled from the folders (the card lists no held-out photos among them)",
          "certified": certified, "smoothed_under_attack": smoothed, "fast_under_attack": fast_r,
+         "certified_under_attack": sm.certified_within(certificates, attack_labels, robust.classes, smoothed),
+         "flipped_inside_certificates": sm.flipped_inside(certificates, smoothed),
          "fast_clean_accuracy_on_certified_photos": float(np.mean(fast_clean)) if fast_clean else None,
          "seconds": round(time.time() - started, 1)}
     _smoothing_curve(robust, r, out / "smoothing_curve.png")
@@ -161,7 +163,7 @@ def run_smoothing(robust: Predictor, fast: Predictor, data: Path | Sequence[Path
 
 
 def _balanced_subset(photos: list[Path], labels: list[str], positive: str, limit: int) -> tuple[list, list]:
-    """The first ``limit`` of a sample made by :func:`_balanced`, still half positives where there are enough."""
+    """``limit`` of a sample made by :func:`_balanced`, still half positives where there are enough, in its order."""
     pos = [i for i, lab in enumerate(labels) if lab == positive]
     neg = [i for i, lab in enumerate(labels) if lab != positive]
     keep = sorted(pos[: limit // 2] + neg[: limit - min(len(pos), limit // 2)])
@@ -197,12 +199,19 @@ def _smoothing_markdown(robust: Predictor, fast: Predictor, r: dict) -> str:
             + " | ".join(_cell(c["certified_accuracy"][rad][who]) for rad in radii)
             + f" | {_cell(c['clean_accuracy'][who])} | {_cell(c['abstain_rate'][who])} |" for who in ["all", *classes]]
     columns = list(sa["accuracy"])
-    attack_rows = [f"| smoothed (EOT-PGD), {who} | " + " | ".join(_cell(sa["accuracy"][col][who]) for col in columns)
-                   + " |" for who in ["all", *classes]]
-    attack_rows.append("| smoothed: abstained | " + " | ".join(_cell(sa["abstain_rate"][col]) for col in columns)
-                       + " |")
-    attack_rows += [f"| fast model (PGD), {who} | " + " | ".join(_cell(fa["accuracy"][col][who]) for col in columns)
-                    + " |" for who in ["all", *classes]]
+    lower = r["certified_under_attack"]
+    attack_rows = [f"| smoothed, certified (lower bound), {who} | " + " | ".join(_cell(lower[col][who])
+                                                                               for col in columns) + " |"
+                   for who in ["all", *classes]]
+    attack_rows += [f"| smoothed under EOT-PGD, {who} | " + " | ".join(_cell(sa["accuracy"][col][who])
+                                                                      for col in columns) + " |"
+                    for who in ["all", *classes]]
+    attack_rows.append("| smoothed under EOT-PGD: abstained | " + " | ".join(_cell(sa["abstain_rate"][col])
+                                                                            for col in columns) + " |")
+    attack_rows += [f"| fast model under PGD, {who} | " + " | ".join(_cell(fa["accuracy"][col][who])
+                                                                   for col in columns) + " |"
+                    for who in ["all", *classes]]
+    flips = r["flipped_inside_certificates"]
     size = c["input_size"]
     half = implied_linf(0.5, size)
     need = round(1 / 255 * (3 * size * size) ** 0.5, 2)
@@ -234,8 +243,12 @@ def _smoothing_markdown(robust: Predictor, fast: Predictor, r: dict) -> str:
         f"{sa['seconds']:.0f} s and {fa['seconds']:.0f} s.\n\n"
         f"| model, photos | " + " | ".join(columns) + " |\n|---|" + "---|" * len(columns) + "\n"
         + "\n".join(attack_rows) + "\n\n"
-        "Where the smoothed model's accuracy under an L2 attack falls below its certified accuracy at that radius, "
-        "something is wrong (beyond the photos sampled and the alpha of each Monte Carlo answer).\n\n"
+        "The certified rows hold against every attack of the column's size (an L-infinity column needs an L2 radius "
+        f"of eps x {(3 * size * size) ** 0.5:.0f}); the EOT-PGD rows are what one attack achieved, judged with fewer "
+        "samples, so they may fall below the certified ones by abstaining. What must never happen is an attack "
+        "inside a photo's certified radius answered with the other class: it happened to "
+        f"**{flips['flipped']} of {flips['covered']}** attacked photos that a certificate covered (every attack, "
+        f"unattacked included; each certificate holds with probability 1 - {c['alpha']:g}).\n\n"
         "![certified accuracy against radius](smoothing_curve.png)\n")
 
 
@@ -253,12 +266,13 @@ def _smoothing_curve(robust: Predictor, r: dict, path: Path) -> None:
         if chosen:
             curve = [np.mean([row["label"] == row["truth"] and row["radius"] >= g for row in chosen]) for g in grid]
             ax.plot(grid, curve, style, color="C0", label=f"certified, {name} (n={len(chosen)})")
-    for key, color, label in (("smoothed_under_attack", "C1", "smoothed under EOT-PGD"),
-                              ("fast_under_attack", "C3", "fast model under PGD")):
+    for key, marker, color, label in (
+            ("fast_under_attack", "x", "C3", f"fast model under PGD ({r['fast_under_attack']['input_size']} px)"),
+            ("smoothed_under_attack", "o", "C1", "smoothed under EOT-PGD")):
         points = [(float(name.split()[1]), v["all"]) for name, v in r[key]["accuracy"].items()
                   if name.startswith("L2 ")]
         if points:
-            ax.plot(*zip(*points), "o", color=color, label=label)
+            ax.plot(*zip(*points), marker, color=color, markersize=8, markerfacecolor="none", label=label)
     ax.set_xlabel(f"L2 radius (pixels in [0, 1], {c['input_size']} px input)")
     ax.set_ylabel("accuracy")
     ax.set_ylim(-0.02, 1.02)

@@ -166,18 +166,45 @@ def smoothed_under_attack(model: Predictor, photos: Sequence[Path], labels: Sequ
         return [certify_at(model, a, sigma, judge_n, n0, alpha, DEFAULT_BATCH, seed + offset + i).label
                 for i, a in enumerate(adv.numpy())]
 
-    answers = {"none": judged(x, 0)}
+    answers, norms, bounds = {"none": judged(x, 0)}, {"none": [0.0] * len(x)}, {"none": 0.0}
     for k, (name, norm, eps) in enumerate(_attacks(l2_radii, epsilons), start=1):
+        bounds[name] = eps if norm == "l2" else eps * math.sqrt(x[0].numel())
         adv = _pgd_batched(smoothed, x, y, eps, norm, steps, per_call, seed)
         answers[name] = judged(adv, 1000 * k)
+        norms[name] = [float(v) for v in (adv - x).flatten(1).norm(dim=1)]
     return {
         "n_photos": len(photos), "sigma": sigma, "steps": steps, "draws": draws, "judge_n": judge_n, "n0": n0,
         "alpha": alpha, "input_size": model.size,
         "accuracy": {name: _by_class([a == t for a, t in zip(got, labels)], labels, model.classes)
                      for name, got in answers.items()},
         "abstain_rate": {name: _share([a == ABSTAIN for a in got]) for name, got in answers.items()},
-        "seconds": round(time.time() - start, 1), "answers": answers,
+        "seconds": round(time.time() - start, 1), "answers": answers, "l2_norms": norms,
+        "l2_bounds": bounds,
     }
+
+
+def flipped_inside(certificates: Sequence[dict], attacked: dict) -> dict:
+    """The honesty check on real attacks: for each attack, the photos whose certificate (a row of
+    :func:`certified_accuracy`, same order as the attacked photos) covers the change the attack made (its
+    radius above the change's L2 norm), and how many of those the attack got answered with another class
+    (abstaining is not a flip). Anything above zero contradicts a certificate, beyond its alpha."""
+    checked = flipped = 0
+    for name, labels in attacked["answers"].items():
+        for row, label, norm in zip(certificates, labels, attacked["l2_norms"][name]):
+            if row is not None and row["label"] != ABSTAIN and row["radius"] > norm:
+                checked += 1
+                flipped += label not in (row["label"], ABSTAIN)
+    return {"covered": checked, "flipped": flipped}
+
+
+def certified_within(certificates: Sequence[dict], labels: Sequence[str], classes: Sequence[str],
+                     attacked: dict) -> dict:
+    """For each attack, the share of the attacked photos whose certificate (rows of :func:`certified_accuracy`,
+    in the attacked photos' order) has the true label and a radius of at least the attack's L2 bound (its radius;
+    eps * sqrt(3 * size * size) for L-infinity): a lower bound on the smoothed classifier's accuracy under any
+    attack of that size on those photos, overall and per class."""
+    return {name: _by_class([row["label"] == row["truth"] and row["radius"] >= bound for row in certificates],
+                            labels, classes) for name, bound in attacked["l2_bounds"].items()}
 
 
 def fast_under_attack(model: Predictor, photos: Sequence[Path], labels: Sequence[str],

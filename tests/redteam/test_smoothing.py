@@ -258,8 +258,8 @@ def test_perturb_report_gains_the_smoothing_tables(noisy_export, noisy_data, tmp
 
     out = tmp_path / "report"
     code = main(["attack", "perturb", "--data", str(noisy_data), "--out", str(out), "--model", str(noisy_export),
-                 "--robust", str(noisy_export), "--limit", "2", "--certify-limit", "4", "--n", "100",
-                 "--steps", "2", "--draws", "2", "--judge-n", "50"])
+                 "--robust", str(noisy_export), "--limit", "2", "--certify-limit", "4", "--n", "60",
+                 "--steps", "1", "--draws", "1", "--judge-n", "30"])
     assert code == 0
     r = json.loads((out / "perturb.json").read_text())
     s = r["smoothing"]
@@ -269,11 +269,14 @@ def test_perturb_report_gains_the_smoothing_tables(noisy_export, noisy_data, tmp
     columns = ["none", "L2 0.25", "L2 0.5", "L2 1", "Linf 1/255", "Linf 2/255", "Linf 4/255", "Linf 8/255"]
     assert list(s["smoothed_under_attack"]["accuracy"]) == columns
     assert list(s["fast_under_attack"]["accuracy"]) == columns
-    assert s["smoothed_under_attack"]["n_photos"] == 2 and s["smoothed_under_attack"]["draws"] == 2
+    assert s["smoothed_under_attack"]["n_photos"] == 2 and s["smoothed_under_attack"]["draws"] == 1
+    assert list(s["certified_under_attack"]) == columns
+    assert s["flipped_inside_certificates"]["flipped"] == 0
     assert r["noise_sigma"] == SIGMA and 0 <= r["certified_accuracy_r0.5"] <= 1
     md = (out / "perturb.md").read_text()
     for text in ("## Randomized smoothing", "| photos | n | r = 0 | r = 0.25 | r = 0.5 | r = 1 | clean (smoothed) |",
-                 "| husky | 2 |", "| smoothed (EOT-PGD), husky |", "| fast model (PGD), not_husky |",
+                 "| husky | 2 |", "| smoothed, certified (lower bound), husky |", "| smoothed under EOT-PGD, husky |",
+                 "| fast model under PGD, not_husky |", "attacked photos that a certificate covered",
                  "![certified accuracy against radius](smoothing_curve.png)", "image-scaling"):
         assert text in md, text
     assert (out / "smoothing_curve.png").read_bytes()[:4] == b"\x89PNG"
