@@ -90,10 +90,17 @@ def test_mood_evaluate_warns_on_the_days_the_model_was_trained_on(tmp_path, cli)
 
 # ---- predict's table, and explain --------------------------------------------------------------------
 
-def test_predict_prints_a_header_naming_the_probability(files):
-    """Through the console script's entry point, ``python -m huskyai``, in a process of its own."""
+def test_python_m_huskyai_runs_the_command_and_exits_with_its_code(tmp_path):
+    """The entry point, in a process of its own: the command's one line on stderr and its exit code (every other
+    test runs the commands in-process, through the same huskyai.cli.main.main)."""
+    proc = huskyai_process("predict", "photo.jpg", "--model", tmp_path)
+    assert proc.returncode == 1 and proc.stdout == "", proc.stdout + proc.stderr
+    assert proc.stderr.startswith("error: ") and "no model card" in proc.stderr and proc.stderr.count("\n") == 1
+
+
+def test_predict_prints_a_header_naming_the_probability(files, cli):
     husky = sorted((SHARED_HUSKIES / "husky").glob("*.jpg"))[0]
-    proc = huskyai_process("predict", husky, files["cat"])
+    proc = cli("predict", husky, files["cat"])
     assert proc.returncode == 0, proc.stderr
     header, *rows = [line.split("\t") for line in proc.stdout.splitlines()]
     assert header == ["file", "label", "P(husky)"]
