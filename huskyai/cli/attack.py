@@ -36,7 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--certify-limit", type=int, default=given, help="perturb: photos to certify (at least --limit, "
                    "the default; the noise-trained model's held-out photos where its card lists them)")
     p.add_argument("--draws", type=int, default=given, help="perturb: noise draws per PGD step against the smoothed "
-                   "classifier (expectation over transformation; default 8)")
+                   "classifier (expectation over transformation; default 4)")
     p.add_argument("--judge-n", type=int, default=given, help="perturb: CERTIFY's samples when judging an attacked "
                    "photo (default 100)")
     p.add_argument("--max-iter", type=int, default=given, help="hopskipjump: iterations per photo")
