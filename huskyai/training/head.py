@@ -49,7 +49,10 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, c: float):
 
 
 def standardisation(xs: np.ndarray, zero_shot: bool) -> tuple[np.ndarray, np.ndarray]:
-    mean, std = xs.mean(0), xs.std(0) + 1e-6
+    mean, spread = xs.mean(0), xs.std(0)
+    # a feature (nearly) constant over the training photos, e.g. a dead channel, must not be divided by ~0: noise
+    # training lets batch-norm revive it, and its tiny std would then blow the logits up
+    std = np.maximum(spread, 1e-3 * spread.max()) + 1e-6
     if zero_shot:
         std[-N_ZERO_SHOT:] /= ZERO_SHOT_WEIGHT
     return mean, std
