@@ -20,6 +20,12 @@ def mood():
     return load()
 
 
+@pytest.fixture(scope="module")
+def shared_tab(mood):
+    """One tab without an audit log for the tests that only ask it (each test with a log builds its own)."""
+    return tab(mood)
+
+
 def tab(model, log=None):
     """The tab's listener as gradio runs it for a request, and its boxes by field name: ``call(**fields)`` sends
     the boxes' starting values with ``fields`` changed, as a person who changed those boxes."""
@@ -41,18 +47,18 @@ def mood_of(answer: str) -> float:
 
 @pytest.mark.parametrize("fields", [{"sleep_hours": 9, "run_km": 5}, {}, {"coffee_cups": 6, "weather": "rainy"},
                                     {"mood_yesterday": 2, "day_of_week": "Sat", "steps": 15000}])
-def test_the_page_and_huskyai_mood_give_one_answer_for_the_same_day(mood, fields):
+def test_the_page_and_huskyai_mood_give_one_answer_for_the_same_day(mood, shared_tab, fields):
     """Before: sleep 9 and run 5 gave 3.70 on the page and 4.085 in Python, because the page sent 20 other
     values (the card's median day, yesterday's mood 3) where Python takes the average day for a missing field.
     The boxes now start at that average day and a box left at it is not sent."""
-    call, _, _ = tab(mood)
+    call, _, _ = shared_tab
     assert mood_of(call(**fields)) == mood.predict(fields).mood
     if fields == {"sleep_hours": 9, "run_km": 5}:
         assert mood.predict(fields).mood == pytest.approx(4.085, abs=0.002)
 
 
-def test_the_tab_reads_as_a_diary_grouped_labelled_with_units_and_ranges(mood):
-    _, boxes, demo = tab(mood)
+def test_the_tab_reads_as_a_diary_grouped_labelled_with_units_and_ranges(mood, shared_tab):
+    _, boxes, demo = shared_tab
     assert set(boxes) == set(input_names(mood))
     labels = {name: box.label for name, box in boxes.items()}
     assert labels["sleep_hours"] == "Sleep (hours)" and labels["run_km"] == "Running (km)"
@@ -65,8 +71,8 @@ def test_the_tab_reads_as_a_diary_grouped_labelled_with_units_and_ranges(mood):
     assert all(boxes[n].value == v for n, v in average_day(mood).items())  # the average day, as shown
 
 
-def test_at_the_average_day_nothing_pushes_and_an_empty_box_is_named(mood):
-    call, _, _ = tab(mood)
+def test_at_the_average_day_nothing_pushes_and_an_empty_box_is_named(mood, shared_tab):
+    call, _, _ = shared_tab
     average = call()
     # only the weather may push: huskyai.mood takes an unknown category as none of its levels, not as their mix
     pushed = [line for line in average.splitlines() if line.startswith("- ")]
@@ -127,9 +133,9 @@ def test_a_crash_is_audited_as_a_refusal(tmp_path):
     assert line["refused"] == "failed: AttributeError" and line["label"] is None
 
 
-def test_the_api_names_every_parameter_and_the_answer(mood):
+def test_the_api_names_every_parameter_and_the_answer(mood, shared_tab):
     """gradio's "Use via API" showed /predict_mood(values, param_1 ... param_21) -> value_45."""
-    _, _, demo = tab(mood)
+    _, _, demo = shared_tab
     info = demo.get_api_info()["named_endpoints"][f"/{API_NAME}"]
     assert {p["parameter_name"] for p in info["parameters"]} == set(input_names(mood))  # sleep_hours, run_km, ...
     assert all(not p["label"].startswith("parameter_") for p in info["parameters"])
