@@ -13,6 +13,7 @@ import numpy as np
 from fastprogress.fastprogress import progress_bar
 
 from huskyai.evaluation.metrics import binary_metrics, format_metrics
+from huskyai.network.net import ESKIMO_DOG, SIBERIAN_HUSKY
 from huskyai.training.head import fit_binary_head
 
 METRICS = ("accuracy", "precision", "recall", "f1")
@@ -42,6 +43,31 @@ def summarise(decisions: np.ndarray, truth: np.ndarray, n_boot: int = 1000, seed
     return out
 
 
+def paired_difference(a: np.ndarray, b: np.ndarray, truth: np.ndarray, n_boot: int = 1000, seed: int = 0) -> dict:
+    """Metric of ``a`` minus metric of ``b`` (decisions, (repeats, photos) each, means over repeats) with a 95%
+    interval from one bootstrap over photos shared by both: the paired comparison of two rules on the same photos."""
+    def scores(d, idx):
+        dd, t = d[:, idx].transpose(1, 0, 2), truth[idx][:, None]
+        counts = [(dd & t).sum(-1), (dd & ~t).sum(-1), (~dd & ~t).sum(-1), (~dd & t).sum(-1)]
+        return {k: v.mean(-1) for k, v in _scores(*counts).items()}
+
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(truth), (n_boot, len(truth)))
+    everything = np.arange(len(truth))[None]
+    point_a, point_b, boot_a, boot_b = scores(a, everything), scores(b, everything), scores(a, idx), scores(b, idx)
+    out = {}
+    for k in METRICS:
+        lo, hi = np.percentile(boot_a[k] - boot_b[k], [2.5, 97.5])
+        diff = float(point_a[k][0] - point_b[k][0])
+        out[k] = {"mean": round(diff, 4), "ci95": [round(float(lo), 4), round(float(hi), 4)]}
+    return out
+
+
+def zero_shot_rule(logprobs: np.ndarray) -> np.ndarray:
+    """The backbone's own ImageNet answer, untrained: husky when its top-1 class is Siberian husky or Eskimo dog."""
+    return np.isin(logprobs.argmax(1), (ESKIMO_DOG, SIBERIAN_HUSKY))
+
+
 def cross_validate(x_views: np.ndarray, is_pos: np.ndarray, margins: np.ndarray | None, strata: list[str],
                    repeats: int = 3, folds: int = 5, c: float = 0.01, seed: int = 0) -> np.ndarray:
     """Out-of-fold decisions, (repeats, photos), of the two-class recipe refitted in every fold."""
@@ -56,14 +82,20 @@ def cross_validate(x_views: np.ndarray, is_pos: np.ndarray, margins: np.ndarray 
     return decisions
 
 
-def cv_report(decisions: np.ndarray, is_pos: np.ndarray, sources: list[str]) -> dict:
-    """The card's "cv" entry: all photos, and each source separately when there are several."""
-    report = {"all": summarise(decisions, is_pos)}
+def cv_report(decisions: np.ndarray, is_pos: np.ndarray, sources: list[str], anchor: np.ndarray | None = None) -> dict:
+    """The card's "cv" entry: all photos, and each source separately when there are several; with ``anchor`` (the
+    backbone's zero-shot decisions on the same photos) also the anchor's metrics ("zero_shot_rule") and the paired
+    differences, model minus anchor ("minus_zero_shot_rule"), per part."""
+    parts = {"all": np.ones(len(is_pos), bool)}
     names = sorted(set(sources) - {""})
     if len(names) > 1:
-        for name in names:
-            mask = np.array([s == name for s in sources])
-            report[name] = summarise(decisions[:, mask], is_pos[mask])
+        parts |= {name: np.array([s == name for s in sources]) for name in names}
+    report = {name: summarise(decisions[:, mask], is_pos[mask]) for name, mask in parts.items()}
+    if anchor is not None:
+        fixed = np.broadcast_to(anchor, decisions.shape)
+        report["zero_shot_rule"] = {name: summarise(fixed[:, mask], is_pos[mask]) for name, mask in parts.items()}
+        report["minus_zero_shot_rule"] = {name: paired_difference(decisions[:, mask], fixed[:, mask], is_pos[mask])
+                                          for name, mask in parts.items()}
     return report
 
 
@@ -83,10 +115,18 @@ def cross_validate_head(learn, x_views: np.ndarray, y: np.ndarray, kept: list, r
     report(f"repeated cross-validation of the head: {repeats} x 5 folds over {len(strata)} training photos")
     decisions = cross_validate(x_views, is_pos, margins(model, x_views[0]) if model.zero_shot else None, strata,
                                repeats=repeats, c=c, seed=seed)
-    result = cv_report(decisions, is_pos, sources)
-    for name, m in result.items():
-        report(f"cv {name}: " + ", ".join(f"{k} {m[k]['mean']:.3f} [{m[k]['ci95'][0]:.3f}, {m[k]['ci95'][1]:.3f}]"
-                                          for k in METRICS))
+    anchor = None
+    if model.backbone.num_classes == 1000:  # an ImageNet head: its zero-shot rule is the anchor to beat
+        start = model.backbone.num_features
+        anchor = zero_shot_rule(x_views[0][:, start:start + 1000])
+    result = cv_report(decisions, is_pos, sources, anchor)
+    for group, prefix in ((result, "cv"), (result.get("zero_shot_rule", {}), "zero-shot rule"),
+                          (result.get("minus_zero_shot_rule", {}), "cv minus zero-shot rule")):
+        for name, m in group.items():
+            if isinstance(m, dict) and "f1" in m:
+                report(f"{prefix} {name}: " + ", ".join(
+                    f"{k} {m[k]['mean']:+.3f} [{m[k]['ci95'][0]:+.3f}, {m[k]['ci95'][1]:+.3f}]" if "minus" in prefix
+                    else f"{k} {m[k]['mean']:.3f} [{m[k]['ci95'][0]:.3f}, {m[k]['ci95'][1]:.3f}]" for k in METRICS))
     return {"cv": result | {"repeats": repeats, "folds": 5}}
 
 
