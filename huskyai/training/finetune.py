@@ -57,14 +57,13 @@ def new_learner(samples: list[Sample], classes: list[str], config: TrainConfig, 
 
 def fine_tune(learn: Learner, y: np.ndarray, epochs: int, lr: float, noise_sigma: float = 0.0) -> None:
     """``epochs`` of fit_one_cycle over the whole network (the head at 10x ``lr``), classes weighted by
-    their rarity; nothing happens for 0 epochs. Under ``noise_sigma`` the batch-norm statistics adapt to the
-    noisy photos instead of staying frozen."""
+    their rarity; nothing happens for 0 epochs; ``noise_sigma``: every training batch under Gaussian noise."""
     if epochs > 0:
         counts = np.bincount(y, minlength=len(learn.dls.vocab))
         class_weights = torch.tensor(len(y) / (len(counts) * np.maximum(counts, 1)), dtype=torch.float32)
         learn.loss_func = CrossEntropyLossFlat(weight=class_weights)
         std = learn.dls.after_batch.fs[-1].std  # NormaliseCard, the last batch transform
-        cbs = [GaussianNoise(noise_sigma, std)] if noise_sigma else [FrozenBatchNorm()]
+        cbs = [FrozenBatchNorm()] + ([GaussianNoise(noise_sigma, std)] if noise_sigma else [])
         learn.fit_one_cycle(epochs, lr_max=slice(lr, lr * 10), cbs=cbs)
         learn.loss_func = CrossEntropyLossFlat()
     learn.model.eval()

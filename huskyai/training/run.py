@@ -31,8 +31,6 @@ def train(data: str | Path | list[str | Path], out: str | Path, report=print, re
     ``out`` and return the model card. ``options`` are TrainConfig's fields, e.g. ``epochs=3``. The shipped
     model's folder is refused as ``out`` unless ``replace_shipped``: writing there breaks its pin."""
     config = TrainConfig(**options)
-    if config.noise_sigma and config.epochs < 1:
-        raise DataError("noise_sigma trains the network under noise: give it epochs (e.g. --epochs 3)")
     if not replace_shipped:
         refuse_shipped(out)
     require("train", "training")
