@@ -109,19 +109,20 @@ def test_shipped_predictor_matches_the_fastai_learner():
             assert abs(ours.scores[cls] - p) < 1e-4
 
 
-@pytest.mark.slow  # 238 photos
-@pytest.mark.skipif(not SHARED_HUSKIES.is_dir(), reason="needs ../shared/data/huskies and huskies-web")
+@pytest.mark.slow  # 352 photos
+@pytest.mark.skipif(not (SHARED_HUSKIES.parent / "huskies-more").is_dir(),
+                    reason="needs ../shared/data/huskies, huskies-web and huskies-more")
 def test_shipped_model_on_its_held_out_photos(shipped):
     card = json.loads((EXPORT / "model.json").read_text())
     held = card["training"]["holdout_files"]  # source/label/file, never trained on
-    assert len(held) >= 200 and {k.split("/")[0] for k in held} == {"huskies", "huskies-web"}
+    assert len(held) >= 300 and {k.split("/")[0] for k in held} == {"huskies", "huskies-web", "huskies-more"}
     paths = [SHARED_HUSKIES.parent / k for k in held]
     preds = shipped.predict_batch(paths)
     from huskyai.evaluation.metrics import binary_metrics
 
     m = binary_metrics([p.parent.name == "husky" for p in paths], [p.label == "husky" for p in preds])
     assert m == card["metrics"]["holdout"]  # the card tells the truth about these photos
-    # 36 huskies among them: one husky moves recall by 3 points, so the bars here are the coarse ones
+    # 43 huskies among them: one husky moves recall by 2 points, so the bars here are the coarse ones
     assert m["accuracy"] >= 0.95 and m["recall"] >= 0.80 and m["precision"] >= 0.85
     web_wolves = [p for p, k in zip(preds, held) if k.startswith("huskies-web/not_husky/")]
     assert sum(p.label == "husky" for p in web_wolves) <= 0.03 * len(web_wolves) + 1
