@@ -66,8 +66,8 @@ class TrainConfig(BackboneConfig):
     zero_shot: bool = option(True, "no zero-shot stage (ImageNet's husky scores and margins) in the head",
                              flag="--plain-head")
     noise_sigma: float = option(0.0, "train for certified answers: Gaussian noise of this sigma (pixels in [0, 1]) on "
-                                "every training photo (the head's features, and --epochs of fine-tuning if any) and a plain "
-                                "head; the card records sigma for model.certify", metavar="SIGMA")
+                                "every training photo (the head's features, and --epochs of fine-tuning if any) and a "
+                                "plain head; the card records sigma for model.certify", metavar="SIGMA")
     pickle: bool = option(False, "also write fastai's learner.pkl (anyone loading it with fastai runs what it holds)")
     sign: bool = option(True, "sign the card with this machine's key, made on first use", python_only=True)
 
