@@ -500,17 +500,24 @@ def throughput_env(config: str) -> tuple[str, dict[str, str]]:
                   "HUSKYAI_ENGINE_THREADS": threads[0] if threads else "0"}
 
 
-def run_throughput(args: argparse.Namespace) -> int:
-    """The unbatched gradio path (BASELINE) against each configuration in --configs, in alternating rounds on
-    the same photos, each round a fresh app; the median of the rounds per configuration."""
+def noise_photos(count: int = 20) -> list[bytes]:
+    """The same ``count`` 640x480 noise JPEGs every run: what each mode sends."""
     from PIL import Image
 
     rng = np.random.default_rng(0)
     photos = []
-    for _ in range(20):
+    for _ in range(count):
         buf = io.BytesIO()
         Image.fromarray(rng.integers(0, 256, (480, 640, 3), dtype="uint8")).save(buf, "JPEG", quality=90)
         photos.append(buf.getvalue())
+    return photos
+
+
+def run_throughput(args: argparse.Namespace) -> int:
+    """The unbatched gradio path (BASELINE) against each configuration in --configs, in alternating rounds on
+    the same photos, each round a fresh app; the median of the rounds per configuration."""
+
+    photos = noise_photos()
     configs = [BASELINE, *[c for c in args.configs.split(",") if c and c != BASELINE]]
     results: dict[str, list[dict]] = {c: [] for c in configs}
     print(f"load average at the start: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
@@ -649,16 +656,10 @@ def limiter_cost(redis_url: str, checks: int = 2000) -> dict[str, float]:
 def run_service(args: argparse.Namespace) -> int:
     """Three replicas (one with limits in memory, two in Redis), two nginx (one in front of the memory replica,
     one in front of both Redis replicas), a redis-server; every configuration asked in each round, in turn."""
-    from PIL import Image
 
     if not (Path(REDIS_SERVER).exists() and Path(NGINX).exists()):
         raise SystemExit("needs Debian's redis-server and nginx (apt-get install redis-server nginx)")
-    rng = np.random.default_rng(0)
-    photos = []
-    for _ in range(20):
-        buf = io.BytesIO()
-        Image.fromarray(rng.integers(0, 256, (480, 640, 3), dtype="uint8")).save(buf, "JPEG", quality=90)
-        photos.append(buf.getvalue())
+    photos = noise_photos()
     procs: list[subprocess.Popen] = []
     fronts = Path(tempfile.mkdtemp(prefix="huskyai-nginx-"))  # not inside the 700 work folder: nginx's workers
     fronts.chmod(0o755)
