@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from huskyai.errors import DataError
 from huskyai.network.backbones import (  # names only: backbones imports torch where it loads weights
     ARCHS,
     DEFAULT_ARCH,
@@ -70,6 +71,10 @@ class TrainConfig(BackboneConfig):
                                 "plain head; the card records sigma for model.certify", metavar="SIGMA")
     pickle: bool = option(False, "also write fastai's learner.pkl (anyone loading it with fastai runs what it holds)")
     sign: bool = option(True, "sign the card with this machine's key, made on first use", python_only=True)
+
+    def __post_init__(self) -> None:
+        if not self.noise_sigma >= 0:  # also NaN: the card's sigma is what every certified radius is scaled by
+            raise DataError(f"noise_sigma must be 0 (no noise) or a positive sigma, got {self.noise_sigma}")
 
 
 @dataclass
