@@ -107,6 +107,14 @@ def data_block(classes: list[str], size: int, mean, std, valid_idx: list[int]) -
     )
 
 
+def input_std(dls) -> torch.Tensor:
+    """The card's per-channel std as the batches are normalised by it (NormaliseCard, the last batch transform):
+    noise given in [0, 1] pixels is this much smaller after normalising."""
+    normalise_card = dls.after_batch.fs[-1]
+    assert isinstance(normalise_card, NormaliseCard)
+    return normalise_card.std
+
+
 def make_dataloaders(samples: list[Sample], classes: list[str], size: int, mean, std,
                      valid_pct: float = 0.2, seed: int = 42, batch_size: int = 32):
     """fastai DataLoaders over ``samples``, split stratified by class."""

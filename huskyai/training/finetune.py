@@ -12,7 +12,7 @@ from huskyai.images.folders import Sample
 from huskyai.network.backbones import load_pretrained
 from huskyai.network.net import HuskyNet
 from huskyai.training.config import TrainConfig
-from huskyai.training.dataloaders import backbone_and_head, make_dataloaders
+from huskyai.training.dataloaders import backbone_and_head, input_std, make_dataloaders
 
 
 class FrozenBatchNorm(Callback):
@@ -62,8 +62,7 @@ def fine_tune(learn: Learner, y: np.ndarray, epochs: int, lr: float, noise_sigma
         counts = np.bincount(y, minlength=len(learn.dls.vocab))
         class_weights = torch.tensor(len(y) / (len(counts) * np.maximum(counts, 1)), dtype=torch.float32)
         learn.loss_func = CrossEntropyLossFlat(weight=class_weights)
-        std = learn.dls.after_batch.fs[-1].std  # NormaliseCard, the last batch transform
-        cbs = [FrozenBatchNorm()] + ([GaussianNoise(noise_sigma, std)] if noise_sigma else [])
+        cbs = [FrozenBatchNorm()] + ([GaussianNoise(noise_sigma, input_std(learn.dls))] if noise_sigma else [])
         learn.fit_one_cycle(epochs, lr_max=slice(lr, lr * 10), cbs=cbs)
         learn.loss_func = CrossEntropyLossFlat()
     learn.model.eval()

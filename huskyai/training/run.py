@@ -43,6 +43,7 @@ def train(data: str | Path | list[str | Path], out: str | Path, report=print, re
            + (f", {len(held)} held out for testing" if held else ""))
 
     # torch and fastai, only now that the photos are known to be usable
+    from huskyai.training.dataloaders import input_std
     from huskyai.training.finetune import fine_tune, new_learner
     from huskyai.training.head import extract_features, fit_head
     from huskyai.training.validation import cross_validate_head, validate
@@ -53,7 +54,7 @@ def train(data: str | Path | list[str | Path], out: str | Path, report=print, re
             kept = kept + _junk_samples(photos, config, Path(work) / "junk", report)
         learn = new_learner(kept, photos.classes, config, Path(work))
         plain_train = learn.dls.test_dl(learn.dls.train.items, with_labels=True)  # no augmentation
-        noise = config.noise_sigma / learn.dls.after_batch.fs[-1].std if config.noise_sigma else None
+        noise = config.noise_sigma / input_std(learn.dls) if config.noise_sigma else None
         x_views, y = extract_features(learn.model, plain_train, label="training features", noise=noise)
         threshold = fit_head(learn.model, x_views, y, len(photos.classes), len(photos.classes) - 1, c=config.c,
                              seed=config.seed, report=report)
